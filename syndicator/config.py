@@ -1,0 +1,311 @@
+"""The `config.yaml` schema, its defaults, and validation messages that name file and line.
+
+Every default lives here, with a comment when its reason is not obvious. Loading validates the
+whole file and reports every problem at once as `config.yaml:LINE: message`. Relative paths in
+the file are relative to the file's own folder, so the daemon can run from anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import ConfigError, Problem
+
+CONFIG_ENV = "SYNDICATOR_CONFIG"
+DEFAULT_CONFIG = Path("config.yaml")
+Frequency = Literal["immediate", "daily", "weekly", "monthly"]
+_CRON_FIELD = re.compile(r"^[\w*/,\-?]+$")
+
+
+class _Section(BaseModel):
+    # A misspelt key would otherwise be ignored silently and its default used instead.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SiteConfig(_Section):
+    title: str = "IREV"
+    base_url: str = "https://www.irev.fr"
+    feeds_url: str = "https://www.irev.fr/feeds/"
+    language: str = "fr"
+    timezone: str = "Europe/Paris"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use a name like 'Europe/Paris'") from None
+        return value
+
+    @field_validator("base_url", "feeds_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+        return value
+
+
+class ItemsConfig(_Section):
+    path: Path = Path("items")
+
+
+class FeedsConfig(_Section):
+    output: Path = Path("feeds")
+    max_items: int = Field(default=50, ge=1, le=1000)
+
+
+class SmtpConfig(_Section):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465); starttls is ignored when set
+    username_env: str | None = None
+    password_env: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    verify: bool = True  # certificates are verified unless an admin turns it off explicitly
+
+
+class EmailConfig(_Section):
+    from_: str = Field(default="IREV <lettre@example.org>", alias="from")
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox: Path = Path("outbox")
+    smtp: SmtpConfig = SmtpConfig()
+    max_connections: int = Field(default=4, ge=1, le=64)
+    rate_per_second: float = Field(default=20.0, gt=0)
+    max_items: int = Field(default=30, ge=1)
+    # Look-back in days per frequency, so that importing an archive never mails it.
+    lookback_days: dict[Frequency, int] = {"immediate": 2, "daily": 2, "weekly": 14, "monthly": 62}
+
+
+class ScheduleConfig(_Section):
+    refresh: str = "*/10 * * * *"
+    daily: str = "30 7 * * *"
+    weekly: str = "30 7 * * mon"
+    monthly: str = "30 7 1 * *"
+
+    @field_validator("refresh", "daily", "weekly", "monthly")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ValueError(
+                f"{value!r} is not a cron expression: five fields, minute hour day month weekday"
+            )
+        return value
+
+
+class WebConfig(_Section):
+    base_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class SubscriberConfig(_Section):
+    email: str
+    name: str | None = None
+    frequency: Frequency = "weekly"
+    thematiques: list[str] = []
+    territoires: list[str] = []
+    types: list[str] = []
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @field_validator("thematiques", "territoires", "types", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
+
+
+class Config(_Section):
+    """The whole of config.yaml, validated; `base_dir` is the folder relative paths start from."""
+
+    site: SiteConfig = SiteConfig()
+    items: ItemsConfig = ItemsConfig()
+    database: str = "sqlite:///syndicator.db"
+    feeds: FeedsConfig = FeedsConfig()
+    territoires: dict[str, str] = {}
+    email: EmailConfig = EmailConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    web: WebConfig = WebConfig()
+    subscribers: list[SubscriberConfig] = []
+    base_dir: Path = Field(Path("."), exclude=True)
+    source: str = Field(default="config.yaml", exclude=True)
+
+    @field_validator("territoires", "subscribers", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object, info: Any) -> object:
+        if value is None:
+            return {} if info.field_name == "territoires" else []
+        return value
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the file, relative to the file's folder unless absolute."""
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, a relative SQLite path taken from the config file's folder."""
+        prefix = "sqlite:///"
+        if self.database.startswith(prefix) and not self.database.startswith(prefix + "/"):
+            rest = self.database[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str((self.base_dir / rest).resolve())
+        return self.database
+
+    @property
+    def items_path(self) -> Path:
+        return self.resolve(self.items.path)
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """The config file to read: the --config option, else $SYNDICATOR_CONFIG, else ./config.yaml."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def _line_of(root: Any, loc: Sequence[int | str]) -> int | None:
+    """The 1-based line of the deepest node of `loc` that the YAML document has."""
+    node, line = root, getattr(getattr(root, "lc", None), "line", None)
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, Mapping) and key in node:
+                line = lc.key(key)[0] if lc else line
+                node = node[key]
+            elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+                line = lc.item(key)[0] if lc else line
+                node = node[key]
+            else:
+                break
+        except (KeyError, IndexError, TypeError):
+            break
+    return None if line is None else line + 1
+
+
+def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    where = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        parent: Any = model
+        for part in error["loc"][:-1]:
+            info = getattr(parent, "model_fields", {}).get(part)
+            annotation = getattr(info, "annotation", None) if info else None
+            parent = (
+                annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            )
+            if parent is None:
+                break
+        known = [f.alias or name for name, f in getattr(parent, "model_fields", {}).items()]
+        known = [k for k in known if k not in ("base_dir", "source")]
+        guess = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"; did you mean '{guess[0]}'?" if guess else f"; known keys: {', '.join(known)}"
+        return f"unknown key '{where}'{hint}"
+    if error["type"] == "missing":
+        return f"'{where}' is required"
+    text = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] in ("literal_error", "int_parsing", "float_parsing", "bool_parsing"):
+        text += f", not {error['input']!r}"
+    return f"{where}: {text}"
+
+
+def _duplicate_subscribers(root: Mapping[str, Any], path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int | None] = {}
+    subscribers = root.get("subscribers")
+    for index, entry in enumerate(subscribers if isinstance(subscribers, list) else []):
+        email = entry.get("email") if isinstance(entry, Mapping) else None
+        if not isinstance(email, str):
+            continue
+        key, line = email.strip().lower(), _line_of(root, ["subscribers", index])
+        if key in seen:
+            problems.append(
+                Problem(path, line, f"subscriber {email} is listed twice (first at line {seen[key]})")
+            )
+        else:
+            seen[key] = line
+    return problems
+
+
+def _missing_secrets(config: Config, path: str, root: Any) -> list[Problem]:
+    if config.email.transport != "smtp":
+        return []
+    problems = []
+    for name in ("username_env", "password_env"):
+        variable = getattr(config.email.smtp, name)
+        if variable and variable not in os.environ:
+            problems.append(
+                Problem(
+                    path,
+                    _line_of(root, ["email", "smtp", name]),
+                    f"email.smtp.{name} names ${variable}, which is not set; export it before running",
+                )
+            )
+    return problems
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate the text of a config file; raise `ConfigError` listing every problem."""
+    name = str(path)
+    try:
+        root = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ConfigError(
+            [Problem(name, line, f"not valid YAML: {exc.problem or exc.context}")],
+            hint="check the indentation and the quotes around values holding ':' or '#'",
+        ) from None
+    if root is None:
+        root = {}
+    if not isinstance(root, Mapping):
+        raise ConfigError([Problem(name, 1, "the file must be a mapping of keys (site:, items:, ...)")])
+    data = dict(root)
+    data.pop("base_dir", None)
+    data.pop("source", None)
+    problems = _duplicate_subscribers(root, name)
+    config = None
+    try:
+        config = Config.model_validate({**data, "base_dir": path.parent, "source": name})
+    except ValidationError as exc:
+        problems += [
+            Problem(name, _line_of(root, error["loc"]), _message(error, Config)) for error in exc.errors()
+        ]
+    if config is not None:
+        problems += _missing_secrets(config, name, root)
+    if problems or config is None:
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    return config
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the config file. Without one at the default place, use the defaults."""
+    path = config_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        if explicit or os.environ.get(CONFIG_ENV):
+            raise ConfigError(
+                [Problem(str(path), None, "no such file")],
+                hint="pass --config PATH or copy config.yaml from the project",
+            ) from None
+        return Config(base_dir=Path("."), source=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(path), None, f"cannot read: {exc}")]) from None
+    return parse_config(text, path)

@@ -1,0 +1,28 @@
+"""One cycle of the service: ingest, then (as later steps land) feeds and due digests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .config import Config
+from .ingest import IngestReport, Progress, ingest
+from .store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one cycle did."""
+
+    ingest: IngestReport
+
+    @property
+    def ok(self) -> bool:
+        return not self.ingest.errors
+
+
+def run_cycle(
+    config: Config, store: Store, *, now: datetime | None = None, progress: Progress | None = None
+) -> CycleReport:
+    """Run every step of a cycle once, in the order data flows."""
+    return CycleReport(ingest=ingest(store, [config.items_path], now=now, progress=progress))

@@ -1,0 +1,177 @@
+"""Reading item files into the store: new items added, changed ones updated, the rest skipped.
+
+A file whose size and modification time are those recorded at its last reading is not read
+again. Files are parsed in worker processes when there are many. When two files carry the same
+source URL, the one with the later `modifié le` wins (then the one whose path sorts last, so the
+outcome does not depend on the order files are read in) and a warning names both.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import ItemError, Problem
+from .items import NewsItem, ParsedItem, parse_file
+from .store import FileStamp, Store, StoredItem, content_hash
+
+CHUNK = 512  # files decided and saved per transaction: bounds memory, keeps progress moving
+PARALLEL_FROM = 200  # below this many files to parse, worker processes cost more than they save
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+Progress = Callable[[int, int], None]  # (files done, files in all)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFile:
+    """A file to ingest: the path as the user sees it, its absolute key and its stamp."""
+
+    path: str
+    key: str
+    stamp: FileStamp
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one ingest did, for the user and the logs."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, {len(self.errors)} errors"
+        )
+
+
+def _walk(directory: str) -> Iterator[ItemFile]:
+    entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():
+            yield from _walk(entry.path)
+        elif entry.name.endswith(".txt") and entry.is_file():
+            info = entry.stat()
+            yield ItemFile(entry.path, os.path.abspath(entry.path), FileStamp(info.st_size, info.st_mtime_ns))
+
+
+def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
+    """The item files under `paths` (directories searched for `*.txt`), in a stable order."""
+    found: list[ItemFile] = []
+    for path in map(str, paths):
+        try:
+            if os.path.isdir(path):
+                found.extend(_walk(path))
+            else:
+                info = os.stat(path)
+                found.append(ItemFile(path, os.path.abspath(path), FileStamp(info.st_size, info.st_mtime_ns)))
+        except OSError as exc:
+            report.errors.append(Problem(path, None, f"cannot read: {exc.strerror or exc}"))
+    return found
+
+
+def parse_one(path: str) -> ParsedItem | ItemError:
+    """Parse a file, returning its error instead of raising it (so workers can send it back)."""
+    try:
+        return parse_file(path)
+    except ItemError as exc:
+        return exc
+
+
+def parse_many(paths: Sequence[str]) -> Iterator[ParsedItem | ItemError]:
+    """Parse files in order, in worker processes when there are many."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(paths) < PARALLEL_FROM or workers < 2:
+        yield from map(parse_one, paths)
+        return
+    # forkserver, not fork: the daemon has threads, and forking a threaded process can deadlock.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(parse_one, paths, chunksize=32)
+
+
+def _wins(item: NewsItem, key: str, known: StoredItem) -> bool:
+    return (item.modified or _OLDEST, key) > (known.modified or _OLDEST, known.file_key)
+
+
+def ingest(
+    store: Store,
+    paths: Iterable[Path | str],
+    *,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Read the item files under `paths` into `store` and say what changed."""
+    now = now or datetime.now(UTC)
+    report = IngestReport()
+    candidates = scan(paths, report)
+    stamps = store.file_stamps()
+    to_read = [f for f in candidates if stamps.get(f.key) != f.stamp]
+    report.unchanged += len(candidates) - len(to_read)
+    done = len(candidates) - len(to_read)
+    if progress:
+        progress(done, len(candidates))
+    results = parse_many([f.path for f in to_read])
+    for start in range(0, len(to_read), CHUNK):
+        chunk = to_read[start : start + CHUNK]
+        parsed = [next(results) for _ in chunk]
+        _save_chunk(store, chunk, parsed, now, report)
+        done += len(chunk)
+        if progress:
+            progress(done, len(candidates))
+    return report
+
+
+def _save_chunk(
+    store: Store,
+    chunk: Sequence[ItemFile],
+    parsed: Sequence[ParsedItem | ItemError],
+    now: datetime,
+    report: IngestReport,
+) -> None:
+    known = store.stored(p.item.url for p in parsed if isinstance(p, ParsedItem))
+    changed: list[tuple[NewsItem, str, str]] = []
+    stamps: list[tuple[str, FileStamp, str | None]] = []
+    forget: list[str] = []
+    for file, result in zip(chunk, parsed, strict=True):
+        if isinstance(result, ItemError):
+            report.errors.extend(result.problems())
+            forget.append(file.key)
+            continue
+        item, digest = result.item, content_hash(result.item)
+        report.warnings.extend(result.warnings)
+        stamps.append((file.key, file.stamp, item.url))
+        previous = known.get(item.url)
+        if previous is not None and previous.file_key != file.key and os.path.exists(previous.file_key):
+            winner, loser = (
+                (file.path, previous.file) if _wins(item, file.key, previous) else (previous.file, file.path)
+            )
+            report.warnings.append(
+                Problem(
+                    file.path,
+                    result.source_line,
+                    f"same source URL as {previous.file}; {winner} is kept (later 'modifié le'), "
+                    f"{loser} is ignored",
+                    "warning",
+                )
+            )
+            if winner != file.path:
+                report.unchanged += 1
+                continue
+        if previous is None:
+            report.new += 1
+        elif previous.content_hash != digest:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+        if previous is None or previous.content_hash != digest or previous.file_key != file.key:
+            changed.append((item, file.key, digest))
+        known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, digest)
+    store.save(changed, stamps, forget, now)

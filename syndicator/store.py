@@ -1,0 +1,402 @@
+"""The database: items with their terms and attachments, and the stamps of ingested files.
+
+SQLAlchemy Core over a SQLite file by default (WAL, busy timeout), or any URL SQLAlchemy knows.
+The schema is versioned from the first release: `schema_version` holds the number of migrations
+applied, and opening a store applies the missing ones in order, in one transaction.
+Datetimes are stored in UTC and come back in Europe/Paris, the zone the items are written in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import TypeDecorator
+
+from .errors import StoreError
+from .french_dates import PARIS
+from .items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
+from .taxonomy import term_key
+
+
+class AwareDateTime(TypeDecorator[datetime]):
+    """An aware datetime, kept as naive UTC in the database and returned in Europe/Paris."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC).astimezone(PARIS)
+
+
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+terms = Table(
+    "terms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vocabulary", String(20), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("url", Text),
+    UniqueConstraint("vocabulary", "key"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(2000), nullable=False, unique=True),
+    Column("file", Text, nullable=False),
+    Column("file_key", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("type_id", ForeignKey("terms.id")),
+    Column("published", Date, index=True),
+    Column("modified", AwareDateTime),
+    Column("event_start", AwareDateTime),
+    Column("event_end", AwareDateTime),
+    Column("summary", Text, nullable=False),
+    Column("body_html", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen", AwareDateTime, nullable=False, index=True),
+    Column("last_changed", AwareDateTime, nullable=False, index=True),
+)
+
+item_terms = Table(
+    "item_terms",
+    metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("term_id", ForeignKey("terms.id"), primary_key=True, index=True),
+    Column("position", Integer, nullable=False),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("size_bytes", BigInteger),
+    Column("mime_type", String(200)),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("path", String(4000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("url", String(2000)),
+)
+
+
+def _v1_initial(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[terms, items, item_terms, attachments, files])
+
+
+# Append-only: a released migration is never edited, a new one is added at the end.
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial,)
+
+
+def content_hash(item: NewsItem) -> str:
+    """A fingerprint of everything an item says, whichever file it came from."""
+    data = item.to_json()
+    del data["file"]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """What the store knows of an item that ingest needs to decide about a new version."""
+
+    url: str
+    file: str
+    file_key: str
+    modified: datetime | None
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """The size and modification time a file had when it was last read."""
+
+    size: int
+    mtime_ns: int
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The database behind every command. Open with `Store.open(url)`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._term_ids: dict[tuple[str, str], int] = {}
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, and bring the schema to the current version."""
+        try:
+            engine = create_engine(url)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            raise StoreError(f"cannot use database {url!r}: {exc}", path="config.yaml") from None
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        try:
+            store._migrate()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open database {url!r}: {exc.__class__.__name__}: {exc}") from None
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as connection:
+            schema_version.create(connection, checkfirst=True)
+            current = connection.execute(select(func.max(schema_version.c.version))).scalar() or 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"the database is at schema version {current}, newer than this syndicator "
+                    f"({len(MIGRATIONS)}); upgrade syndicator"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                MIGRATIONS[version - 1](connection)
+                connection.execute(insert(schema_version).values(version=version))
+
+    @property
+    def version(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.max(schema_version.c.version))).scalar() or 0
+
+    # --- files -----------------------------------------------------------------------------
+
+    def file_stamps(self) -> dict[str, FileStamp]:
+        """Every file read so far, by absolute path."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(files.c.path, files.c.size, files.c.mtime_ns))
+            return {path: FileStamp(size, mtime) for path, size, mtime in rows}
+
+    # --- items -----------------------------------------------------------------------------
+
+    def stored(self, urls: Iterable[str]) -> dict[str, StoredItem]:
+        """What the store holds for these URLs."""
+        wanted = list(set(urls))
+        found: dict[str, StoredItem] = {}
+        columns = (items.c.url, items.c.file, items.c.file_key, items.c.modified, items.c.content_hash)
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), 500):
+                rows = connection.execute(
+                    select(*columns).where(items.c.url.in_(wanted[start : start + 500]))
+                )
+                for row in rows:
+                    found[row.url] = StoredItem(*row)
+        return found
+
+    def save(
+        self,
+        changed: Sequence[tuple[NewsItem, str, str]],
+        stamps: Sequence[tuple[str, FileStamp, str | None]],
+        forget: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """In one transaction: upsert items given as (item, file key, hash), record file stamps
+        as (file key, stamp, url), and forget the stamps of files that failed to parse.
+
+        An item whose hash is the stored one only moves to its new file; `last_changed` moves
+        only when the content did."""
+        try:
+            self._save(changed, stamps, forget, now)
+        except BaseException:
+            self._term_ids.clear()  # ids of terms inserted by the rolled-back transaction
+            raise
+
+    def _save(
+        self,
+        changed: Sequence[tuple[NewsItem, str, str]],
+        stamps: Sequence[tuple[str, FileStamp, str | None]],
+        forget: Sequence[str],
+        now: datetime,
+    ) -> None:
+        with self.engine.begin() as connection:
+            for item, file_key, digest in changed:
+                self._upsert(connection, item, file_key, digest, now)
+            for start in range(0, len(forget), 500):
+                connection.execute(delete(files).where(files.c.path.in_(forget[start : start + 500])))
+            if stamps:
+                keys = [key for key, _, _ in stamps]
+                for start in range(0, len(keys), 500):
+                    connection.execute(delete(files).where(files.c.path.in_(keys[start : start + 500])))
+                connection.execute(
+                    insert(files),
+                    [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in stamps],
+                )
+
+    def _term_id(self, connection: Connection, term: Term) -> int:
+        key = (term.vocabulary, term_key(term.name))
+        if key in self._term_ids:
+            return self._term_ids[key]
+        row = connection.execute(
+            select(terms.c.id, terms.c.url).where(terms.c.vocabulary == key[0], terms.c.key == key[1])
+        ).first()
+        if row is None:
+            inserted = connection.execute(
+                insert(terms).values(vocabulary=key[0], key=key[1], name=term.name, url=term.url)
+            ).inserted_primary_key
+            term_id = int(inserted[0]) if inserted else 0
+        else:
+            term_id = int(row.id)
+            if row.url is None and term.url:
+                connection.execute(update(terms).where(terms.c.id == term_id).values(url=term.url))
+        self._term_ids[key] = term_id
+        return term_id
+
+    def _upsert(
+        self, connection: Connection, item: NewsItem, file_key: str, digest: str, now: datetime
+    ) -> None:
+        values = {
+            "file": item.file,
+            "file_key": file_key,
+            "title": item.title,
+            "type_id": self._term_id(connection, item.type) if item.type else None,
+            "published": item.published,
+            "modified": item.modified,
+            "event_start": item.event_start,
+            "event_end": item.event_end,
+            "summary": item.summary,
+            "body_html": item.body_html,
+            "content_hash": digest,
+            "last_changed": now,
+        }
+        row = connection.execute(
+            select(items.c.id, items.c.content_hash).where(items.c.url == item.url)
+        ).first()
+        if row is not None and row.content_hash == digest:
+            connection.execute(
+                update(items).where(items.c.id == row.id).values(file=item.file, file_key=file_key)
+            )
+            return
+        item_id = row.id if row is not None else None
+        if item_id is None:
+            item_id = connection.execute(
+                insert(items).values(url=item.url, first_seen=now, **values)
+            ).inserted_primary_key[0]  # type: ignore[index]
+        else:
+            connection.execute(update(items).where(items.c.id == item_id).values(**values))
+            connection.execute(delete(item_terms).where(item_terms.c.item_id == item_id))
+            connection.execute(delete(attachments).where(attachments.c.item_id == item_id))
+        links: dict[int, int] = {}
+        for position, term in enumerate(item.thematiques + item.territoires):
+            links.setdefault(self._term_id(connection, term), position)
+        if links:
+            connection.execute(
+                insert(item_terms),
+                [{"item_id": item_id, "term_id": t, "position": p} for t, p in links.items()],
+            )
+        if item.attachments:
+            connection.execute(
+                insert(attachments),
+                [
+                    {
+                        "item_id": item_id,
+                        "position": p,
+                        "url": a.url,
+                        "size_bytes": a.size_bytes,
+                        "mime_type": a.mime_type,
+                    }
+                    for p, a in enumerate(item.attachments)
+                ],
+            )
+
+    def count_items(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(items)).scalar() or 0
+
+    def items(self) -> Iterator[NewsItem]:
+        """Every stored item as a `NewsItem`, newest publication first, then by URL."""
+        with self.engine.connect() as connection:
+            term_rows = connection.execute(select(terms.c.id, terms.c.vocabulary, terms.c.name, terms.c.url))
+            by_id = {row.id: Term(_vocabulary(row.vocabulary), row.name, row.url) for row in term_rows}
+            links: dict[int, list[tuple[int, int]]] = {}
+            for item_id, term_id, position in connection.execute(select(item_terms)):
+                links.setdefault(item_id, []).append((position, term_id))
+            files_of: dict[int, list[tuple[int, Attachment]]] = {}
+            for row in connection.execute(select(attachments)):
+                files_of.setdefault(row.item_id, []).append(
+                    (row.position, Attachment(row.url, row.size_bytes, row.mime_type))
+                )
+            query = select(items).order_by(items.c.published.desc(), items.c.url)
+            for row in connection.execute(query):
+                item_terms_ = [by_id[t] for _, t in sorted(links.get(row.id, []))]
+                yield NewsItem(
+                    url=row.url,
+                    file=row.file,
+                    title=row.title,
+                    type=by_id.get(row.type_id) if row.type_id else None,
+                    thematiques=tuple(t for t in item_terms_ if t.vocabulary == "thematiques"),
+                    territoires=tuple(t for t in item_terms_ if t.vocabulary == "territoires"),
+                    published=row.published,
+                    modified=row.modified,
+                    event_start=row.event_start,
+                    event_end=row.event_end,
+                    attachments=tuple(a for _, a in sorted(files_of.get(row.id, []), key=lambda x: x[0])),
+                    summary=row.summary,
+                    body_html=row.body_html,
+                )
+
+
+def _vocabulary(name: str) -> Vocabulary:
+    for vocabulary in VOCABULARIES:
+        if vocabulary == name:
+            return vocabulary
+    raise StoreError(f"unknown vocabulary {name!r} in the terms table")
