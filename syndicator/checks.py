@@ -17,6 +17,7 @@ class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     item_files: int = 0
     config: Config | None = None
+    hints: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -30,6 +31,7 @@ def check(config_file: str | None) -> CheckReport:
         report.config = load_config(config_file)
     except ConfigError as exc:
         report.problems.extend(exc.problems())
+        report.hints.extend([exc.hint] if exc.hint else [])
         return report
     scanned = IngestReport()
     files = scan([report.config.items_path], scanned)

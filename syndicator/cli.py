@@ -70,6 +70,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     report = check(args.config)
     _print_problems(report.problems)
+    for hint in report.hints:
+        print(f"hint: {hint}", file=sys.stderr)
     if report.config is not None:
         state = "OK" if report.ok else f"{len(report.problems)} problem(s)"
         print(f"{report.config.source}: {report.item_files} item files checked, {state}")

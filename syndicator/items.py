@@ -134,8 +134,8 @@ _FIELDS: dict[str, re.Pattern[str]] = {
 }
 _UNITS = {"o": 1, "octet": 1, "octets": 1}
 _UNITS |= dict.fromkeys(("ko", "kio", "kb"), 1024)
-_UNITS |= dict.fromkeys(("mo", "mio", "mb"), 1024 ** 2)
-_UNITS |= dict.fromkeys(("go", "gio", "gb"), 1024 ** 3)
+_UNITS |= dict.fromkeys(("mo", "mio", "mb"), 1024**2)
+_UNITS |= dict.fromkeys(("go", "gio", "gb"), 1024**3)
 
 _MIME = mimetypes.MimeTypes(filenames=())  # the built-in table only: the same on every machine
 for _ext, _type in {
@@ -286,20 +286,25 @@ def _source(footer: _Footer) -> tuple[str, datetime | None]:
 
 
 def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Attachment, ...]:
+    """Download links with their sizes: paired in order when there are as many of each, else
+    each link takes the `Poids` lines just before it (the website writes them in that order)."""
     sizes = list(footer.sizes)
+    in_order = len(sizes) == len(footer.downloads)
     found = []
     for number, line in footer.downloads:
         match = _MD_LINK.search(line)
-        assert match is not None  # the download pattern starts with the link's text
-        ref, target = match["ref"], match["target"]
+        ref, target = (match["ref"], match["target"]) if match else (None, "")
         url = target if target not in ("", "#") else links.get(int(ref)) if ref else None
+        size = None
+        if in_order:
+            size_match = sizes.pop(0)[1]
+            size = size_in_bytes(size_match["number"], size_match["unit"])
+        while sizes and sizes[0][0] < number:
+            size_match = sizes.pop(0)[1]
+            size = size_in_bytes(size_match["number"], size_match["unit"])
         if not url:
             footer.warn(number, "download link without a URL in 'Liens'; attachment ignored")
             continue
-        size = None
-        while sizes and sizes[0][0] < number:
-            _, size_match = sizes.pop(0)
-            size = size_in_bytes(size_match["number"], size_match["unit"])
         url = absolute(url, base)
         found.append(Attachment(url, size, mime_type(url)))
     for number, _ in sizes:
@@ -330,7 +335,7 @@ def parse_text(text: str, path: str) -> ParsedItem:
     url, modified = _source(footer)
     source_line = footer.values["source"][0]
 
-    rendered = render(resolve_links("\n".join(body), links, url))
+    rendered = render(resolve_links("\n".join(body), links, url), url)
     item_type, event_start, event_end, published = None, None, None, None
     vocab: dict[str, tuple[Term, ...]] = {}
     for name in VOCABULARIES:

@@ -81,10 +81,32 @@ def _plain(inline: Token) -> str:
     return " ".join("".join(parts).split())
 
 
-def render(markdown: str) -> RenderedBody:
+def _safe_links(tokens: list[Token], base: str) -> None:
+    """Make every link absolute, and unwrap (keep the text of) links to anything but the web."""
+    for block in tokens:
+        children = block.children or []
+        depth_dropped: list[bool] = []
+        kept: list[Token] = []
+        for child in children:
+            if child.type == "link_open":
+                href = absolute(str(child.attrGet("href") or ""), base)
+                bad = is_script_url(href) or urlsplit(href).scheme.lower() not in URL_SCHEMES
+                depth_dropped.append(bad)
+                if bad:
+                    continue
+                child.attrSet("href", href)
+            elif child.type == "link_close" and depth_dropped and depth_dropped.pop():
+                continue
+            kept.append(child)
+        if block.children is not None:
+            block.children = kept
+
+
+def render(markdown: str, base: str = "") -> RenderedBody:
     """Render resolved Markdown to sanitised HTML and its paragraphs as plain text."""
     parser = _parser()
     tokens = parser.parse(markdown)
+    _safe_links(tokens, base)
     html = parser.renderer.render(tokens, parser.options, {})
     clean = nh3.clean(
         html,

@@ -1,0 +1,135 @@
+"""The command line as a user runs it: output, messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Run
+from .support import ITEMS, SEED
+
+
+def test_parse_json_prints_one_object_per_item(run: Run) -> None:
+    """`parse --json` prints a JSON line per file, in the design's shape."""
+    files = sorted(str(p) for p in ITEMS.glob("*.txt"))[:3]
+    result = run("parse", *files, "--json")
+    assert result.code == 0 and result.err == ""
+    lines = result.out.splitlines()
+    assert len(lines) == 3
+    first = json.loads(lines[0])
+    assert first["file"] == files[0] and first["type"] == "Actu de l'IREV"
+
+
+def test_parse_a_broken_file_among_good_ones(run: Run, tmp_path: Path) -> None:
+    """A broken file prints one located line on stderr and nothing on stdout; others still print."""
+    broken = tmp_path / "broken.txt"
+    broken.write_text("Juste du texte.\n", encoding="utf-8")
+    result = run("parse", str(SEED), str(broken), str(SEED), "--json")
+    assert result.code == 1
+    assert len(result.out.splitlines()) == 2
+    [line] = result.err.splitlines()
+    assert line.startswith(f"{broken}:1: no source URL, so this is not an item; expected a line like ")
+
+
+def test_ingest_reports_counts_and_is_idempotent(run: Run, project: Path) -> None:
+    """`ingest` stores the samples, then finds them unchanged."""
+    count = len(list((project / "items").glob("*.txt")))
+    first = run("ingest")
+    assert (first.code, first.out) == (0, f"{count} new, 0 updated, 0 unchanged, 0 errors\n")
+    assert (project / "syndicator.db").exists()
+    second = run("ingest")
+    assert second.out == f"0 new, 0 updated, {count} unchanged, 0 errors\n"
+
+
+def test_ingest_with_a_broken_file_exits_1_but_stores_the_rest(run: Run, project: Path) -> None:
+    """A broken file makes the exit code 1; every good file is stored."""
+    (project / "items" / "zz-broken.txt").write_bytes(b"\xff\xfe\x00")
+    result = run("ingest", "items")
+    count = len(list((project / "items").glob("*.txt"))) - 1
+    assert result.code == 1
+    assert result.out == f"{count} new, 0 updated, 0 unchanged, 1 errors\n"
+    assert result.err == "items/zz-broken.txt:1: binary file, not an item (it holds NUL bytes)\n"
+
+
+def test_check_passes_on_the_shipped_project(run: Run, project: Path) -> None:
+    """`check` on the shipped config and samples finds nothing."""
+    result = run("check")
+    assert result.code == 0, result.err
+    assert result.out.startswith("config.yaml: ")
+    assert "OK" in result.out
+
+
+def test_check_reports_config_and_item_problems(run: Run, project: Path) -> None:
+    """`check` exits 1 with file:line lines for a bad config, then for bad items."""
+    config = project / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("max_items: 50", "max_items: beaucoup"))
+    bad = run("check")
+    assert bad.code == 1
+    [line] = bad.err.splitlines()
+    assert line.startswith("config.yaml:") and "feeds.max_items" in line and "beaucoup" in line
+
+    config.write_text(config.read_text(encoding="utf-8").replace("max_items: beaucoup", "max_items: 50"))
+    (project / "items" / "vide.txt").write_text("", encoding="utf-8")
+    dated = project / "items" / "date.txt"
+    dated.write_text(
+        "Texte.\n\nDates: 31 février 2022\n\nURL de la source: <https://irev.fr/a/texte>\n", encoding="utf-8"
+    )
+    result = run("check")
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        "items/date.txt:3: warning: event date ignored: no such day: 31/2/2022",
+        "items/vide.txt:1: empty file, not an item",
+    ]
+
+
+def test_run_once_ingests(run: Run, project: Path) -> None:
+    """`run --once` runs the cycle: today, ingest."""
+    result = run("run", "--once")
+    assert result.code == 0
+    assert " new, 0 updated, 0 unchanged, 0 errors" in result.out
+
+
+def test_usage_errors_exit_2(run: Run) -> None:
+    """An unknown command or a missing argument is a usage error."""
+    assert run("nonsense").code == 2
+    assert run("parse").code == 2
+
+
+def test_config_option_and_environment(
+    run: Run, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--config after the command, else $SYNDICATOR_CONFIG, names the file; a missing one exits 1."""
+    missing = run("check", "--config", str(tmp_path / "absent.yaml"))
+    assert missing.code == 1 and "absent.yaml: no such file" in missing.err
+    assert "hint:" in missing.err
+    monkeypatch.setenv("SYNDICATOR_CONFIG", str(tmp_path / "elsewhere.yaml"))
+    assert "elsewhere.yaml: no such file" in run("check").err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "mine.yaml").write_text("items:\n  path: ../items\ndatabase: sqlite:///mine.db\n")
+    assert run("ingest", "--config", str(other / "mine.yaml")).code == 0
+    assert (other / "mine.db").exists(), "paths in the file are relative to the file"
+
+
+def test_verbose_adds_the_traceback(run: Run, tmp_path: Path) -> None:
+    """Errors are one line; --verbose adds the traceback."""
+    quiet = run("ingest", "--config", str(tmp_path / "absent.yaml"))
+    loud = run("ingest", "--config", str(tmp_path / "absent.yaml"), "--verbose")
+    assert "Traceback" not in quiet.err and "Traceback" in loud.err
+
+
+def test_the_console_script_runs_in_a_pipe(project: Path) -> None:
+    """The installed `syndicator` entry point works as a subprocess, quiet in a pipe."""
+    env = {k: v for k, v in os.environ.items() if k != "SYNDICATOR_CONFIG"}
+    done = subprocess.run(
+        [sys.executable, "-m", "syndicator", "run", "--once"],
+        cwd=project, capture_output=True, text=True, check=False, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.endswith(" new, 0 updated, 0 unchanged, 0 errors\n")
