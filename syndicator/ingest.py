@@ -77,24 +77,51 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
     return found
 
 
-def parse_one(path: str) -> ParsedItem | ItemError:
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parsed file with the hash of its content, both made in a worker process."""
+
+    result: ParsedItem
+    digest: str
+
+
+def parse_one(path: str) -> Parsed | ItemError:
     """Parse a file, returning its error instead of raising it (so workers can send it back)."""
     try:
-        return parse_file(path)
+        parsed = parse_file(path)
     except ItemError as exc:
         return exc
+    return Parsed(parsed, content_hash(parsed.item))
+
+
+def parse_chunks(chunks: Sequence[Sequence[str]]) -> Iterator[list[Parsed | ItemError]]:
+    """Parse chunks of files in order, in worker processes when there are many files.
+
+    Workers run at most one chunk ahead of the caller, so results never pile up in memory
+    while the caller is busy saving the previous chunk."""
+    workers = min(os.cpu_count() or 1, 4)
+    if sum(map(len, chunks)) < PARALLEL_FROM or workers < 2:
+        for chunk in chunks:
+            yield [parse_one(path) for path in chunk]
+        return
+    # forkserver, not fork: the daemon has threads, and forking a threaded process can deadlock.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["syndicator.ingest"])  # workers start with it imported
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        ahead = None
+        for chunk in chunks:
+            current = pool.map(parse_one, chunk, chunksize=16)
+            if ahead is not None:
+                yield list(ahead)
+            ahead = current
+        if ahead is not None:
+            yield list(ahead)
 
 
 def parse_many(paths: Sequence[str]) -> Iterator[ParsedItem | ItemError]:
     """Parse files in order, in worker processes when there are many."""
-    workers = min(os.cpu_count() or 1, 4)
-    if len(paths) < PARALLEL_FROM or workers < 2:
-        yield from map(parse_one, paths)
-        return
-    # forkserver, not fork: the daemon has threads, and forking a threaded process can deadlock.
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(parse_one, paths, chunksize=32)
+    for results in parse_chunks([paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]):
+        yield from (r.result if isinstance(r, Parsed) else r for r in results)
 
 
 def _wins(item: NewsItem, key: str, known: StoredItem) -> bool:
@@ -118,10 +145,8 @@ def ingest(
     done = len(candidates) - len(to_read)
     if progress:
         progress(done, len(candidates))
-    results = parse_many([f.path for f in to_read])
-    for start in range(0, len(to_read), CHUNK):
-        chunk = to_read[start : start + CHUNK]
-        parsed = [next(results) for _ in chunk]
+    chunks = [to_read[start : start + CHUNK] for start in range(0, len(to_read), CHUNK)]
+    for chunk, parsed in zip(chunks, parse_chunks([[f.path for f in c] for c in chunks]), strict=True):
         _save_chunk(store, chunk, parsed, now, report)
         done += len(chunk)
         if progress:
@@ -132,20 +157,21 @@ def ingest(
 def _save_chunk(
     store: Store,
     chunk: Sequence[ItemFile],
-    parsed: Sequence[ParsedItem | ItemError],
+    parsed: Sequence[Parsed | ItemError],
     now: datetime,
     report: IngestReport,
 ) -> None:
-    known = store.stored(p.item.url for p in parsed if isinstance(p, ParsedItem))
+    known = store.stored(p.result.item.url for p in parsed if isinstance(p, Parsed))
     changed: list[tuple[NewsItem, str, str]] = []
     stamps: list[tuple[str, FileStamp, str | None]] = []
     forget: list[str] = []
-    for file, result in zip(chunk, parsed, strict=True):
-        if isinstance(result, ItemError):
-            report.errors.extend(result.problems())
+    for file, outcome in zip(chunk, parsed, strict=True):
+        if isinstance(outcome, ItemError):
+            report.errors.extend(outcome.problems())
             forget.append(file.key)
             continue
-        item, digest = result.item, content_hash(result.item)
+        result, digest = outcome.result, outcome.digest
+        item = result.item
         report.warnings.extend(result.warnings)
         stamps.append((file.key, file.stamp, item.url))
         previous = known.get(item.url)

@@ -132,6 +132,7 @@ _FIELDS: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
+_FIELD_INITIALS = frozenset("PpTtDdUu[")  # first characters of the field patterns above
 _UNITS = {"o": 1, "octet": 1, "octets": 1}
 _UNITS |= dict.fromkeys(("ko", "kio", "kb"), 1024)
 _UNITS |= dict.fromkeys(("mo", "mio", "mb"), 1024**2)
@@ -219,6 +220,8 @@ class _Footer:
     def take(self, number: int, line: str) -> bool:
         """Record `line` if it is a footer field; False when it belongs to the body."""
         stripped = line.strip()
+        if stripped[:1] not in _FIELD_INITIALS:
+            return False
         for name, pattern in _FIELDS.items():
             match = pattern.match(stripped)
             if match is None:

@@ -7,6 +7,7 @@ result is cleaned again by nh3, so no script, handler or `javascript:` URL can r
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -44,7 +45,10 @@ def is_script_url(url: str) -> bool:
 
 def absolute(url: str, base: str) -> str:
     """`url` resolved against the item's source URL; unchanged when it already is absolute."""
-    return urljoin(base, url.strip()) if base else url.strip()
+    url = url.strip()
+    if not base or url.startswith(("https://", "http://")):
+        return url
+    return urljoin(base, url)
 
 
 def resolve_links(markdown: str, links: dict[int, str], base: str) -> str:
@@ -66,9 +70,28 @@ def resolve_links(markdown: str, links: dict[int, str], base: str) -> str:
     return _LINK.sub(replace, markdown)
 
 
+# The Markdown the website exports: paragraphs, lists, quotes, emphasis, links, headings. Raw HTML
+# stays off (escaped as text); indented code, fences and reference definitions are off too, as
+# the export never means them and an indented paragraph must stay a paragraph.
+_RULES = ["paragraph", "list", "blockquote", "heading", "hr", "emphasis", "link", "autolink",
+          "escape", "backticks", "newline", "entity", "text_join"]  # fmt: skip
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9\-._~:/?#@!$&'()*+,;=%]*")
+
+
 @cache
 def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False, "typographer": False})
+    parser = MarkdownIt("zero", {"html": False, "typographer": False}).enable(_RULES)
+    encode = parser.normalizeLink
+
+    def normalize_link(url: str) -> str:
+        # The links are absolute and already encoded by resolve_links; markdown-it's encoder
+        # (punycode, percent-encoding) is only needed for the rare one that is not.
+        return url if _URL_SAFE.fullmatch(url) else encode(url)
+
+    parser.normalizeLink = normalize_link  # type: ignore[method-assign]
+    return parser
 
 
 def _plain(inline: Token) -> str:
@@ -102,21 +125,69 @@ def _safe_links(tokens: list[Token], base: str) -> None:
             block.children = kept
 
 
-def render(markdown: str, base: str = "") -> RenderedBody:
-    """Render resolved Markdown to sanitised HTML and its paragraphs as plain text."""
-    parser = _parser()
-    tokens = parser.parse(markdown)
-    _safe_links(tokens, base)
-    html = parser.renderer.render(tokens, parser.options, {})
-    clean = nh3.clean(
-        html,
+# A block with none of these characters and no line opening a Markdown block means nothing to
+# Markdown: it renders as its escaped text. Most paragraphs of an item are like that, and
+# skipping markdown-it for them halves the cost of parsing an item; tests/test_markup.py holds
+# both renderings equal.
+_INLINE_SYNTAX = re.compile(r"[*_\[\]<>&\\`]|  $|\t", re.MULTILINE)
+_BLOCK_OPENER = re.compile(r"^(?:[-+*>#\s]|\d{1,9}[.)]|=+\s*$)", re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
+
+
+def _escape_text(text: str) -> str:
+    """Text escaped as nh3 serialises it, so both paths give the same bytes."""
+    return html.escape(text, quote=False).replace("\u00a0", "&nbsp;")
+
+
+def _is_plain(block: str) -> bool:
+    return not _INLINE_SYNTAX.search(block) and not _BLOCK_OPENER.search(block)
+
+
+def _blocks(markdown: str) -> list[tuple[bool, str]]:
+    """The body cut at blank lines, plain blocks alone, the others grouped with their neighbours."""
+    groups: list[tuple[bool, str]] = []
+    for block in _BLANK_LINES.split(markdown.strip("\n")):
+        plain = _is_plain(block)
+        if not plain and groups and not groups[-1][0]:
+            groups[-1] = (False, groups[-1][1] + "\n\n" + block)
+        elif block.strip():
+            groups.append((plain, block))
+    return groups
+
+
+def _clean(fragment: str) -> str:
+    return nh3.clean(
+        fragment,
         tags=set(ALLOWED_TAGS),
         attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
         link_rel=None,
     )
-    paragraphs = tuple(text for token in tokens if token.type == "inline" and (text := _plain(token)))
-    return RenderedBody(html=clean.strip(), paragraphs=paragraphs)
+
+
+def _render_html(markdown: str, base: str) -> tuple[str, tuple[str, ...]]:
+    """Markdown to (HTML, paragraphs as plain text). What markdown-it renders goes through nh3;
+    plain blocks are escaped text already and skip it."""
+    parser = _parser()
+    parts: list[str] = []
+    paragraphs: list[str] = []
+    for plain, block in _blocks(markdown):
+        if plain:
+            lines = [line.rstrip(" ") for line in block.split("\n")]
+            parts.append("<p>" + "\n".join(map(_escape_text, lines)) + "</p>\n")
+            paragraphs.append(" ".join(" ".join(lines).split()))
+            continue
+        tokens = parser.parse(block)
+        _safe_links(tokens, base)
+        parts.append(_clean(parser.renderer.render(tokens, parser.options, {})))
+        paragraphs += [text for token in tokens if token.type == "inline" and (text := _plain(token))]
+    return "".join(parts), tuple(paragraphs)
+
+
+def render(markdown: str, base: str = "") -> RenderedBody:
+    """Render resolved Markdown to sanitised HTML and its paragraphs as plain text."""
+    body, paragraphs = _render_html(markdown, base)
+    return RenderedBody(html=body.strip(), paragraphs=paragraphs)
 
 
 def summarize(paragraph: str, limit: int = 300) -> str:

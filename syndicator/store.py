@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -268,15 +269,15 @@ class Store:
         forget: Sequence[str],
         now: datetime,
     ) -> None:
+        # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
+        latest = {item.url: (item, key, digest) for item, key, digest in changed}
         with self.engine.begin() as connection:
-            for item, file_key, digest in changed:
-                self._upsert(connection, item, file_key, digest, now)
-            for start in range(0, len(forget), 500):
-                connection.execute(delete(files).where(files.c.path.in_(forget[start : start + 500])))
+            self._save_items(connection, list(latest.values()), now)
+            keys = [key for key, _, _ in stamps]
+            for start in range(0, len(forget) + len(keys), 500):
+                batch = (list(forget) + keys)[start : start + 500]
+                connection.execute(delete(files).where(files.c.path.in_(batch)))
             if stamps:
-                keys = [key for key, _, _ in stamps]
-                for start in range(0, len(keys), 500):
-                    connection.execute(delete(files).where(files.c.path.in_(keys[start : start + 500])))
                 connection.execute(
                     insert(files),
                     [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in stamps],
@@ -301,10 +302,82 @@ class Store:
         self._term_ids[key] = term_id
         return term_id
 
-    def _upsert(
-        self, connection: Connection, item: NewsItem, file_key: str, digest: str, now: datetime
+    def _save_items(
+        self, connection: Connection, changed: Sequence[tuple[NewsItem, str, str]], now: datetime
     ) -> None:
-        values = {
+        """Bulk upsert: one statement per table and kind of change, not one per item."""
+        if not changed:
+            return
+        existing: dict[str, tuple[int, str]] = {}
+        urls = [item.url for item, _, _ in changed]
+        for start in range(0, len(urls), 500):
+            query = select(items.c.url, items.c.id, items.c.content_hash).where(
+                items.c.url.in_(urls[start : start + 500])
+            )
+            existing.update({row.url: (row.id, row.content_hash) for row in connection.execute(query)})
+        moved, new, updated = [], [], []
+        for item, file_key, digest in changed:
+            known = existing.get(item.url)
+            if known is not None and known[1] == digest:
+                moved.append({"b_id": known[0], "file": item.file, "file_key": file_key})
+                continue
+            values = self._columns(connection, item, file_key, digest, now)
+            if known is None:
+                new.append((item, {"url": item.url, "first_seen": now, **values}))
+            else:
+                updated.append((item, {"b_id": known[0], **values}))
+        if moved:
+            connection.execute(
+                update(items).where(items.c.id == bindparam("b_id")),
+                moved,
+            )
+        ids: list[tuple[int, NewsItem]] = []
+        if new:
+            # A plain executemany, then the ids by URL: RETURNING would cost a statement per row.
+            connection.execute(insert(items), [values for _, values in new])
+            new_ids = self._ids(connection, [item.url for item, _ in new])
+            ids += [(new_ids[item.url], item) for item, _ in new]
+        if updated:
+            connection.execute(
+                update(items).where(items.c.id == bindparam("b_id")),
+                [values for _, values in updated],
+            )
+            stale = [values["b_id"] for _, values in updated]
+            for start in range(0, len(stale), 500):
+                batch = stale[start : start + 500]
+                connection.execute(delete(item_terms).where(item_terms.c.item_id.in_(batch)))
+                connection.execute(delete(attachments).where(attachments.c.item_id.in_(batch)))
+            ids += [(values["b_id"], item) for item, values in updated]
+        links, files_ = [], []
+        for item_id, item in ids:
+            seen: set[int] = set()
+            for position, term in enumerate(item.thematiques + item.territoires):
+                term_id = self._term_id(connection, term)
+                if term_id not in seen:
+                    seen.add(term_id)
+                    links.append({"item_id": item_id, "term_id": term_id, "position": position})
+            files_ += [
+                {"item_id": item_id, "position": p, "url": a.url, "size_bytes": a.size_bytes,
+                 "mime_type": a.mime_type}
+                for p, a in enumerate(item.attachments)
+            ]  # fmt: skip
+        if links:
+            connection.execute(insert(item_terms), links)
+        if files_:
+            connection.execute(insert(attachments), files_)
+
+    @staticmethod
+    def _ids(connection: Connection, urls: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(urls), 500):
+            query = select(items.c.url, items.c.id).where(items.c.url.in_(urls[start : start + 500]))
+            found.update({row.url: row.id for row in connection.execute(query)})
+        return found
+
+    def _columns(
+        self, connection: Connection, item: NewsItem, file_key: str, digest: str, now: datetime
+    ) -> dict[str, Any]:
+        return {
             "file": item.file,
             "file_key": file_key,
             "title": item.title,
@@ -318,45 +391,6 @@ class Store:
             "content_hash": digest,
             "last_changed": now,
         }
-        row = connection.execute(
-            select(items.c.id, items.c.content_hash).where(items.c.url == item.url)
-        ).first()
-        if row is not None and row.content_hash == digest:
-            connection.execute(
-                update(items).where(items.c.id == row.id).values(file=item.file, file_key=file_key)
-            )
-            return
-        item_id = row.id if row is not None else None
-        if item_id is None:
-            item_id = connection.execute(
-                insert(items).values(url=item.url, first_seen=now, **values)
-            ).inserted_primary_key[0]  # type: ignore[index]
-        else:
-            connection.execute(update(items).where(items.c.id == item_id).values(**values))
-            connection.execute(delete(item_terms).where(item_terms.c.item_id == item_id))
-            connection.execute(delete(attachments).where(attachments.c.item_id == item_id))
-        links: dict[int, int] = {}
-        for position, term in enumerate(item.thematiques + item.territoires):
-            links.setdefault(self._term_id(connection, term), position)
-        if links:
-            connection.execute(
-                insert(item_terms),
-                [{"item_id": item_id, "term_id": t, "position": p} for t, p in links.items()],
-            )
-        if item.attachments:
-            connection.execute(
-                insert(attachments),
-                [
-                    {
-                        "item_id": item_id,
-                        "position": p,
-                        "url": a.url,
-                        "size_bytes": a.size_bytes,
-                        "mime_type": a.mime_type,
-                    }
-                    for p, a in enumerate(item.attachments)
-                ],
-            )
 
     def count_items(self) -> int:
         with self.engine.connect() as connection:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"})
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -21,6 +22,7 @@ def slugify(name: str) -> str:
     return _NOT_ALNUM.sub("-", ascii_only).strip("-")
 
 
+@lru_cache(maxsize=4096)
 def term_key(name: str) -> str:
     """The identity of a term name within its vocabulary: its slug, or the name when it has none."""
     return slugify(name) or " ".join(name.split()).lower()

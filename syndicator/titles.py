@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_TOKEN_SPLIT = re.compile(r"([^\W_]+(?:['’][^\W_]+)*)")
 # What may sit between two body words for them to count as neighbours in a title.
 _TIGHT = frozenset({" ", "-", " - ", "\u00a0", "'", "’"})
 _SENTENCE_END = frozenset(".!?\n")
@@ -68,68 +68,72 @@ def fold(word: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-@dataclass(slots=True)
-class _Forms:
-    inside: Counter[str] = field(default_factory=Counter)
-    initial: Counter[str] = field(default_factory=Counter)
-
-    def best(self) -> str:
-        if self.inside:
-            return self.inside.most_common(1)[0][0]
-        form = self.initial.most_common(1)[0][0]
-        first = _TOKEN.match(form)
-        if first and _is_lowerable(first.group()):
-            return form[0].lower() + form[1:]
-        return form
-
-
 def _is_lowerable(word: str) -> bool:
     head = re.split(r"['’]", word)[0]
     return fold(head) in _FUNCTION_WORDS and not (len(word) > 1 and word.isupper())
 
 
-def _starts_sentence(text: str, start: int) -> bool:
-    before = text[max(0, start - 8) : start].rstrip(' \t"«*“(')
-    if not before:
-        return start < 8  # nothing but quotes or spaces since the start of the text
-    return before[-1] in _SENTENCE_END
+def _starts_sentence(separator: str, first: bool) -> bool:
+    """Whether the word after `separator` (the text since the previous word) starts a sentence."""
+    before = separator.rstrip(' \t"«*“(')
+    return before[-1] in _SENTENCE_END if before else first
 
 
-def _tokens(text: str) -> tuple[list[str], list[re.Match[str]]]:
-    """Body words, folded, and where each one stands in the text."""
-    matches = list(_TOKEN.finditer(text))
-    return [fold(m.group()) for m in matches], matches
+class _Words:
+    """The body cut into words and what separates them: `words[i]` follows `separators[i]`."""
+
+    def __init__(self, text: str) -> None:
+        parts = _TOKEN_SPLIT.split(text)  # one C call: [sep, word, sep, word, ..., sep]
+        self.separators = parts[0::2]
+        self.words = parts[1::2]
+        self.folded = list(map(fold, self.words))
+
+    def form(self, start: int, length: int) -> str:
+        pieces = [self.words[start]]
+        for index in range(start + 1, start + length):
+            pieces += (self.separators[index], self.words[index])
+        return "".join(pieces)
 
 
-def _runs(slug_words: list[str], text: str) -> list[dict[int, _Forms]]:
-    """For each slug position, the body forms of every run of slug words starting there."""
-    folded, matches = _tokens(text)
+def _runs(slug_words: list[str], body: _Words) -> list[dict[int, list[int]]]:
+    """For each slug position, every run length the body has from there, with where it starts."""
     wanted = set(slug_words)
     positions: dict[str, list[int]] = {}
-    for index, word in enumerate(folded):
+    for index, word in enumerate(body.folded):
         if word in wanted:
             positions.setdefault(word, []).append(index)
-    runs: list[dict[int, _Forms]] = [{} for _ in slug_words]
+    runs: list[dict[int, list[int]]] = [{} for _ in slug_words]
     for i, word in enumerate(slug_words):
         for start in positions.get(word, ()):
-            initial = _starts_sentence(text, matches[start].start())
             length = 1
             while True:
-                forms = runs[i].get(length)
-                if forms is None:
-                    forms = runs[i][length] = _Forms()
-                text_form = text[matches[start].start() : matches[start + length - 1].end()]
-                (forms.initial if initial else forms.inside)[text_form] += 1
+                runs[i].setdefault(length, []).append(start)
                 nxt = start + length
                 if (
                     i + length >= len(slug_words)
-                    or nxt >= len(folded)
-                    or folded[nxt] != slug_words[i + length]
-                    or text[matches[nxt - 1].end() : matches[nxt].start()] not in _TIGHT
+                    or nxt >= len(body.folded)
+                    or body.folded[nxt] != slug_words[i + length]
+                    or body.separators[nxt] not in _TIGHT
                 ):
                     break
                 length += 1
     return runs
+
+
+def _best_form(body: _Words, starts: list[int], length: int) -> str:
+    """The most frequent spelling of a run, preferring those that do not start a sentence."""
+    inside: Counter[str] = Counter()
+    initial: Counter[str] = Counter()
+    for start in starts:
+        form = body.form(start, length)
+        (initial if _starts_sentence(body.separators[start], start == 0) else inside)[form] += 1
+    if inside:
+        return inside.most_common(1)[0][0]
+    form = initial.most_common(1)[0][0]
+    first = _TOKEN.match(form)
+    if first and _is_lowerable(first.group()):
+        return form[0].lower() + form[1:]
+    return form
 
 
 def restore_title(slug: str, body_text: str) -> str:
@@ -140,7 +144,8 @@ def restore_title(slug: str, body_text: str) -> str:
     slug_words = [w for w in re.split(r"[-_]+", slug.lower()) if w]
     if not slug_words:
         return ""
-    runs = _runs(slug_words, body_text)
+    body = _Words(body_text)
+    runs = _runs(slug_words, body)
     count = len(slug_words)
     # best[i]: (segments, unmatched words) to spell slug_words[i:], fewest segments first.
     best: list[tuple[int, int, int]] = [(0, 0, 0)] * (count + 1)
@@ -157,7 +162,7 @@ def restore_title(slug: str, body_text: str) -> str:
             pieces.append(slug_words[i])
             i += 1
         else:
-            pieces.append(runs[i][length].best())
+            pieces.append(_best_form(body, runs[i][length], length))
             i += length
     title = " ".join(pieces)
     return title[0].upper() + title[1:]
