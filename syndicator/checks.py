@@ -1,4 +1,4 @@
-"""`syndicator check`: every problem with config.yaml and the item files, without touching the store."""
+"""`syndicator check`: every problem with config.yaml, the templates and the item files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from .config import Config, load_config
 from .errors import ConfigError, Problem
 from .ingest import IngestReport, parse_many, scan
 from .items import ParsedItem
+from .templating import environment, template_problems
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ def check(config_file: str | None) -> CheckReport:
         report.problems.extend(exc.problems())
         report.hints.extend([exc.hint] if exc.hint else [])
         return report
+    report.problems.extend(template_problems(environment(report.config.templates_path)))
     scanned = IngestReport()
     files = scan([report.config.items_path], scanned)
     report.problems.extend(scanned.errors)

@@ -18,6 +18,7 @@ from .checks import check
 from .config import Config, load_config
 from .cycle import run_cycle
 from .errors import Problem, SyndicatorError
+from .feeds import update_feeds
 from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
 from .progress import progress_bar
@@ -78,6 +79,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_feeds(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with _open(config) as store:
+        report = update_feeds(store, config)
+    print(report.summary())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         print("syndicator run: the daemon is not built yet; use 'syndicator run --once'", file=sys.stderr)
@@ -85,7 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _open(config) as store, progress_bar("Ingesting") as progress:
         report = run_cycle(config, store, progress=progress)
-    return _ingest_report(report.ingest)
+    code = _ingest_report(report.ingest)
+    print(f"feeds: {report.feeds.summary()}")
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = add("ingest", cmd_ingest, "read item files into the store (default: items.path)")
     sub.add_argument("paths", nargs="*", metavar="PATH")
+
+    add("feeds", cmd_feeds, "(re)build the feeds and their indexes from the store")
 
     add("check", cmd_check, "validate config.yaml and the item files; exit 1 on any problem")
 

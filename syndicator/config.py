@@ -63,6 +63,7 @@ class ItemsConfig(_Section):
 class FeedsConfig(_Section):
     output: Path = Path("feeds")
     max_items: int = Field(default=50, ge=1, le=1000)
+    ttl: int = Field(default=60, ge=1)  # minutes a feed reader may wait before polling again
 
 
 class SmtpConfig(_Section):
@@ -139,6 +140,7 @@ class Config(_Section):
     items: ItemsConfig = ItemsConfig()
     database: str = "sqlite:///syndicator.db"
     feeds: FeedsConfig = FeedsConfig()
+    templates: Path = Path("templates")  # admins' templates; missing ones come from syndicator
     territoires: dict[str, str] = {}
     email: EmailConfig = EmailConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -171,6 +173,14 @@ class Config(_Section):
     @property
     def items_path(self) -> Path:
         return self.resolve(self.items.path)
+
+    @property
+    def feeds_path(self) -> Path:
+        return self.resolve(self.feeds.output)
+
+    @property
+    def templates_path(self) -> Path:
+        return self.resolve(self.templates)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:

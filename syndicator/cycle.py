@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .config import Config
+from .feeds import FeedsReport, update_feeds
 from .ingest import IngestReport, Progress, ingest
 from .store import Store
 
@@ -15,6 +16,7 @@ class CycleReport:
     """What one cycle did."""
 
     ingest: IngestReport
+    feeds: FeedsReport
 
     @property
     def ok(self) -> bool:
@@ -25,4 +27,5 @@ def run_cycle(
     config: Config, store: Store, *, now: datetime | None = None, progress: Progress | None = None
 ) -> CycleReport:
     """Run every step of a cycle once, in the order data flows."""
-    return CycleReport(ingest=ingest(store, [config.items_path], now=now, progress=progress))
+    ingested = ingest(store, [config.items_path], now=now, progress=progress)
+    return CycleReport(ingest=ingested, feeds=update_feeds(store, config))

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -44,7 +44,7 @@ from sqlalchemy.types import TypeDecorator
 from .errors import StoreError
 from .french_dates import PARIS
 from .items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
-from .taxonomy import term_key
+from .taxonomy import slugify, term_key
 
 
 class AwareDateTime(TypeDecorator[datetime]):
@@ -76,7 +76,10 @@ terms = Table(
     Column("key", String(500), nullable=False),
     Column("name", String(500), nullable=False),
     Column("url", Text),
+    # The file name of the term's feeds, given once and kept: feed readers hold its URL.
+    Column("slug", String(200)),
     UniqueConstraint("vocabulary", "key"),
+    UniqueConstraint("vocabulary", "slug"),
 )
 
 items = Table(
@@ -127,8 +130,23 @@ files = Table(
 )
 
 
+feed_files = Table(
+    "feed_files",
+    metadata,
+    Column("path", String(500), primary_key=True),  # relative to feeds.output
+    Column("signature", String(64), nullable=False),  # of what the file was built from
+)
+
+state = Table(
+    "state",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
 def _v1_initial(connection: Connection) -> None:
-    metadata.create_all(connection, tables=[terms, items, item_terms, attachments, files])
+    metadata.create_all(connection, tables=[terms, items, item_terms, attachments, files, feed_files, state])
 
 
 # Append-only: a released migration is never edited, a new one is added at the end.
@@ -151,6 +169,30 @@ class StoredItem:
     file_key: str
     modified: datetime | None
     content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTerm:
+    """A term as the store keeps it: its name as items first spelt it, page URL and feed slug."""
+
+    id: int
+    vocabulary: Vocabulary
+    name: str
+    url: str | None
+    slug: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStamp:
+    """What a feed needs to know of an item to place it, without loading its text."""
+
+    id: int
+    url: str
+    content_hash: str
+    published: date | None
+    first_seen: datetime
+    updated: datetime
+    term_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +314,10 @@ class Store:
         # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
         latest = {item.url: (item, key, digest) for item, key, digest in changed}
         with self.engine.begin() as connection:
-            self._save_items(connection, list(latest.values()), now)
+            if latest:
+                self._save_items(connection, list(latest.values()), now)
+                generation = int(self._get_state(connection, "items.generation") or 0) + 1
+                self._set_state(connection, "items.generation", str(generation))
             keys = [key for key, _, _ in stamps]
             for start in range(0, len(forget) + len(keys), 500):
                 batch = (list(forget) + keys)[start : start + 500]
@@ -398,21 +443,36 @@ class Store:
 
     def items(self) -> Iterator[NewsItem]:
         """Every stored item as a `NewsItem`, newest publication first, then by URL."""
+        yield from self._items(None)
+
+    def items_by_id(self, ids: Iterable[int]) -> dict[int, NewsItem]:
+        """The stored items with these ids."""
+        wanted = sorted(set(ids))
+        found: dict[int, NewsItem] = {}
+        for start in range(0, len(wanted), 500):
+            found.update(self._items(wanted[start : start + 500], with_ids=True))
+        return found
+
+    def _items(self, ids: Sequence[int] | None, *, with_ids: bool = False) -> Iterator[Any]:
         with self.engine.connect() as connection:
-            term_rows = connection.execute(select(terms.c.id, terms.c.vocabulary, terms.c.name, terms.c.url))
-            by_id = {row.id: Term(_vocabulary(row.vocabulary), row.name, row.url) for row in term_rows}
+            by_id = {t.id: Term(t.vocabulary, t.name, t.url) for t in self._terms(connection).values()}
+            link_query, file_query = select(item_terms), select(attachments)
+            item_query = select(items).order_by(items.c.published.desc(), items.c.url)
+            if ids is not None:
+                link_query = link_query.where(item_terms.c.item_id.in_(ids))
+                file_query = file_query.where(attachments.c.item_id.in_(ids))
+                item_query = item_query.where(items.c.id.in_(ids))
             links: dict[int, list[tuple[int, int]]] = {}
-            for item_id, term_id, position in connection.execute(select(item_terms)):
+            for item_id, term_id, position in connection.execute(link_query):
                 links.setdefault(item_id, []).append((position, term_id))
             files_of: dict[int, list[tuple[int, Attachment]]] = {}
-            for row in connection.execute(select(attachments)):
+            for row in connection.execute(file_query):
                 files_of.setdefault(row.item_id, []).append(
                     (row.position, Attachment(row.url, row.size_bytes, row.mime_type))
                 )
-            query = select(items).order_by(items.c.published.desc(), items.c.url)
-            for row in connection.execute(query):
+            for row in connection.execute(item_query):
                 item_terms_ = [by_id[t] for _, t in sorted(links.get(row.id, []))]
-                yield NewsItem(
+                item = NewsItem(
                     url=row.url,
                     file=row.file,
                     title=row.title,
@@ -427,6 +487,104 @@ class Store:
                     summary=row.summary,
                     body_html=row.body_html,
                 )
+                yield (row.id, item) if with_ids else item
+
+    # --- what feeds are built from ---------------------------------------------------------
+
+    @staticmethod
+    def _terms(connection: Connection) -> dict[int, StoredTerm]:
+        rows = connection.execute(
+            select(terms.c.id, terms.c.vocabulary, terms.c.name, terms.c.url, terms.c.slug)
+        )
+        return {
+            row.id: StoredTerm(row.id, _vocabulary(row.vocabulary), row.name, row.url, row.slug)
+            for row in rows
+        }
+
+    def terms(self) -> dict[int, StoredTerm]:
+        """Every term, by id."""
+        with self.engine.connect() as connection:
+            return self._terms(connection)
+
+    def item_stamps(self) -> list[ItemStamp]:
+        """Every item, light: ids, hash, dates and the ids of its terms (type included)."""
+        with self.engine.connect() as connection:
+            links: dict[int, list[int]] = {}
+            for item_id, term_id in connection.execute(select(item_terms.c.item_id, item_terms.c.term_id)):
+                links.setdefault(item_id, []).append(term_id)
+            columns = (
+                items.c.id, items.c.url, items.c.content_hash, items.c.published, items.c.first_seen,
+                items.c.modified, items.c.last_changed, items.c.type_id,
+            )  # fmt: skip
+            return [
+                ItemStamp(
+                    row.id,
+                    row.url,
+                    row.content_hash,
+                    row.published,
+                    row.first_seen,
+                    row.modified or row.last_changed,
+                    ((row.type_id,) if row.type_id else ()) + tuple(links.get(row.id, ())),
+                )
+                for row in connection.execute(select(*columns))
+            ]
+
+    def change_stamp(self) -> str:
+        """A value that changes whenever items are added or changed: a counter the writes bump."""
+        with self.engine.connect() as connection:
+            return self._get_state(connection, "items.generation") or "0"
+
+    def assign_slugs(self, term_ids: Iterable[int]) -> dict[int, str]:
+        """Give each of these terms a feed slug if it has none, unique in its vocabulary, and
+        return the slugs of all of them. A clash takes a numbered suffix, kept from then on."""
+        with self.engine.begin() as connection:
+            known = self._terms(connection)
+            taken = {(t.vocabulary, t.slug) for t in known.values() if t.slug}
+            slugs: dict[int, str] = {}
+            for term_id in sorted(set(term_ids)):
+                term = known[term_id]
+                if term.slug:
+                    slugs[term_id] = term.slug
+                    continue
+                base = slugify(term.name)[:150] or "terme"
+                slug, number = base, 2
+                while (term.vocabulary, slug) in taken:
+                    slug, number = f"{base}-{number}", number + 1
+                taken.add((term.vocabulary, slug))
+                connection.execute(update(terms).where(terms.c.id == term_id).values(slug=slug))
+                slugs[term_id] = slug
+            return slugs
+
+    def feed_signatures(self) -> dict[str, str]:
+        """The feed files written so far, with the signature of what each was built from."""
+        with self.engine.connect() as connection:
+            return {row.path: row.signature for row in connection.execute(select(feed_files))}
+
+    def record_feeds(self, signatures: dict[str, str], removed: Iterable[str], stamp: str) -> None:
+        """Remember the feed files now on disk, and the stamp they were built at."""
+        with self.engine.begin() as connection:
+            gone = list(removed) + list(signatures)
+            for start in range(0, len(gone), 500):
+                connection.execute(delete(feed_files).where(feed_files.c.path.in_(gone[start : start + 500])))
+            if signatures:
+                connection.execute(
+                    insert(feed_files), [{"path": p, "signature": s} for p, s in signatures.items()]
+                )
+            self._set_state(connection, "feeds.stamp", stamp)
+
+    def get_state(self, key: str) -> str | None:
+        with self.engine.connect() as connection:
+            return self._get_state(connection, key)
+
+    @staticmethod
+    def _get_state(connection: Connection, key: str) -> str | None:
+        value: str | None = connection.execute(select(state.c.value).where(state.c.key == key)).scalar()
+        return value
+
+    @staticmethod
+    def _set_state(connection: Connection, key: str, value: str) -> None:
+        connection.execute(delete(state).where(state.c.key == key))
+        connection.execute(insert(state).values(key=key, value=value))
 
 
 def _vocabulary(name: str) -> Vocabulary:

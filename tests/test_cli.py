@@ -88,10 +88,11 @@ def test_check_reports_config_and_item_problems(run: Run, project: Path) -> None
 
 
 def test_run_once_ingests(run: Run, project: Path) -> None:
-    """`run --once` runs the cycle: today, ingest."""
+    """`run --once` runs the cycle: ingest, then feeds."""
     result = run("run", "--once")
     assert result.code == 0
     assert " new, 0 updated, 0 unchanged, 0 errors" in result.out
+    assert (project / "feeds" / "all.atom").exists()
 
 
 def test_usage_errors_exit_2(run: Run) -> None:
@@ -132,4 +133,18 @@ def test_the_console_script_runs_in_a_pipe(project: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert done.stdout.endswith(" new, 0 updated, 0 unchanged, 0 errors\n")
+    assert done.stdout.splitlines()[0].endswith(" new, 0 updated, 0 unchanged, 0 errors")
+    assert (
+        done.stdout.splitlines()[1].startswith("feeds: ")
+        and " written, 0 unchanged, 0 removed" in done.stdout
+    )
+
+
+def test_check_reports_a_broken_template_with_its_line(run: Run, project: Path) -> None:
+    """An admin's template with a syntax error is reported as file:line."""
+    (project / "templates").mkdir()
+    (project / "templates" / "feeds_index.html").write_text("<p>\n{% for x in %}\n", encoding="utf-8")
+    result = run("check")
+    assert result.code == 1
+    [line] = result.err.splitlines()
+    assert line.startswith("templates/feeds_index.html:2: template error: ")

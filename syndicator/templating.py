@@ -1,0 +1,68 @@
+"""The Jinja2 environment for every page and email: admins' templates first, then the shipped ones.
+
+Templates live in `templates/` beside config.yaml (the `templates` key); a file missing there is
+taken from the templates shipped with syndicator. Autoescape is on. French formatting of dates
+and sizes comes from babel, as filters.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError
+
+from .errors import Problem
+from .french_dates import PARIS
+
+SHIPPED = Path(__file__).resolve().parent.parent / "templates"
+LOCALE = "fr_FR"
+
+
+def french_date(value: date | datetime | None, style: str = "long") -> str:
+    """`30 novembre 2021` (long), `mardi 30 novembre 2021` (full)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(PARIS).date()
+    return format_date(value, format="d MMMM y" if style == "long" else "EEEE d MMMM y", locale=LOCALE)
+
+
+def french_datetime(value: datetime | None) -> str:
+    """`vendredi 19 novembre 2021 à 09:00`."""
+    if value is None:
+        return ""
+    return format_datetime(value.astimezone(PARIS), "EEEE d MMMM y 'à' HH:mm", locale=LOCALE)
+
+
+def french_size(size: int | None) -> str:
+    """`1,8 Mo`, `350 Ko`: the units the website uses, 1 Ko being 1024 octets."""
+    if size is None:
+        return ""
+    for unit, factor in (("Go", 1024**3), ("Mo", 1024**2), ("Ko", 1024)):
+        if size >= factor:
+            return f"{format_decimal(size / factor, format='#,##0.#', locale=LOCALE)}\u00a0{unit}"
+    return f"{size}\u00a0octets"
+
+
+def environment(override: Path | None) -> Environment:
+    """The template environment, looking in `override` first, then in the shipped templates."""
+    folders = [override] if override is not None and override != SHIPPED else []
+    loader = ChoiceLoader([FileSystemLoader([str(f) for f in folders]), FileSystemLoader(str(SHIPPED))])
+    env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(french_date=french_date, french_datetime=french_datetime, french_size=french_size)
+    return env
+
+
+def template_problems(env: Environment) -> list[Problem]:
+    """Syntax errors in every template the environment can load, located."""
+    problems = []
+    for name in env.list_templates(filter_func=lambda n: not n.startswith(".")):
+        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        try:
+            env.parse(source, name, filename)
+        except TemplateSyntaxError as exc:
+            problems.append(Problem(filename or name, exc.lineno, f"template error: {exc.message}"))
+    return problems
