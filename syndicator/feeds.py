@@ -10,6 +10,7 @@ When nothing at all changed since the last run (one aggregate query says so), no
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import tempfile
@@ -79,12 +80,9 @@ def published_at(stamp: ItemStamp) -> datetime:
     return datetime.combine(stamp.published, time(0, 0), tzinfo=PARIS)
 
 
-def _newest_first(stamps: Iterable[ItemStamp]) -> list[ItemStamp]:
-    return sorted(
-        stamps,
-        key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url),
-        reverse=True,
-    )
+def _newest(stamps: Iterable[ItemStamp], limit: int) -> list[ItemStamp]:
+    """The `limit` newest items, newest first: publication day, then first seen, then URL."""
+    return heapq.nlargest(limit, stamps, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url))
 
 
 def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
@@ -137,7 +135,7 @@ def plan_feeds(
 
     def plan(stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
              items: Sequence[ItemStamp]) -> FeedPlan:  # fmt: skip
-        entries = tuple(_newest_first(items)[:limit])
+        entries = tuple(_newest(items, limit))
         channel = _channel(config, stem, vocabulary, term, entries)
         return FeedPlan(
             stem=stem,
