@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from .config import Config, load_config
 from .errors import ConfigError, Problem
 from .ingest import IngestReport, parse_many, scan
-from .items import ParsedItem
+from .items import VOCABULARIES, ParsedItem
+from .taxonomy import term_key
 from .templating import environment, template_problems
+from .territoires import Hierarchy
 
 
 @dataclass(slots=True)
@@ -40,11 +43,18 @@ def check(config_file: str | None) -> CheckReport:
     report.problems.extend(scanned.errors)
     report.item_files = len(files)
     first_file: dict[str, str] = {}
+    known: dict[str, dict[str, str]] = {v: {} for v in VOCABULARIES}
+    hierarchy, messages = Hierarchy.load(report.config.territoires)
+    report.problems += [Problem(report.config.source, None, m) for m in messages]
     for file, result in zip(files, parse_many([f.path for f in files]), strict=True):
         if not isinstance(result, ParsedItem):
             report.problems.extend(result.problems())
             continue
         report.problems.extend(result.warnings)
+        for term in result.item.terms:
+            known[term.vocabulary].setdefault(term_key(term.name), term.name)
+            if term.vocabulary == "territoires":
+                report.problems += _territoire_label(hierarchy, term.name, file.path)
         url = result.item.url
         if url in first_file:
             report.problems.append(
@@ -56,4 +66,55 @@ def check(config_file: str | None) -> CheckReport:
                 )
             )
         first_file.setdefault(url, file.path)
+    report.problems += subscription_problems(report.config, known, hierarchy)
     return report
+
+
+def _territoire_label(hierarchy: Hierarchy, label: str, path: str) -> list[Problem]:
+    resolution = hierarchy.resolve(label)
+    if resolution.ambiguous:
+        places = ", ".join(f"{p.name} ({p.code})" for p in resolution.candidates)
+        return [Problem(path, None, f"territoire '{label}' is ambiguous ({places}); add an alias "
+                        f"under territoires: in config.yaml", "warning")]  # fmt: skip
+    if resolution.place is None:
+        return [Problem(path, None, f"territoire '{label}' is in no hierarchy: it matches only itself; "
+                        f"place it under territoires: in config.yaml", "warning")]  # fmt: skip
+    return []
+
+
+_SINGULAR = {"thematiques": "thématique", "territoires": "territoire", "types": "type"}
+
+
+def subscription_problems(
+    config: Config, known: dict[str, dict[str, str]], hierarchy: Hierarchy
+) -> list[Problem]:
+    """Subscribers' interests that name no known term: the items' terms, and for territoires the
+    hierarchy too. Each with its config line and a "did you mean"."""
+    problems = []
+    for index, subscriber in enumerate(config.subscribers):
+        for vocabulary in VOCABULARIES:
+            for position, label in enumerate(getattr(subscriber, vocabulary)):
+                line = config.line_of(["subscribers", index, vocabulary, position])
+                message = _unknown(vocabulary, label, known[vocabulary], hierarchy)
+                if message:
+                    problems.append(Problem(config.source, line, f"{subscriber.email}: {message}"))
+    return problems
+
+
+def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hierarchy) -> str | None:
+    kind = _SINGULAR[vocabulary]
+    if vocabulary == "territoires":
+        resolution = hierarchy.resolve(label)
+        if resolution.ambiguous:
+            options = " or ".join(f"'{p.name} ({p.code[:2]})'" for p in resolution.candidates)
+            return f"{kind} '{label}' is ambiguous: write {options}"
+        if resolution.place is not None:
+            return None
+    if term_key(label) in known:
+        return None
+    names = list(known.values())
+    guesses = difflib.get_close_matches(label, names, n=3, cutoff=0.6)
+    if vocabulary == "territoires":
+        guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
+    hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""
+    return f"unknown {kind} '{label}'{hint}"

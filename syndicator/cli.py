@@ -12,20 +12,29 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from . import __version__
 from .checks import check
-from .config import Config, load_config
+from .config import Config, config_path, load_config
+from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
+from .delivery import Digests, explain, send_digests
 from .errors import Problem, SyndicatorError
 from .feeds import update_feeds
+from .french_dates import PARIS
 from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
+from .ledger import Ledger
 from .progress import progress_bar
 from .store import Store
+from .subscribers import Subscriber, from_config
+from .taxonomy import slugify
 
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
+FREQUENCIES = ("immediate", "daily", "weekly", "monthly")
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -87,6 +96,115 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _digests(store: Store, config: Config) -> Digests:
+    return Digests(store, config, now=_now())
+
+
+def _subscriber(digests: Digests, email: str) -> Subscriber:
+    subscriber = digests.subscriber(email)
+    if subscriber is None:
+        raise SyndicatorError(
+            f"no subscriber {email} in the config",
+            path=digests.config.source,
+            hint="'syndicator subscribers list' shows who is subscribed",
+        )
+    return subscriber
+
+
+def cmd_digest_preview(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with _open(config) as store:
+        digests = _digests(store, config)
+        subscriber = _subscriber(digests, args.email)
+        digest = digests.next_digest(subscriber)
+        if digest is None:
+            print(f"{subscriber.email}: nothing new to send")
+            return 0
+        rendered = digests.render(digest)
+        _, data = digests.message(digest, rendered, 0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"digest-{slugify(subscriber.email)}"
+    for suffix, content in (
+        (".html", rendered.html.encode()),
+        (".txt", rendered.text.encode()),
+        (".eml", data),
+    ):
+        stem.with_suffix(suffix).write_bytes(content)
+        print(stem.with_suffix(suffix))
+    print(f"{rendered.subject} ({len(digest.items)} items)")
+    return 0
+
+
+def cmd_digest_send(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with _open(config) as store, progress_bar("Sending") as progress:
+        report = send_digests(
+            _digests(store, config), frequency=args.frequency, dry_run=args.dry_run, progress=progress
+        )
+    for email in report.errors:
+        print(f"{email}: delivery failed; it stays in the ledger for the next run", file=sys.stderr)
+    print(("dry run: " if args.dry_run else "") + report.summary())
+    return 1 if report.failed else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with _open(config) as store:
+        digests = _digests(store, config)
+        ok, lines = explain(digests, _subscriber(digests, args.email), args.url)
+    print("\n".join(lines))
+    print("=> goes in the next digest" if ok else "=> does not go to this subscriber")
+    return 0
+
+
+def cmd_subscribers_list(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with _open(config) as store:
+        ledger = Ledger(store)
+        lasts, suppressed, counts = ledger.lasts(), ledger.suppressed(), {}
+        for subscriber in from_config(config):
+            counts[subscriber.key] = len(ledger.unfinished(subscriber.key))
+    rows = [("address", "name", "frequency", "interests", "last digest", "state")]
+    for subscriber in from_config(config):
+        lists = {"thématiques": subscriber.thematiques, "territoires": subscriber.territoires}
+        lists["types"] = subscriber.types
+        interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or "everything"
+        last = lasts.get(subscriber.key)
+        state = f"suppressed ({suppressed[subscriber.key][0]})" if subscriber.key in suppressed else "active"
+        if counts[subscriber.key]:
+            state += f", {counts[subscriber.key]} pending"
+        last_text = f"{last.issued.astimezone(PARIS):%Y-%m-%d %H:%M} {last.state}" if last else "never"
+        rows.append(
+            (subscriber.email, subscriber.name or "", subscriber.frequency, interests, last_text, state)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def cmd_subscribers_add(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    add_subscriber(
+        path, args.email, name=args.name, frequency=args.frequency,
+        thematiques=args.thematique, territoires=args.territoire, types=args.type,
+    )  # fmt: skip
+    print(f"{args.email.strip()} added to {path}")
+    return 0
+
+
+def cmd_subscribers_remove(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    remove_subscriber(path, args.email)
+    print(f"{args.email.strip()} removed from {path}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         print("syndicator run: the daemon is not built yet; use 'syndicator run --once'", file=sys.stderr)
@@ -96,7 +214,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = run_cycle(config, store, progress=progress)
     code = _ingest_report(report.ingest)
     print(f"feeds: {report.feeds.summary()}")
-    return code
+    for frequency, sent in report.digests.items():
+        print(f"digests ({frequency}): {sent.summary()}")
+    return code or (1 if any(r.failed for r in report.digests.values()) else 0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,6 +247,45 @@ def _parser() -> argparse.ArgumentParser:
     add("feeds", cmd_feeds, "(re)build the feeds and their indexes from the store")
 
     add("check", cmd_check, "validate config.yaml and the item files; exit 1 on any problem")
+
+    sub = add("explain", cmd_explain, "why an item goes, or does not go, to a subscriber")
+    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("url", metavar="URL")
+
+    digest = commands.add_parser(
+        "digest", help="preview or send digests", description="preview or send digests"
+    )
+    digest_commands = digest.add_subparsers(dest="digest_command", required=True, metavar="COMMAND")
+    sub = digest_commands.add_parser(
+        "preview", parents=[common], help="write a subscriber's next digest to files"
+    )
+    sub.set_defaults(handler=cmd_digest_preview)
+    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("--out", metavar="DIR", default=".", help="folder for the .html, .txt and .eml files")
+    sub = digest_commands.add_parser("send", parents=[common], help="build and deliver digests now")
+    sub.set_defaults(handler=cmd_digest_send)
+    sub.add_argument("--frequency", choices=FREQUENCIES, help="only the subscribers of this frequency")
+    sub.add_argument("--dry-run", action="store_true", help="build and count, record and deliver nothing")
+
+    subscribers = commands.add_parser("subscribers", help="list, add or remove subscribers in config.yaml")
+    subscriber_commands = subscribers.add_subparsers(
+        dest="subscribers_command", required=True, metavar="COMMAND"
+    )
+    sub = subscriber_commands.add_parser("list", parents=[common], help="every subscriber and their state")
+    sub.set_defaults(handler=cmd_subscribers_list)
+    sub = subscriber_commands.add_parser("add", parents=[common], help="add a subscriber, keeping comments")
+    sub.set_defaults(handler=cmd_subscribers_add)
+    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("--name")
+    sub.add_argument("--frequency", choices=FREQUENCIES, default="weekly")
+    sub.add_argument("--thematique", action="append", default=[], metavar="NAME", help="repeat for several")
+    sub.add_argument("--territoire", action="append", default=[], metavar="NAME", help="repeat for several")
+    sub.add_argument("--type", action="append", default=[], metavar="NAME", help="repeat for several")
+    sub = subscriber_commands.add_parser(
+        "remove", parents=[common], help="remove a subscriber, keeping comments"
+    )
+    sub.set_defaults(handler=cmd_subscribers_remove)
+    sub.add_argument("email", metavar="EMAIL")
 
     sub = add("run", cmd_run, "run the service (with --once: one full cycle, then exit)")
     sub.add_argument("--once", action="store_true", help="one cycle now, then exit")

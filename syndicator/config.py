@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,6 +78,18 @@ class SmtpConfig(_Section):
     verify: bool = True  # certificates are verified unless an admin turns it off explicitly
 
 
+class LookbackConfig(_Section):
+    """Days a digest looks back, per frequency, so that importing an archive never mails it."""
+
+    immediate: int = Field(default=2, ge=1)
+    daily: int = Field(default=2, ge=1)
+    weekly: int = Field(default=14, ge=1)
+    monthly: int = Field(default=62, ge=1)
+
+    def days(self, frequency: Frequency) -> int:
+        return int(getattr(self, frequency))
+
+
 class EmailConfig(_Section):
     from_: str = Field(default="IREV <lettre@example.org>", alias="from")
     transport: Literal["outbox", "smtp"] = "outbox"
@@ -85,8 +98,7 @@ class EmailConfig(_Section):
     max_connections: int = Field(default=4, ge=1, le=64)
     rate_per_second: float = Field(default=20.0, gt=0)
     max_items: int = Field(default=30, ge=1)
-    # Look-back in days per frequency, so that importing an archive never mails it.
-    lookback_days: dict[Frequency, int] = {"immediate": 2, "daily": 2, "weekly": 14, "monthly": 62}
+    lookback_days: LookbackConfig = LookbackConfig()
 
 
 class ScheduleConfig(_Section):
@@ -154,7 +166,18 @@ class Config(_Section):
     def _none_is_empty(cls, value: object, info: Any) -> object:
         if value is None:
             return {} if info.field_name == "territoires" else []
+        if info.field_name == "territoires" and isinstance(value, Mapping):
+            # An unquoted code (`Quartier: 59512`) reads as a number; codes are names here.
+            return {str(k): str(v) for k, v in value.items()}
         return value
+
+    def line_of(self, loc: Sequence[int | str]) -> int | None:
+        """The line of a key or list entry in the config file, for messages; None if unknown."""
+        try:
+            root = _document(self.source, Path(self.source).stat().st_mtime_ns)
+        except (OSError, MarkedYAMLError):
+            return None
+        return _line_of(root, loc)
 
     def resolve(self, path: Path) -> Path:
         """A path from the file, relative to the file's folder unless absolute."""
@@ -181,6 +204,12 @@ class Config(_Section):
     @property
     def templates_path(self) -> Path:
         return self.resolve(self.templates)
+
+
+@lru_cache(maxsize=4)
+def _document(path: str, mtime_ns: int) -> Any:
+    """The config file as ruamel's round-trip tree, which knows each node's line."""
+    return YAML(typ="rt").load(Path(path).read_text(encoding="utf-8-sig"))
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -270,8 +299,11 @@ def _missing_secrets(config: Config, path: str, root: Any) -> list[Problem]:
     return problems
 
 
-def parse_config(text: str, path: Path) -> Config:
-    """Validate the text of a config file; raise `ConfigError` listing every problem."""
+def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
+    """Validate the text of a config file; raise `ConfigError` listing every problem.
+
+    With `environment=False` the variables the file names (SMTP secrets) are not looked for:
+    editing the subscribers must not need the mail server's password."""
     name = str(path)
     try:
         root = YAML(typ="rt").load(text)
@@ -298,7 +330,7 @@ def parse_config(text: str, path: Path) -> Config:
             Problem(name, _line_of(root, error["loc"]), _message(error, Config)) for error in exc.errors()
         ]
     if config is not None:
-        problems += _missing_secrets(config, name, root)
+        problems += _missing_secrets(config, name, root) if environment else []
     if problems or config is None:
         raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
     return config

@@ -82,7 +82,9 @@ def published_at(stamp: ItemStamp) -> datetime:
 
 def _newest(stamps: Iterable[ItemStamp], limit: int) -> list[ItemStamp]:
     """The `limit` newest items, newest first: publication day, then first seen, then URL."""
-    return heapq.nlargest(limit, stamps, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url))
+    return heapq.nlargest(
+        limit, stamps, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url)
+    )
 
 
 def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,

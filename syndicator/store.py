@@ -1,9 +1,8 @@
-"""The database: items with their terms and attachments, and the stamps of ingested files.
+"""The database: items with their terms and attachments, file stamps, feed state.
 
 SQLAlchemy Core over a SQLite file by default (WAL, busy timeout), or any URL SQLAlchemy knows.
-The schema is versioned from the first release: `schema_version` holds the number of migrations
-applied, and opening a store applies the missing ones in order, in one transaction.
-Datetimes are stored in UTC and come back in Europe/Paris, the zone the items are written in.
+The tables and their migrations are in syndicator/schema.py; the delivery ledger's operations
+are in syndicator/ledger.py.
 """
 
 from __future__ import annotations
@@ -12,23 +11,12 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
     Connection,
-    Date,
-    DateTime,
     Engine,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     bindparam,
     create_engine,
     delete,
@@ -39,118 +27,21 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.types import TypeDecorator
 
 from .errors import StoreError
-from .french_dates import PARIS
 from .items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
+from .schema import (
+    MIGRATIONS,
+    attachments,
+    feed_files,
+    files,
+    item_terms,
+    items,
+    schema_version,
+    state,
+    terms,
+)
 from .taxonomy import slugify, term_key
-
-
-class AwareDateTime(TypeDecorator[datetime]):
-    """An aware datetime, kept as naive UTC in the database and returned in Europe/Paris."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC).astimezone(PARIS)
-
-
-metadata = MetaData()
-
-schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
-
-terms = Table(
-    "terms",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("vocabulary", String(20), nullable=False),
-    Column("key", String(500), nullable=False),
-    Column("name", String(500), nullable=False),
-    Column("url", Text),
-    # The file name of the term's feeds, given once and kept: feed readers hold its URL.
-    Column("slug", String(200)),
-    UniqueConstraint("vocabulary", "key"),
-    UniqueConstraint("vocabulary", "slug"),
-)
-
-items = Table(
-    "items",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("url", String(2000), nullable=False, unique=True),
-    Column("file", Text, nullable=False),
-    Column("file_key", Text, nullable=False),
-    Column("title", Text, nullable=False),
-    Column("type_id", ForeignKey("terms.id")),
-    Column("published", Date, index=True),
-    Column("modified", AwareDateTime),
-    Column("event_start", AwareDateTime),
-    Column("event_end", AwareDateTime),
-    Column("summary", Text, nullable=False),
-    Column("body_html", Text, nullable=False),
-    Column("content_hash", String(64), nullable=False),
-    Column("first_seen", AwareDateTime, nullable=False, index=True),
-    Column("last_changed", AwareDateTime, nullable=False, index=True),
-)
-
-item_terms = Table(
-    "item_terms",
-    metadata,
-    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
-    Column("term_id", ForeignKey("terms.id"), primary_key=True, index=True),
-    Column("position", Integer, nullable=False),
-)
-
-attachments = Table(
-    "attachments",
-    metadata,
-    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("url", Text, nullable=False),
-    Column("size_bytes", BigInteger),
-    Column("mime_type", String(200)),
-)
-
-files = Table(
-    "files",
-    metadata,
-    Column("path", String(4000), primary_key=True),
-    Column("size", BigInteger, nullable=False),
-    Column("mtime_ns", BigInteger, nullable=False),
-    Column("url", String(2000)),
-)
-
-
-feed_files = Table(
-    "feed_files",
-    metadata,
-    Column("path", String(500), primary_key=True),  # relative to feeds.output
-    Column("signature", String(64), nullable=False),  # of what the file was built from
-)
-
-state = Table(
-    "state",
-    metadata,
-    Column("key", String(100), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-
-def _v1_initial(connection: Connection) -> None:
-    metadata.create_all(connection, tables=[terms, items, item_terms, attachments, files, feed_files, state])
-
-
-# Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial,)
 
 
 def content_hash(item: NewsItem) -> str:
@@ -575,6 +466,19 @@ class Store:
     def get_state(self, key: str) -> str | None:
         with self.engine.connect() as connection:
             return self._get_state(connection, key)
+
+    def set_state(self, key: str, value: str) -> None:
+        with self.engine.begin() as connection:
+            self._set_state(connection, key, value)
+
+    def ensure_state(self, key: str, make: Callable[[], str]) -> str:
+        """The value of `key`, set to `make()` first if it has none (the first writer wins)."""
+        with self.engine.begin() as connection:
+            value = self._get_state(connection, key)
+            if value is None:
+                value = make()
+                connection.execute(insert(state).values(key=key, value=value))
+            return value
 
     @staticmethod
     def _get_state(connection: Connection, key: str) -> str | None:

@@ -1,28 +1,134 @@
-"""Taxonomy terms: their keys and slugs.
+"""Taxonomy terms, their keys and slugs, and the matching of items against interests.
 
 Term names match whatever their case, accents or punctuation, so `Santé` and `sante` are one
 term; the key that says so is the term's slug, which is also its feed's file name. Slugs are
 ASCII, lower-case and hyphenated (`Politique de la ville - DSU` → `politique-de-la-ville-dsu`).
+Territoires also match along the hierarchy (syndicator/territoires.py): a subscriber to Nord
+gets Roubaix news (below) and regional news (above).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .items import NewsItem
+    from .territoires import Hierarchy
 
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"})
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 def slugify(name: str) -> str:
-    """The ASCII, lower-case, hyphenated form of a term name; stable across versions."""
+    """The ASCII, lower-case, hyphenated form of a term name; stable across versions.
+
+    Accents and ligatures fold to their letters; any other character that is not an ASCII
+    letter or digit (typographic apostrophes and dashes included) separates words."""
     decomposed = unicodedata.normalize("NFKD", name.translate(_LIGATURES))
-    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii").lower()
-    return _NOT_ALNUM.sub("-", ascii_only).strip("-")
+    kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+    return _NOT_ALNUM.sub("-", kept).strip("-")
 
 
 @lru_cache(maxsize=4096)
 def term_key(name: str) -> str:
     """The identity of a term name within its vocabulary: its slug, or the name when it has none."""
     return slugify(name) or " ".join(name.split()).lower()
+
+
+# --- interest matching -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One list's say on an item: whether it lets the item through, and why, in plain words."""
+
+    vocabulary: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interests:
+    """A subscriber's lists, resolved once: term keys, and for territoires the places they cover."""
+
+    thematiques: dict[str, str]  # key → the subscriber's spelling
+    types: dict[str, str]
+    territoires: tuple[tuple[str, str | None, frozenset[str]], ...]  # (spelling, place code, related codes)
+
+    @classmethod
+    def of(cls, thematiques: Sequence[str], territoires: Sequence[str], types: Sequence[str],
+           hierarchy: Hierarchy) -> Interests:  # fmt: skip
+        places = []
+        for label in territoires:
+            place = hierarchy.resolve(label).place
+            places.append(
+                (
+                    label,
+                    place.code if place else None,
+                    hierarchy.related(place.code) if place else frozenset(),
+                )
+            )
+        return cls(
+            thematiques={term_key(t): t for t in thematiques},
+            types={term_key(t): t for t in types},
+            territoires=tuple(places),
+        )
+
+
+def _by_key(vocabulary: str, wanted: dict[str, str], names: Sequence[str]) -> Verdict:
+    if not wanted:
+        return Verdict(vocabulary, True, f"no {vocabulary} chosen: all of them")
+    for name in names:
+        if term_key(name) in wanted:
+            return Verdict(vocabulary, True, f"{vocabulary}: the item's '{name}' is followed")
+    listed = ", ".join(f"'{n}'" for n in names) or "none"
+    chosen = ", ".join(f"'{n}'" for n in wanted.values())
+    return Verdict(vocabulary, False, f"{vocabulary}: the item has {listed}, the subscriber follows {chosen}")
+
+
+def territoire_verdict(interests: Interests, names: Sequence[str], hierarchy: Hierarchy) -> Verdict:
+    """Whether an item's territoires meet the subscriber's: same place, below it, or above it."""
+    if not interests.territoires:
+        return Verdict("territoires", True, "no territoires chosen: all of them")
+    for name in names:
+        place = hierarchy.resolve(name).place
+        for label, code, related in interests.territoires:
+            if place is None or code is None:
+                if term_key(name) == term_key(label):
+                    return Verdict("territoires", True, f"territoires: the item's '{name}' is followed")
+                continue
+            if place.code == code:
+                return Verdict(
+                    "territoires", True, f"territoires: the item's '{name}' is followed ('{label}')"
+                )
+            if place.code in related:
+                relation = "below" if code in hierarchy.ancestors(place.code) else "above"
+                return Verdict(
+                    "territoires",
+                    True,
+                    f"territoires: the item's '{name}' is {relation} '{label}', which is followed",
+                )
+    listed = ", ".join(f"'{n}'" for n in names) or "none"
+    chosen = ", ".join(f"'{label}'" for label, _, _ in interests.territoires)
+    return Verdict(
+        "territoires", False, f"territoires: the item has {listed}, none at, below or above {chosen}"
+    )
+
+
+def verdicts(interests: Interests, item: NewsItem, hierarchy: Hierarchy) -> list[Verdict]:
+    """Each list's say on an item (thématiques, territoires, types), for `explain` and matching."""
+    return [
+        _by_key("thematiques", interests.thematiques, [t.name for t in item.thematiques]),
+        territoire_verdict(interests, [t.name for t in item.territoires], hierarchy),
+        _by_key("types", interests.types, [item.type.name] if item.type else []),
+    ]
+
+
+def matches(interests: Interests, item: NewsItem, hierarchy: Hierarchy) -> bool:
+    """DESIGN.md's rule: each non-empty list of the subscriber shares a term with the item."""
+    return all(v.passed for v in verdicts(interests, item, hierarchy))

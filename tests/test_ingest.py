@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from syndicator.ingest import ingest
-from syndicator.store import MIGRATIONS, Store
+from syndicator.schema import MIGRATIONS
+from syndicator.store import Store
 
 from .support import ITEMS, SEED, item_text
 

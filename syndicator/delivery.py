@@ -1,0 +1,248 @@
+"""Building and delivering digests: the ledger first, then the transport, one subscriber at a time.
+
+For each subscriber considered: digests a previous run recorded but did not confirm go first,
+with their original Message-ID and bytes; then the next digest is chosen (syndicator/digest.py),
+rendered, recorded in the ledger as `pending` with its items, claimed, and handed to the
+transport. Suppressed addresses receive nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from jinja2 import Environment
+
+from .config import Config, Frequency
+from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest, choose
+from .emails import Envelope, build_message, message_id, to_bytes
+from .french_dates import PARIS
+from .ledger import Ledger, LedgerRow
+from .mailer import DeliveryError, OutboxTransport, Outgoing, Transport
+from .render import render_digest
+from .store import Store
+from .subscribers import Subscriber, from_config
+from .taxonomy import Interests, matches, verdicts
+from .templating import environment
+from .territoires import Hierarchy
+from .tokens import Signer, secret_keys
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class SendReport:
+    """What one send did, one outcome per subscriber considered."""
+
+    sent: int = 0
+    empty: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def considered(self) -> int:
+        return self.sent + self.empty + self.failed + self.suppressed
+
+    def summary(self) -> str:
+        return f"sent {self.sent}, empty {self.empty}, failed {self.failed}, suppressed {self.suppressed}"
+
+
+def transport_for(config: Config) -> Transport:
+    """The transport `email.transport` names."""
+    if config.email.transport == "outbox":
+        return OutboxTransport(config.resolve(config.email.outbox))
+    raise DeliveryError("the smtp transport is not built yet; use transport: outbox", temporary=False)
+
+
+class Digests:
+    """Everything one run needs to build digests: the store's items, the ledger, the links."""
+
+    def __init__(
+        self, store: Store, config: Config, *, now: datetime, env: Environment | None = None
+    ) -> None:
+        self.store, self.config, self.now = store, config, now
+        self.ledger = Ledger(store)
+        self.env = env or environment(config.templates_path)
+        self.hierarchy, _ = Hierarchy.load(config.territoires)
+        keys = secret_keys(store)
+        self.unsubscribe, self.preferences = Signer(keys, "unsubscribe"), Signer(keys, "preferences")
+        widest = max(config.email.lookback_days.model_dump().values())
+        oldest = now - timedelta(days=widest + 1)
+        stamps = [s for s in store.item_stamps() if (s.published or s.first_seen.date()) >= oldest.date()]
+        loaded = store.items_by_id(s.id for s in stamps)
+        self.candidates = [Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps]
+        self.lasts = self.ledger.lasts()
+
+    def subscribers(self, frequency: Frequency | None = None) -> list[Subscriber]:
+        return [s for s in from_config(self.config) if frequency is None or s.frequency == frequency]
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        wanted = email.strip().lower()
+        return next((s for s in self.subscribers() if s.key == wanted), None)
+
+    def interests(self, subscriber: Subscriber) -> Interests:
+        return Interests.of(subscriber.thematiques, subscriber.territoires, subscriber.types, self.hierarchy)
+
+    def next_digest(self, subscriber: Subscriber) -> Digest | None:
+        """The digest this subscriber would get now; None when nothing new matches."""
+        interests = self.interests(subscriber)
+        last = self.lasts.get(subscriber.key)
+        chosen = choose(
+            self.candidates,
+            matches=lambda item: matches(interests, item, self.hierarchy),
+            sent=self.ledger.sent_items(subscriber.key),
+            since=last.issued if last else None,
+            now=self.now,
+            lookback_days=self.config.email.lookback_days.days(subscriber.frequency),
+        )
+        return build_digest(
+            subscriber, chosen, since=last.issued if last else None, issued=self.now,
+            max_items=self.config.email.max_items,
+        )  # fmt: skip
+
+    def links(self, subscriber: Subscriber) -> DigestLinks:
+        web = self.config.web.base_url.rstrip("/")
+        return DigestLinks(
+            feeds_index=self.config.site.feeds_url.rstrip("/") + "/index.html",
+            unsubscribe=f"{web}/unsubscribe/{self.unsubscribe.sign(subscriber.key)}",
+            preferences=f"{web}/preferences/{self.preferences.sign(subscriber.key)}",
+        )
+
+    def render(self, digest: Digest) -> RenderedDigest:
+        return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site)
+
+    def message(self, digest: Digest, rendered: RenderedDigest, digest_id: int) -> tuple[str, bytes]:
+        """The Message-ID and bytes of a digest recorded under `digest_id`."""
+        subscriber = digest.subscriber
+        mid = message_id(digest_id, subscriber.key, self.config.email.from_)
+        envelope = Envelope(
+            sender=self.config.email.from_,
+            recipient=subscriber.email,
+            recipient_name=subscriber.name,
+            message_id=mid,
+            date=digest.issued,
+            list_name=self.config.site.title,
+            unsubscribe_url=self.links(subscriber).unsubscribe,
+        )
+        return mid, to_bytes(build_message(rendered, envelope))
+
+    def record(self, digest: Digest) -> LedgerRow:
+        """Write the digest and its items to the ledger as `pending`."""
+        rendered = self.render(digest)
+        ids = {c.item.url: c.id for c in self.candidates}
+        return self.ledger.record(
+            subscriber=digest.subscriber.key,
+            frequency=digest.subscriber.frequency,
+            since=digest.since,
+            issued=digest.issued,
+            item_ids=[ids[item.url] for item in digest.items],
+            message=lambda digest_id: self.message(digest, rendered, digest_id),
+        )
+
+
+def _deliver(digests: Digests, row: LedgerRow, subscriber: Subscriber, transport: Transport) -> str:
+    """Deliver one recorded digest: 'sent', 'failed', 'suppressed' or 'busy' (another run has it)."""
+    ledger = digests.ledger
+    if subscriber.key in ledger.suppressed():
+        ledger.failed(row, "address suppressed before delivery", final=True)
+        return "suppressed"
+    if not ledger.claim(row, digests.now):
+        return "busy"
+    outgoing = Outgoing(
+        data=row.message or b"", sender=digests.config.email.from_, recipient=subscriber.email,
+        message_id=row.message_id, name=f"{row.id:08d}",
+    )  # fmt: skip
+    try:
+        transport.deliver(outgoing, datetime.now(UTC))
+    except DeliveryError as exc:
+        ledger.failed(row, exc.message, final=not exc.temporary)
+        return "failed"
+    ledger.sent(row, datetime.now(UTC))
+    return "sent"
+
+
+def send_digests(
+    digests: Digests,
+    *,
+    frequency: Frequency | None = None,
+    dry_run: bool = False,
+    transport: Transport | None = None,
+    progress: Progress | None = None,
+) -> SendReport:
+    """Build and deliver now the digests of the subscribers of `frequency` (default: all)."""
+    report = SendReport()
+    transport = transport or transport_for(digests.config)
+    chosen: Sequence[Subscriber] = digests.subscribers(frequency)
+    suppressed = digests.ledger.suppressed()
+    for done, subscriber in enumerate(chosen, 1):
+        if progress:
+            progress(done - 1, len(chosen))
+        if subscriber.key in suppressed:
+            report.suppressed += 1
+            continue
+        outcomes = []
+        if not dry_run:
+            for row in digests.ledger.unfinished(subscriber.key):
+                outcomes.append(_deliver(digests, row, subscriber, transport))
+        digest = digests.next_digest(subscriber)
+        if digest is not None and not dry_run:
+            outcomes.append(_deliver(digests, digests.record(digest), subscriber, transport))
+        elif digest is not None:
+            outcomes.append("sent")
+        if "failed" in outcomes:
+            report.failed += 1
+            report.errors.append(subscriber.email)
+        elif "sent" in outcomes:
+            report.sent += 1
+        elif "suppressed" in outcomes:
+            report.suppressed += 1
+        else:
+            report.empty += 1
+    if progress:
+        progress(len(chosen), len(chosen))
+    return report
+
+
+def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, list[str]]:
+    """Whether an item goes to a subscriber's next digest, and each rule's say, in plain words."""
+    candidate = next((c for c in digests.candidates if c.item.url == url), None)
+    if candidate is None:
+        stamp = next((s for s in digests.store.item_stamps() if s.url == url), None)
+        if stamp is None:
+            return False, [f"no item with the URL {url} in the store; run 'syndicator ingest'"]
+        candidate = Candidate(stamp.id, digests.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
+    item, lines, ok = candidate.item, [], True
+    for verdict in verdicts(digests.interests(subscriber), item, digests.hierarchy):
+        lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)
+        ok = ok and verdict.passed
+    suppressed = digests.ledger.suppressed().get(subscriber.key)
+    if suppressed:
+        ok = False
+        reason, since = suppressed
+        lines.append(f"stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})")
+    sent = digests.ledger.sent_on(subscriber.key, candidate.id)
+    if sent is not None:
+        ok = False
+        lines.append(
+            f"stops:  already in digest {sent.message_id} of {sent.issued:%Y-%m-%d %H:%M} ({sent.state})"
+        )
+    else:
+        last = digests.lasts.get(subscriber.key)
+        if last is not None and candidate.first_seen <= last.issued:
+            ok = False
+            lines.append(
+                f"stops:  first seen {candidate.first_seen:%Y-%m-%d %H:%M}, before the last digest "
+                f"({last.issued:%Y-%m-%d %H:%M})"
+            )
+        lookback = digests.config.email.lookback_days.days(subscriber.frequency)
+        day = item.published or candidate.first_seen.date()
+        oldest = digests.now.astimezone(PARIS).date() - timedelta(days=lookback)
+        if day < oldest:
+            ok = False
+            window = f"the {subscriber.frequency} look-back of {lookback} days"
+            lines.append(f"stops:  published {day:%Y-%m-%d}, outside {window}")
+        else:
+            lines.append(f"passes: published {day:%Y-%m-%d}, within the {lookback}-day look-back")
+    return ok, lines

@@ -1,0 +1,177 @@
+"""The database schema: every table, and the migrations that bring a database to it.
+
+`schema_version` holds the number of migrations applied. Opening a store applies the missing
+ones in order, in one transaction (syndicator/store.py). Datetimes are stored as naive UTC and
+come back aware, in Europe/Paris, the zone the items are written in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+from .french_dates import PARIS
+
+
+class AwareDateTime(TypeDecorator[datetime]):
+    """An aware datetime, kept as naive UTC in the database and returned in Europe/Paris."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC).astimezone(PARIS)
+
+
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+terms = Table(
+    "terms",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("vocabulary", String(20), nullable=False),
+    Column("key", String(500), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("url", Text),
+    # The file name of the term's feeds, given once and kept: feed readers hold its URL.
+    Column("slug", String(200)),
+    UniqueConstraint("vocabulary", "key"),
+    UniqueConstraint("vocabulary", "slug"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(2000), nullable=False, unique=True),
+    Column("file", Text, nullable=False),
+    Column("file_key", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("type_id", ForeignKey("terms.id")),
+    Column("published", Date, index=True),
+    Column("modified", AwareDateTime),
+    Column("event_start", AwareDateTime),
+    Column("event_end", AwareDateTime),
+    Column("summary", Text, nullable=False),
+    Column("body_html", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen", AwareDateTime, nullable=False, index=True),
+    Column("last_changed", AwareDateTime, nullable=False, index=True),
+)
+
+item_terms = Table(
+    "item_terms",
+    metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("term_id", ForeignKey("terms.id"), primary_key=True, index=True),
+    Column("position", Integer, nullable=False),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("item_id", ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("size_bytes", BigInteger),
+    Column("mime_type", String(200)),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("path", String(4000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("url", String(2000)),
+)
+
+
+feed_files = Table(
+    "feed_files",
+    metadata,
+    Column("path", String(500), primary_key=True),  # relative to feeds.output
+    Column("signature", String(64), nullable=False),  # of what the file was built from
+)
+
+state = Table(
+    "state",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+# The delivery ledger: a row per digest, written before it is delivered.
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False, index=True),  # the address, lower-case
+    Column("frequency", String(20), nullable=False),
+    Column("since", AwareDateTime),  # the window: items first seen after this (None: the first)
+    Column("issued", AwareDateTime, nullable=False),
+    Column("message_id", String(300), nullable=False, unique=True),
+    Column("state", String(10), nullable=False, index=True),  # pending, sending, sent, failed
+    Column("message", LargeBinary),  # the bytes to deliver; dropped once sent
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("claimed_by", String(200)),  # host:pid:start of the run delivering it
+    Column("claimed_at", AwareDateTime),
+    Column("sent_at", AwareDateTime),
+)
+
+# What each subscriber has been sent: the unique pair is what keeps an item from going twice.
+digest_items = Table(
+    "digest_items",
+    metadata,
+    Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("subscriber", String(320), nullable=False),
+    Column("item_id", ForeignKey("items.id"), nullable=False),
+    UniqueConstraint("subscriber", "item_id"),
+)
+
+# Addresses that must receive nothing: unsubscribed, or rejected as invalid by the mail server.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("subscriber", String(320), primary_key=True),
+    Column("reason", String(50), nullable=False),
+    Column("detail", Text),
+    Column("since", AwareDateTime, nullable=False),
+)
+
+
+def _v1_initial(connection: Connection) -> None:
+    metadata.create_all(connection)
+
+
+# Append-only: a released migration is never edited, a new one is added at the end.
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial,)

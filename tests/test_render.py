@@ -1,0 +1,328 @@
+"""Digest rendering: subject, plain text and HTML, escaping, size, inlined CSS, golden files.
+
+Set UPDATE_GOLDEN=1 to rewrite tests/golden/digest.txt and digest.html after an intended change,
+then read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from jinja2 import Environment
+
+from syndicator.config import SiteConfig
+from syndicator.digest import Digest, DigestLinks, RenderedDigest, Section
+from syndicator.items import Attachment, NewsItem, Term, parse_file
+from syndicator.render import event_dates, one_line, render_digest
+from syndicator.subscribers import Subscriber
+from syndicator.templating import environment
+
+from .support import ITEMS
+
+PARIS = ZoneInfo("Europe/Paris")
+GOLDEN = Path(__file__).resolve().parent / "golden"
+ISSUED = datetime(2026, 11, 26, 7, 30, tzinfo=PARIS)
+LINKS = DigestLinks(
+    feeds_index="https://www.irev.fr/feeds/index.html",
+    unsubscribe="https://lettre.example.org/desabonnement/marie.dupont%40example.org?sig=0123456789abcdef",
+    preferences="https://lettre.example.org/preferences/marie.dupont%40example.org?sig=0123456789abcdef",
+)
+MARIE = Subscriber(
+    email="marie.dupont@example.org",
+    name="Marie Dupont",
+    frequency="weekly",
+    thematiques=("Politique de la ville - DSU", "Éducation"),
+    territoires=("Nord",),
+)
+SITE = SiteConfig()
+
+
+def sample(name: str) -> NewsItem:
+    """A shipped sample item, parsed."""
+    return parse_file(next(ITEMS.glob(f"{name}_*.txt"))).item
+
+
+def make_item(number: int = 0, **fields: object) -> NewsItem:
+    """A small item built directly, any field overridden."""
+    values: dict[str, object] = {
+        "url": f"https://www.irev.fr/actualites-0/actualite-{number}",
+        "file": f"items/{number:03}.txt",
+        "title": f"Actualité numéro {number}",
+        "type": Term("types", "Actu de l'IREV"),
+        "thematiques": (Term("thematiques", "Politique de la ville - DSU"),),
+        "territoires": (Term("territoires", "Nord"),),
+        "published": date(2026, 11, 20),
+        "summary": "Un résumé court.",
+    }
+    values.update(fields)
+    return NewsItem(**values)  # type: ignore[arg-type]
+
+
+def make_digest(
+    items: tuple[NewsItem, ...],
+    *,
+    more: int = 0,
+    subscriber: Subscriber = MARIE,
+    issued: datetime = ISSUED,
+    sections: tuple[Section, ...] | None = None,
+) -> Digest:
+    """A digest of `items`, all shown under one section unless `sections` says otherwise."""
+    extra = tuple(make_item(1000 + n) for n in range(more))
+    shown = sections if sections is not None else (Section("Politique de la ville - DSU", items),)
+    return Digest(
+        subscriber=subscriber, items=items + extra, sections=shown, more=more, issued=issued, since=None
+    )
+
+
+def render(digest: Digest, env: Environment | None = None, site: SiteConfig = SITE) -> RenderedDigest:
+    """The digest through the shipped templates."""
+    return render_digest(env or environment(None), digest, LINKS, site)
+
+
+def golden_digest() -> Digest:
+    """The fixed digest of the golden files: three sample items shown in two sections, two more."""
+    assembly, lens, jobs = sample("000"), sample("004"), sample("008")
+    return Digest(
+        subscriber=MARIE,
+        items=(jobs, lens, assembly, sample("009"), sample("026")),
+        sections=(
+            Section("Politique de la ville - DSU", (jobs, assembly)),
+            Section("Éducation", (lens,)),
+        ),
+        more=2,
+        issued=ISSUED,
+        since=datetime(2026, 11, 19, 7, 30, tzinfo=PARIS),
+    )
+
+
+def test_subject_plural_with_french_date() -> None:
+    """The subject counts every delivered item, in the plural, dated in French."""
+    digest = make_digest(tuple(make_item(n) for n in range(3)), more=2)
+    assert render(digest).subject == "IREV — 5 actualités du 26 novembre 2026"
+
+
+def test_subject_singular_and_date_in_paris() -> None:
+    """One item is 'actualité'; the date is Paris's, here already the 1st of December ('1er')."""
+    issued = datetime(2026, 11, 30, 23, 30, tzinfo=ZoneInfo("UTC"))  # 00:30 on 1 December in Paris
+    digest = make_digest((make_item(),), issued=issued)
+    assert render(digest).subject == "IREV — 1 actualité du 1er décembre 2026"
+
+
+def test_subject_is_one_line() -> None:
+    """Line breaks and control characters never reach the subject header."""
+    site = SiteConfig(title="IREV\r\nBcc: intrus@example.org\x00\x1b")
+    subject = render(make_digest((make_item(),)), site=site).subject
+    assert subject == "IREV Bcc: intrus@example.org — 1 actualité du 26 novembre 2026"
+    assert one_line("  a\n\tb\u2028c  ") == "a b c"
+
+
+def test_every_field_of_an_item_appears() -> None:
+    """Title, type, publication date, event date, territoires, summary, link, attachment size."""
+    item = sample("000")
+    rendered = render(make_digest((item,)))
+    expected = [
+        "L'Assemblée générale du GIP IREV adopté le programme d'actions 2022",
+        "Actu de l'IREV",
+        "Publié le 30 novembre 2021",
+        "Le vendredi 19 novembre 2021 à 09:00",
+        "Territoires : Région Hauts de France",
+        item.url,
+        item.attachments[0].url,
+        "PDF, 1,8\u00a0Mo",
+    ]
+    text_summary = re.sub(r"[ \n]+", " ", rendered.text)  # summaries are wrapped; no-break spaces stay
+    html_summary = re.sub(r"[ \n]+", " ", rendered.html.replace("&nbsp;", "\u00a0"))
+    for fragment in [*expected, item.summary]:
+        assert fragment in text_summary
+        assert fragment.replace("'", "&#39;") in html_summary or fragment in html_summary
+    assert f"Pièce jointe : {item.attachments[0].url} (PDF, 1,8\u00a0Mo)" in rendered.text
+    assert f"Lire l'actualité : {item.url}" in rendered.text
+
+
+def test_event_dates_in_french() -> None:
+    """One moment, a same-day span, a span of days, and a date the website gave without time."""
+    start = datetime(2023, 10, 12, 9, 30, tzinfo=PARIS)
+    assert event_dates(start, None, PARIS) == "Le jeudi 12 octobre 2023 à 09:30"
+    assert (
+        event_dates(start, start.replace(hour=17, minute=0), PARIS)
+        == "Le jeudi 12 octobre 2023, de 09:30 à 17:00"
+    )
+    assert (
+        event_dates(start, datetime(2023, 10, 13, 16, 30, tzinfo=PARIS), PARIS)
+        == "Du jeudi 12 octobre 2023 à 09:30 au vendredi 13 octobre 2023 à 16:30"
+    )
+    assert event_dates(datetime(2023, 12, 1, tzinfo=PARIS), None, PARIS) == "Le vendredi 1er décembre 2023"
+    assert event_dates(None, None, PARIS) == ""
+
+
+def test_more_line_links_the_feeds_index() -> None:
+    """Items delivered but not shown are counted, with the feeds index; none, no line."""
+    items = (make_item(1), make_item(2))
+    rendered = render(make_digest(items, more=3))
+    assert f"… et 3 autres actualités : {LINKS.feeds_index}" in rendered.text
+    assert "Voici 2 des 5 nouvelles actualités" in rendered.text
+    assert "… et 3 autres actualités" in rendered.html
+    assert f'href="{LINKS.feeds_index}"' in rendered.html
+    assert "… et 1 autre actualité :" in render(make_digest(items, more=1)).text
+    plain = render(make_digest(items))
+    assert "autres actualités :" not in plain.text
+    assert "autres actualités" not in plain.html
+
+
+def test_titles_escaped_in_html_raw_in_text() -> None:
+    """Item text is plain text: escaped in the HTML, left as it is in the text part."""
+    item = make_item(title="<b>& co", summary='Un "résumé" <script>alert(1)</script> & fin')
+    env = environment(None)
+    env.get_template("digest.txt")  # compiled with autoescape on: render_digest must not reuse it
+    rendered = render(make_digest((item,)), env=env)
+    assert "<b>& co" in rendered.text
+    assert 'Un "résumé" <script>alert(1)</script> & fin' in rendered.text
+    assert "&lt;b&gt;&amp; co" in rendered.html
+    assert "<b>&" not in rendered.html
+    assert "<script" not in rendered.html
+    assert "&amp;" not in rendered.text
+    assert "&lt;" not in rendered.text
+
+
+def test_greeting_with_and_without_a_name() -> None:
+    """A subscriber with a name is greeted by it; one without, plainly."""
+    assert render(make_digest((make_item(),))).text.startswith("Bonjour Marie Dupont,\n")
+    anonymous = Subscriber(email="anonyme@example.org")
+    rendered = render(make_digest((make_item(),), subscriber=anonymous))
+    assert rendered.text.startswith("Bonjour,\n")
+    assert "toutes les actualités" in rendered.text
+    assert "Bonjour," in rendered.html
+
+
+def test_footer_says_why_and_links_preferences_and_unsubscribe() -> None:
+    """Both parts say why the message came and give the preferences and unsubscribe links."""
+    rendered = render(make_digest((make_item(),)))
+    text = " ".join(rendered.text.split())
+    assert "l'adresse marie.dupont@example.org est abonnée" in text
+    assert "envoyée chaque semaine" in text
+    assert "thématiques Politique de la ville - DSU, Éducation ; territoire Nord" in text
+    assert f"Gérer vos préférences : {LINKS.preferences}" in rendered.text
+    assert f"Se désabonner : {LINKS.unsubscribe}" in rendered.text
+    assert f'href="{LINKS.preferences}"' in rendered.html
+    assert f'href="{LINKS.unsubscribe}"' in rendered.html
+
+
+def long_items(count: int = 30, summary_length: int = 1000) -> tuple[NewsItem, ...]:
+    """Items as heavy as items get: long title and summary, six territoires, an event, two files."""
+    summary = ("Les membres du GIP IREV se sont réunis pour l'assemblée générale annuelle. " * 20)[
+        :summary_length
+    ]
+    return tuple(
+        make_item(
+            n,
+            url=f"https://www.irev.fr/actualites-0/une-actualite-au-titre-assez-long-pour-les-vrais-{n}",
+            title=("Égalité femmes-hommes : un cycle de qualification pour les quartiers " * 3)[:150],
+            territoires=tuple(
+                Term("territoires", t)
+                for t in ("Région Hauts de France", "Nord", "Pas-de-Calais", "Aisne", "Oise", "Somme")
+            ),
+            event_start=datetime(2026, 12, 1, 9, 30, tzinfo=PARIS),
+            event_end=datetime(2026, 12, 2, 17, 0, tzinfo=PARIS),
+            attachments=(
+                Attachment("https://www.irev.fr/sites/default/files/rapport.pdf", 4823450, "application/pdf"),
+                Attachment("https://www.irev.fr/sites/default/files/donnees_par_epci.xlsx", 49152, None),
+            ),
+            summary=summary,
+        )
+        for n in range(count)
+    )
+
+
+def test_html_stays_small_with_30_long_items() -> None:
+    """Gmail clips messages over 102 KB: 30 heavy items (1,000-character summaries) stay < 90 KB."""
+    items = long_items()
+    sections = tuple(Section(f"Thématique {k}", items[k * 5 : (k + 1) * 5]) for k in range(6))
+    rendered = render(make_digest(items, sections=sections))
+    assert rendered.html.count("Lire l'actualité") == 30
+    assert len(rendered.html.encode()) < 90_000
+
+
+def test_text_lines_are_short() -> None:
+    """Text lines stay within 78 characters except those carrying a URL, and never pass 998."""
+    items = long_items(count=5)
+    rendered = render(make_digest(items, more=4))
+    for line in rendered.text.splitlines():
+        assert len(line) <= 998
+        assert len(line) <= 78 or "https://" in line, line
+    assert rendered.text.endswith("\n")
+    assert not rendered.text.endswith("\n\n")
+    huge = make_item(attachments=(Attachment("https://www.irev.fr/" + "x" * 2000 + ".pdf"),))
+    assert max(len(line) for line in render(make_digest((huge,))).text.splitlines()) == 998
+
+
+def test_item_with_only_a_title_renders() -> None:
+    """An item with no type, date, territoire, summary or attachment leaves no empty line or block."""
+    bare = NewsItem(url="https://www.irev.fr/actualites-0/nue", file="nue.txt", title="Nue")
+    rendered = render(make_digest((bare,)))
+    assert "* Nue\n\n  Lire l'actualité : https://www.irev.fr/actualites-0/nue\n" in rendered.text
+    assert 'class="meta"' not in rendered.html
+
+
+def test_css_is_inlined() -> None:
+    """Rules become style= attributes; only the @media rules stay in a <style> element."""
+    html = render(make_digest((make_item(),))).html
+    assert re.search(r'<td class="entry" style="[^"]*padding:', html)
+    assert re.search(r'<a href="https://www\.irev\.fr/actualites-0/actualite-0" style="color:#00507c"', html)
+    outside_comments = re.sub(r"<!--.*?-->", "", html, flags=re.DOTALL)  # Outlook's own <style>
+    styles = re.findall(r"<style>(.*?)</style>", outside_comments, flags=re.DOTALL)
+    assert styles
+    assert all(s.strip().startswith("@media") for s in styles)
+
+
+def test_html_is_email_safe() -> None:
+    """French, layout tables marked presentational, no script or image, every link absolute."""
+    html = render(golden_digest()).html
+    assert '<html lang="fr"' in html
+    assert html.count("<table") == html.count('role="presentation"')
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "max-width:600px" in html
+    assert 'class="preheader"' in html
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs
+    assert all(h.startswith(("https://", "http://")) for h in hrefs)
+
+
+def test_admin_template_overrides_the_shipped_one(tmp_path: Path) -> None:
+    """A digest_subject.txt in the admin's folder wins; the other templates come from syndicator."""
+    (tmp_path / "digest_subject.txt").write_text("Lettre {{ site.title }} : {{ count }}\n", encoding="utf-8")
+    rendered = render(make_digest((make_item(),)), env=environment(tmp_path))
+    assert rendered.subject == "Lettre IREV : 1"
+    assert "Bonjour Marie Dupont," in rendered.text
+
+
+def test_rendering_is_repeatable() -> None:
+    """The same digest renders the same twice with one environment (templates are cached)."""
+    env = environment(None)
+    digest = golden_digest()
+    assert render(digest, env=env) == render(digest, env=env)
+
+
+@pytest.mark.parametrize(("name", "part"), [("digest.txt", "text"), ("digest.html", "html")])
+def test_golden(name: str, part: str) -> None:
+    """A fixed digest of three sample items renders exactly as the golden file (UPDATE_GOLDEN=1)."""
+    rendered = render(golden_digest())
+    actual: str = getattr(rendered, part)
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="utf-8", newline="")
+    assert path.read_bytes().decode("utf-8") == actual, f"{name} changed; UPDATE_GOLDEN=1 rewrites it"
+
+
+def test_golden_digest_is_what_it_claims() -> None:
+    """The golden digest is the one the golden files describe (guards the fixture itself)."""
+    digest = golden_digest()
+    assert [len(s.items) for s in digest.sections] == [2, 1]
+    assert len(digest.items) == 3 + digest.more
+    assert render(digest).subject == "IREV — 5 actualités du 26 novembre 2026"
