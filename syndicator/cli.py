@@ -216,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"feeds: {report.feeds.summary()}")
     for frequency, sent in report.digests.items():
         print(f"digests ({frequency}): {sent.summary()}")
+    if not report.digests:
+        print("digests: none due")
     return code or (1 if any(r.failed for r in report.digests.values()) else 0)
 
 

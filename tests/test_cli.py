@@ -148,3 +148,81 @@ def test_check_reports_a_broken_template_with_its_line(run: Run, project: Path) 
     assert result.code == 1
     [line] = result.err.splitlines()
     assert line.startswith("templates/feeds_index.html:2: template error: ")
+
+
+def test_run_once_on_the_shipped_config_writes_digests_to_the_outbox(run: Run, project: Path) -> None:
+    """The quick start: example subscribers get .eml digests, and a second run sends nothing more."""
+    first = run("run", "--once")
+    assert first.code == 0, first.err
+    assert "digests (monthly): sent 2" in first.out
+    emails = sorted((project / "outbox").glob("*.eml"))
+    assert len(emails) >= 2
+    second = run("run", "--once")
+    assert second.code == 0
+    assert sorted((project / "outbox").glob("*.eml")) == emails
+
+
+def test_digest_preview_writes_three_files_and_records_nothing(run: Run, project: Path) -> None:
+    """preview writes .html, .txt and .eml for one subscriber; a later send still sends it."""
+    run("ingest")
+    result = run("digest", "preview", "claire.martin@example.org", "--out", "preview")
+    assert result.code == 0, result.err
+    files = sorted(p.name for p in (project / "preview").iterdir())
+    assert files == [f"digest-claire-martin-example-org.{ext}" for ext in ("eml", "html", "txt")]
+    text = (project / "preview" / files[2]).read_text(encoding="utf-8")
+    assert text.startswith("Bonjour Claire Martin,")
+    sent = run("digest", "send", "--frequency", "monthly")
+    assert sent.out.strip() == "sent 2, empty 0, failed 0, suppressed 0"
+
+
+def test_digest_send_dry_run_and_unknown_subscriber(run: Run, project: Path) -> None:
+    """--dry-run counts without writing; an unknown address is a located error."""
+    run("ingest")
+    dry = run("digest", "send", "--dry-run")
+    assert dry.code == 0 and dry.out.startswith("dry run: sent ")
+    assert not (project / "outbox").exists()
+    missing = run("digest", "preview", "nobody@example.org")
+    assert missing.code == 1
+    assert missing.err.startswith("config.yaml: no subscriber nobody@example.org in the config")
+
+
+def test_explain_from_the_command_line(run: Run, project: Path) -> None:
+    """explain prints each rule and a verdict."""
+    run("ingest")
+    url = (
+        "https://www.irev.fr/actualites-0/wattrelos-lance-son-premier-budget-participatif-dans-les-quartiers"
+    )
+    result = run("explain", "claire.martin@example.org", url)
+    assert result.code == 0
+    assert "stops:  types" in result.out
+    assert "passes: territoires: the item's 'Métropole Européenne de Lille' is above 'Roubaix'" in result.out
+    assert result.out.rstrip().endswith("=> does not go to this subscriber")
+
+
+def test_subscribers_add_list_remove(run: Run, project: Path) -> None:
+    """add and remove edit config.yaml keeping comments; list shows the subscriber."""
+    before = (project / "config.yaml").read_text(encoding="utf-8")
+    added = run("subscribers", "add", "nouveau@example.org", "--name", "Nouveau", "--frequency", "daily",
+                "--thematique", "Santé", "--territoire", "Lille")  # fmt: skip
+    assert added.code == 0, added.err
+    listing = run("subscribers", "list")
+    line = next(row for row in listing.out.splitlines() if row.startswith("nouveau@example.org"))
+    assert "daily" in line and "thématiques: Santé; territoires: Lille" in line and "never" in line
+    assert run("subscribers", "add", "NOUVEAU@example.org").code == 1
+    assert run("subscribers", "remove", "nouveau@example.org").code == 0
+    assert (project / "config.yaml").read_text(encoding="utf-8") == before
+
+
+def test_check_reports_unknown_interests_with_a_suggestion(run: Run, project: Path) -> None:
+    """A misspelt thématique or territoire in a subscription is located, with a 'did you mean'."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8").replace("thematiques: [Éducation]", "thematiques: [Educaton]")
+    config.write_text(text.replace("territoires: [Roubaix]", "territoires: [Roubiax]"), encoding="utf-8")
+    result = run("check")
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert any(
+        line.startswith("config.yaml:") and "unknown thématique 'Educaton'; did you mean 'Éducation'" in line
+        for line in lines
+    ), lines
+    assert any("unknown territoire 'Roubiax'; did you mean 'Roubaix'" in line for line in lines), lines
