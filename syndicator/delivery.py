@@ -23,7 +23,7 @@ from .mailer import DeliveryError, OutboxTransport, Outgoing, Transport
 from .render import render_digest
 from .store import Store
 from .subscribers import Subscriber, from_config
-from .taxonomy import Interests, matches, verdicts
+from .taxonomy import Interests, MatchIndex, verdicts
 from .templating import environment
 from .territoires import Hierarchy
 from .tokens import Signer, secret_keys
@@ -73,7 +73,9 @@ class Digests:
         stamps = [s for s in store.item_stamps() if (s.published or s.first_seen.date()) >= oldest.date()]
         loaded = store.items_by_id(s.id for s in stamps)
         self.candidates = [Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps]
+        self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
+        self.sent = self.ledger.sent_by_subscriber()
 
     def subscribers(self, frequency: Frequency | None = None) -> list[Subscriber]:
         return [s for s in from_config(self.config) if frequency is None or s.frequency == frequency]
@@ -87,12 +89,10 @@ class Digests:
 
     def next_digest(self, subscriber: Subscriber) -> Digest | None:
         """The digest this subscriber would get now; None when nothing new matches."""
-        interests = self.interests(subscriber)
         last = self.lasts.get(subscriber.key)
         chosen = choose(
-            self.candidates,
-            matches=lambda item: matches(interests, item, self.hierarchy),
-            sent=self.ledger.sent_items(subscriber.key),
+            [self.candidates[i] for i in self.index.matching(self.interests(subscriber))],
+            sent=self.sent.get(subscriber.key, set()),
             since=last.issued if last else None,
             now=self.now,
             lookback_days=self.config.email.lookback_days.days(subscriber.frequency),
@@ -132,14 +132,18 @@ class Digests:
         """Write the digest and its items to the ledger as `pending`."""
         rendered = self.render(digest)
         ids = {c.item.url: c.id for c in self.candidates}
-        return self.ledger.record(
+        item_ids = [ids[item.url] for item in digest.items]
+        row = self.ledger.record(
             subscriber=digest.subscriber.key,
             frequency=digest.subscriber.frequency,
             since=digest.since,
             issued=digest.issued,
-            item_ids=[ids[item.url] for item in digest.items],
+            item_ids=item_ids,
             message=lambda digest_id: self.message(digest, rendered, digest_id),
         )
+        self.lasts[row.subscriber] = row  # later digests of this run build on this one
+        self.sent.setdefault(row.subscriber, set()).update(item_ids)
+        return row
 
 
 def _deliver(digests: Digests, row: LedgerRow, subscriber: Subscriber, transport: Transport) -> str:

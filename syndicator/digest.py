@@ -7,7 +7,7 @@ first, grouped by thématique, never an item twice, never an empty digest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -78,22 +78,19 @@ def newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
 def choose(
     candidates: Iterable[Candidate],
     *,
-    matches: Callable[[NewsItem], bool],
     sent: Container[int],
     since: datetime | None,
     now: datetime,
     lookback_days: int,
 ) -> list[Candidate]:
-    """The items of a subscriber's next digest, newest first: matching, never sent to them,
-    first seen since their last digest, published within the look-back."""
+    """The items of a subscriber's next digest, newest first, from the items matching their
+    interests: never sent to them, first seen since their last digest, published within the
+    look-back."""
     oldest = now.astimezone(PARIS).date() - timedelta(days=lookback_days)
     return newest_first(
         c
         for c in candidates
-        if c.id not in sent
-        and (since is None or c.first_seen > since)
-        and _day(c) >= oldest
-        and matches(c.item)
+        if c.id not in sent and (since is None or c.first_seen > since) and _day(c) >= oldest
     )
 
 

@@ -98,6 +98,14 @@ class Ledger:
             )
             return {row.item_id for row in rows}
 
+    def sent_by_subscriber(self) -> dict[str, set[int]]:
+        """For every subscriber, the ids of the items already in one of their digests."""
+        found: dict[str, set[int]] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(select(digest_items.c.subscriber, digest_items.c.item_id)):
+                found.setdefault(row.subscriber, set()).add(row.item_id)
+        return found
+
     def sent_on(self, subscriber: str, item_id: int) -> LedgerRow | None:
         """The digest that carried this item to this subscriber, if any."""
         with self.engine.connect() as connection:

@@ -132,3 +132,62 @@ def verdicts(interests: Interests, item: NewsItem, hierarchy: Hierarchy) -> list
 def matches(interests: Interests, item: NewsItem, hierarchy: Hierarchy) -> bool:
     """DESIGN.md's rule: each non-empty list of the subscriber shares a term with the item."""
     return all(v.passed for v in verdicts(interests, item, hierarchy))
+
+
+class MatchIndex:
+    """Items indexed by term and place, so that finding a subscriber's items is a few set
+    operations rather than a test of every item: the same rule as `matches`, for many
+    subscribers at once (tests/test_digests.py holds both to an independent statement of it)."""
+
+    def __init__(self, items: Sequence[NewsItem], hierarchy: Hierarchy) -> None:
+        self.hierarchy = hierarchy
+        self.everything = frozenset(range(len(items)))
+        self._thematiques: dict[str, set[int]] = {}
+        self._types: dict[str, set[int]] = {}
+        self._at_or_below: dict[str, set[int]] = {}  # place → items at it or below it
+        self._at: dict[str, set[int]] = {}  # place → items at it
+        self._labels: dict[str, set[int]] = {}  # labels in no hierarchy → items
+        self._cache: dict[tuple[object, ...], frozenset[int]] = {}
+        for index, item in enumerate(items):
+            for term in item.thematiques:
+                self._thematiques.setdefault(term_key(term.name), set()).add(index)
+            if item.type:
+                self._types.setdefault(term_key(item.type.name), set()).add(index)
+            for term in item.territoires:
+                place = hierarchy.resolve(term.name).place
+                if place is None:
+                    self._labels.setdefault(term_key(term.name), set()).add(index)
+                    continue
+                self._at.setdefault(place.code, set()).add(index)
+                for code in (place.code, *hierarchy.ancestors(place.code)):
+                    self._at_or_below.setdefault(code, set()).add(index)
+
+    def _places(self, interests: Interests) -> set[int]:
+        found: set[int] = set()
+        for label, code, _ in interests.territoires:
+            if code is None:
+                found |= self._labels.get(term_key(label), set())
+                continue
+            found |= self._at_or_below.get(code, set())
+            for ancestor in self.hierarchy.ancestors(code):
+                found |= self._at.get(ancestor, set())
+        return found
+
+    def matching(self, interests: Interests) -> frozenset[int]:
+        """The positions of the items that match these interests."""
+        key = (
+            tuple(sorted(interests.thematiques)),
+            tuple(sorted(interests.types)),
+            tuple(sorted((label if code is None else code) for label, code, _ in interests.territoires)),
+        )
+        if key in self._cache:
+            return self._cache[key]
+        result = set(self.everything)
+        if interests.thematiques:
+            result &= set().union(*(self._thematiques.get(k, set()) for k in interests.thematiques))
+        if interests.types:
+            result &= set().union(*(self._types.get(k, set()) for k in interests.types))
+        if interests.territoires:
+            result &= self._places(interests)
+        self._cache[key] = frozenset(result)
+        return self._cache[key]
