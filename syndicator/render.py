@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import lru_cache
 from posixpath import basename, splitext
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -196,6 +197,7 @@ def _variants(env: Environment) -> tuple[Environment, Environment]:
     return variants
 
 
+@lru_cache(maxsize=16384)  # an item looks the same in every digest it goes into
 def _entry(item: NewsItem, zone: tzinfo) -> EntryView:
     return EntryView(
         item=item,

@@ -8,16 +8,26 @@ and sizes comes from babel, as filters.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+    pass_environment,
+)
+from jinja2.filters import do_wordwrap
 
 from .errors import Problem
 from .french_dates import PARIS
 
 SHIPPED = Path(__file__).resolve().parent.parent / "templates"
+_PLAIN = Environment(autoescape=False)  # what cached wrapping runs in: plain text, "\n" lines
 LOCALE = "fr_FR"
 
 
@@ -47,12 +57,35 @@ def french_size(size: int | None) -> str:
     return f"{size}\u00a0octets"
 
 
+@lru_cache(maxsize=65536)
+def _wrapped(
+    text: str, width: int, break_long_words: bool, wrapstring: str | None, break_on_hyphens: bool
+) -> str:
+    return str(do_wordwrap(_PLAIN, text, width, break_long_words, wrapstring, break_on_hyphens))
+
+
+@pass_environment
+def cached_wordwrap(  # noqa: PLR0917 -- the positional signature of Jinja's wordwrap
+    env: Environment,
+    text: str,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    """Jinja's `wordwrap`, remembered: the same item text is wrapped for thousands of digests."""
+    if type(text) is not str or env.newline_sequence != _PLAIN.newline_sequence:
+        return str(do_wordwrap(env, text, width, break_long_words, wrapstring, break_on_hyphens))
+    return _wrapped(text, width, break_long_words, wrapstring, break_on_hyphens)
+
+
 def environment(override: Path | None) -> Environment:
     """The template environment, looking in `override` first, then in the shipped templates."""
     folders = [override] if override is not None and override != SHIPPED else []
     loader = ChoiceLoader([FileSystemLoader([str(f) for f in folders]), FileSystemLoader(str(SHIPPED))])
     env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters.update(french_date=french_date, french_datetime=french_datetime, french_size=french_size)
+    env.filters["wordwrap"] = cached_wordwrap
     return env
 
 
