@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -134,6 +135,9 @@ def matches(interests: Interests, item: NewsItem, hierarchy: Hierarchy) -> bool:
     return all(v.passed for v in verdicts(interests, item, hierarchy))
 
 
+CACHED_INTERESTS = 256
+
+
 class MatchIndex:
     """Items indexed by term and place, so that finding a subscriber's items is a few set
     operations rather than a test of every item: the same rule as `matches`, for many
@@ -147,7 +151,8 @@ class MatchIndex:
         self._at_or_below: dict[str, set[int]] = {}  # place → items at it or below it
         self._at: dict[str, set[int]] = {}  # place → items at it
         self._labels: dict[str, set[int]] = {}  # labels in no hierarchy → items
-        self._cache: dict[tuple[object, ...], frozenset[int]] = {}
+        # Subscribers often share interests; the sets are large, so only recent ones are kept.
+        self._cache: OrderedDict[tuple[object, ...], frozenset[int]] = OrderedDict()
         for index, item in enumerate(items):
             for term in item.thematiques:
                 self._thematiques.setdefault(term_key(term.name), set()).add(index)
@@ -181,6 +186,7 @@ class MatchIndex:
             tuple(sorted((label if code is None else code) for label, code, _ in interests.territoires)),
         )
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         result = set(self.everything)
         if interests.thematiques:
@@ -189,5 +195,7 @@ class MatchIndex:
             result &= set().union(*(self._types.get(k, set()) for k in interests.types))
         if interests.territoires:
             result &= self._places(interests)
-        self._cache[key] = frozenset(result)
-        return self._cache[key]
+        found = self._cache[key] = frozenset(result)
+        if len(self._cache) > CACHED_INTERESTS:
+            self._cache.popitem(last=False)
+        return found
