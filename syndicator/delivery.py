@@ -8,6 +8,7 @@ transport. Suppressed addresses receive nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest
 from .emails import Envelope, build_message, message_id, to_bytes
 from .french_dates import PARIS
 from .ledger import Ledger, LedgerRow
-from .mailer import DeliveryError, OutboxTransport, Outgoing, Transport
+from .mailer import OutboxTransport, Outgoing, Result, RunStopped, Transport
 from .render import render_digest
 from .store import Store
 from .subscribers import Subscriber, from_config
@@ -37,8 +38,9 @@ class SendReport:
 
     sent: int = 0
     empty: int = 0
-    failed: int = 0
+    failed: int = 0  # of which `temporary` are left pending for the next run
     suppressed: int = 0
+    temporary: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -53,7 +55,7 @@ def transport_for(config: Config) -> Transport:
     """The transport `email.transport` names."""
     if config.email.transport == "outbox":
         return OutboxTransport(config.resolve(config.email.outbox))
-    raise DeliveryError("the smtp transport is not built yet; use transport: outbox", temporary=False)
+    raise RunStopped("the smtp transport is not built yet; use transport: outbox", path=config.source)
 
 
 class Digests:
@@ -146,25 +148,58 @@ class Digests:
         return row
 
 
-def _deliver(digests: Digests, row: LedgerRow, subscriber: Subscriber, transport: Transport) -> str:
-    """Deliver one recorded digest: 'sent', 'failed', 'suppressed' or 'busy' (another run has it)."""
-    ledger = digests.ledger
-    if subscriber.key in ledger.suppressed():
-        ledger.failed(row, "address suppressed before delivery", final=True)
-        return "suppressed"
-    if not ledger.claim(row, digests.now):
-        return "busy"
-    outgoing = Outgoing(
-        data=row.message or b"", sender=digests.config.email.from_, recipient=subscriber.email,
-        message_id=row.message_id, name=f"{row.id:08d}",
-    )  # fmt: skip
-    try:
-        transport.deliver(outgoing, datetime.now(UTC))
-    except DeliveryError as exc:
-        ledger.failed(row, exc.message, final=not exc.temporary)
-        return "failed"
-    ledger.sent(row, datetime.now(UTC))
-    return "sent"
+@dataclass(slots=True)
+class _Pending:
+    """A recorded digest waiting for the transport, and whose subscriber it is."""
+
+    row: LedgerRow
+    subscriber: Subscriber
+
+
+async def _deliver_all(digests: Digests, pending: Sequence[_Pending], transport: Transport) -> dict[str, str]:
+    """Hand every recorded digest to the transport; the outcome per message name."""
+    by_name = {f"{p.row.id:08d}": p for p in pending}
+    outcomes: dict[str, str] = {}
+    ledger, suppressed = digests.ledger, digests.ledger.suppressed()
+
+    async def claim(message: Outgoing) -> bool:
+        entry = by_name[message.name]
+        if entry.subscriber.key in suppressed:
+            await asyncio.to_thread(
+                ledger.failed, entry.row, "address suppressed before delivery", final=True
+            )
+            outcomes[message.name] = "suppressed"
+            return False
+        claimed = await asyncio.to_thread(ledger.claim, entry.row, datetime.now(UTC))
+        if not claimed:
+            outcomes[message.name] = "busy"
+        return claimed
+
+    async def done(message: Outgoing, result: Result) -> None:
+        entry = by_name[message.name]
+        if result.outcome == "sent":
+            await asyncio.to_thread(ledger.sent, entry.row, datetime.now(UTC))
+        else:
+            final = result.outcome != "temporary"
+            await asyncio.to_thread(ledger.failed, entry.row, result.detail, final=final)
+            if result.outcome == "bad_mailbox":
+                await asyncio.to_thread(
+                    ledger.suppress, entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
+                )
+        outcomes[message.name] = result.outcome
+
+    messages = [
+        Outgoing(
+            data=p.row.message or b"",
+            sender=digests.config.email.from_,
+            recipient=p.subscriber.email,
+            message_id=p.row.message_id,
+            name=name,
+        )
+        for name, p in by_name.items()
+    ]
+    await transport.send(messages, claim=claim, done=done)
+    return outcomes
 
 
 def send_digests(
@@ -175,38 +210,56 @@ def send_digests(
     transport: Transport | None = None,
     progress: Progress | None = None,
 ) -> SendReport:
-    """Build and deliver now the digests of the subscribers of `frequency` (default: all)."""
+    """Build and deliver now the digests of the subscribers of `frequency` (default: all).
+
+    First every digest is built and recorded (with those earlier runs left unconfirmed), then
+    the transport delivers them all, claiming each in the ledger as it goes on the wire."""
     report = SendReport()
-    transport = transport or transport_for(digests.config)
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
-    for done, subscriber in enumerate(chosen, 1):
+    pending: list[_Pending] = []
+    built: set[str] = set()
+    for count, subscriber in enumerate(chosen):
         if progress:
-            progress(done - 1, len(chosen))
+            progress(count, len(chosen))
         if subscriber.key in suppressed:
-            report.suppressed += 1
             continue
-        outcomes = []
         if not dry_run:
-            for row in digests.ledger.unfinished(subscriber.key):
-                outcomes.append(_deliver(digests, row, subscriber, transport))
+            pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
         digest = digests.next_digest(subscriber)
-        if digest is not None and not dry_run:
-            outcomes.append(_deliver(digests, digests.record(digest), subscriber, transport))
-        elif digest is not None:
-            outcomes.append("sent")
-        if "failed" in outcomes:
-            report.failed += 1
-            report.errors.append(subscriber.email)
-        elif "sent" in outcomes:
-            report.sent += 1
-        elif "suppressed" in outcomes:
-            report.suppressed += 1
-        else:
-            report.empty += 1
+        if digest is not None:
+            built.add(subscriber.key)
+            if not dry_run:
+                pending.append(_Pending(digests.record(digest), subscriber))
+    outcomes: dict[str, str] = {}
+    if pending:
+        outcomes = asyncio.run(_deliver_all(digests, pending, transport or transport_for(digests.config)))
+    results: dict[str, list[str]] = {}
+    for entry in pending:
+        results.setdefault(entry.subscriber.key, []).append(outcomes.get(f"{entry.row.id:08d}", "busy"))
+    for subscriber in chosen:
+        _tally(report, subscriber, results.get(subscriber.key, []), suppressed=subscriber.key in suppressed,
+               would_send=dry_run and subscriber.key in built)  # fmt: skip
     if progress:
         progress(len(chosen), len(chosen))
     return report
+
+
+def _tally(report: SendReport, subscriber: Subscriber, results: list[str], *, suppressed: bool,
+           would_send: bool) -> None:  # fmt: skip
+    """One outcome per subscriber, so that the parts of the summary add up."""
+    if suppressed or "suppressed" in results:
+        report.suppressed += 1
+    elif "bad_mailbox" in results or "failed" in results or "temporary" in results:
+        report.failed += 1
+        report.temporary += (
+            "temporary" in results and "failed" not in results and "bad_mailbox" not in results
+        )
+        report.errors.append(subscriber.email)
+    elif "sent" in results or would_send:
+        report.sent += 1
+    else:
+        report.empty += 1
 
 
 def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, list[str]]:

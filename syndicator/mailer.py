@@ -1,27 +1,31 @@
-"""Transports: how a digest's bytes leave. `outbox` writes .eml files (the default, no server).
+"""Transports: how digests' bytes leave. `outbox` writes .eml files (the default, no server).
 
-A transport takes the bytes of one message for one recipient and either accepts them or raises
-`DeliveryError`, saying whether trying again later may help (`temporary`) or not.
+A transport is given the messages of a run and two callbacks. It calls `claim(message)` just
+before a message goes on the wire (the ledger's claim: a message another run took is skipped),
+and `done(message, result)` once its fate is known: sent, a temporary failure (left for the next
+run), a permanent one, or a bad mailbox. A policy refusal (5.7.x) stops the whole run:
+`RunStopped`. Claiming message by message, not all at once, is what limits duplicates after a
+crash to the messages that were on the wire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .errors import SyndicatorError
 
+Outcome = Literal["sent", "temporary", "failed", "bad_mailbox"]
 
-class DeliveryError(SyndicatorError):
-    """A message was not accepted; `temporary` says whether a later try may succeed."""
 
-    def __init__(self, message: str, *, temporary: bool) -> None:
-        super().__init__(message)
-        self.temporary = temporary
+class RunStopped(SyndicatorError):
+    """The mail server refuses us as a sender (policy, authentication, TLS): stop, suppress no one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +39,43 @@ class Outgoing:
     name: str  # a short, file-name-safe label (the digest's number)
 
 
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one message."""
+
+    outcome: Outcome
+    detail: str = ""
+
+
+Claim = Callable[[Outgoing], Awaitable[bool]]
+Done = Callable[[Outgoing, Result], Awaitable[None]]
+
+
 class Transport(Protocol):
-    def deliver(self, message: Outgoing, now: datetime) -> None: ...
+    async def send(self, messages: Sequence[Outgoing], *, claim: Claim, done: Done) -> None: ...
+
+
+def write_eml(folder: Path, message: Outgoing, now: datetime) -> Path:
+    """Write a message as an .eml file, atomically, under a name no other message has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{now:%Y%m%dT%H%M%S}-{message.name}"
+    handle, temporary = tempfile.mkstemp(prefix=".outgoing.", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(message.data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        for number in range(1, 10_000):
+            target = folder / (f"{stem}.eml" if number == 1 else f"{stem}-{number}.eml")
+            try:
+                os.link(temporary, target)  # fails if the name is taken: never overwrites
+            except FileExistsError:
+                continue
+            return target
+        raise OSError(f"no free file name for {stem}")
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 class OutboxTransport:
@@ -45,25 +84,13 @@ class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def deliver(self, message: Outgoing, now: datetime) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{now:%Y%m%dT%H%M%S}-{message.name}"
-        handle, temporary = tempfile.mkstemp(prefix=".outgoing.", dir=self.folder)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(message.data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
-            for number in range(1, 10_000):
-                target = self.folder / (f"{stem}.eml" if number == 1 else f"{stem}-{number}.eml")
-                try:
-                    os.link(temporary, target)  # fails if the name is taken: never overwrites
-                except FileExistsError:
-                    continue
-                return
-            raise DeliveryError(f"{self.folder}: no free file name for {stem}", temporary=True)
-        except OSError as exc:
-            raise DeliveryError(f"{self.folder}: cannot write: {exc}", temporary=True) from None
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+    async def send(self, messages: Sequence[Outgoing], *, claim: Claim, done: Done) -> None:
+        for message in messages:
+            if not await claim(message):
+                continue
+            try:
+                await asyncio.to_thread(write_eml, self.folder, message, datetime.now(UTC))
+            except OSError as exc:
+                await done(message, Result("temporary", f"{self.folder}: cannot write: {exc}"))
+            else:
+                await done(message, Result("sent"))
