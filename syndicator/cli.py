@@ -28,6 +28,7 @@ from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
 from .ledger import Ledger
 from .progress import progress_bar
+from .scheduler import JOBS, last_run, next_run
 from .store import Store
 from .subscribers import Subscriber, from_config
 from .taxonomy import slugify
@@ -205,6 +206,27 @@ def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = _now()
+    with _open(config) as store:
+        ledger = Ledger(store)
+        counts, suppressed = ledger.counts(), ledger.suppressed()
+        items, terms = store.count_items(), len(store.terms())
+        print(f"items: {items}, terms: {terms}, subscribers: {len(config.subscribers)}")
+        for job in JOBS:
+            last, upcoming = last_run(store, job), next_run(config, job, now)
+            done = f"last run {last.astimezone(PARIS):%Y-%m-%d %H:%M}" if last else "never run"
+            then = f"next {upcoming.astimezone(PARIS):%Y-%m-%d %H:%M}" if upcoming else "no next run"
+            print(f"job {job}: {done}, {then}")
+    waiting = counts.get("pending", 0) + counts.get("sending", 0)
+    print(
+        f"deliveries: {waiting} pending, {counts.get('failed', 0)} failed, {counts.get('sent', 0)} sent; "
+        f"{len(suppressed)} suppressed addresses"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.once:
         print("syndicator run: the daemon is not built yet; use 'syndicator run --once'", file=sys.stderr)
@@ -247,6 +269,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("paths", nargs="*", metavar="PATH")
 
     add("feeds", cmd_feeds, "(re)build the feeds and their indexes from the store")
+
+    add("status", cmd_status, "jobs' last and next runs, deliveries pending, failed and suppressed")
 
     add("check", cmd_check, "validate config.yaml and the item files; exit 1 on any problem")
 

@@ -16,6 +16,7 @@ from .config import Config, Frequency
 from .store import Store
 
 Job = Literal["refresh", "daily", "weekly", "monthly"]
+JOBS: tuple[Job, ...] = ("refresh", "daily", "weekly", "monthly")
 JOB_OF: dict[Frequency, Job] = {
     "immediate": "refresh",
     "daily": "daily",
@@ -46,3 +47,9 @@ def is_due(config: Config, store: Store, job: Job, now: datetime) -> bool:
         return True
     fire = trigger(config, job).get_next_fire_time(None, last + timedelta(seconds=1))
     return fire is not None and fire <= now
+
+
+def next_run(config: Config, job: Job, now: datetime) -> datetime | None:
+    """The next time the job's schedule names after `now`."""
+    fire: datetime | None = trigger(config, job).get_next_fire_time(None, now + timedelta(seconds=1))
+    return fire

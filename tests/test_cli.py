@@ -226,3 +226,14 @@ def test_check_reports_unknown_interests_with_a_suggestion(run: Run, project: Pa
         for line in lines
     ), lines
     assert any("unknown territoire 'Roubiax'; did you mean 'Roubaix'" in line for line in lines), lines
+
+
+def test_status_shows_jobs_and_deliveries(run: Run, project: Path) -> None:
+    """status counts items, terms and subscribers, names each job's runs and the ledger's states."""
+    run("run", "--once")
+    result = run("status")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0].startswith("items: 27, terms: ") and lines[0].endswith("subscribers: 5")
+    assert any(line.startswith("job daily: last run ") and ", next " in line for line in lines)
+    assert lines[-1].startswith("deliveries: 0 pending, 0 failed, ") and lines[-1].endswith("0 suppressed addresses")
