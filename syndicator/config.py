@@ -90,15 +90,23 @@ class LookbackConfig(_Section):
         return int(getattr(self, frequency))
 
 
+class DkimConfig(_Section):
+    key: Path  # PEM file of a 2048-bit (or larger) RSA private key
+    selector: str
+    domain: str | None = None  # default: the domain of email.from
+
+
 class EmailConfig(_Section):
     from_: str = Field(default="IREV <lettre@example.org>", alias="from")
     transport: Literal["outbox", "smtp"] = "outbox"
     outbox: Path = Path("outbox")
     smtp: SmtpConfig = SmtpConfig()
     max_connections: int = Field(default=4, ge=1, le=64)
+    messages_per_connection: int = Field(default=100, ge=1)  # then the connection is renewed
     rate_per_second: float = Field(default=20.0, gt=0)
     max_items: int = Field(default=30, ge=1)
     lookback_days: LookbackConfig = LookbackConfig()
+    dkim: DkimConfig | None = None  # sign every message when set
 
 
 class ScheduleConfig(_Section):
