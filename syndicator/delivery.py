@@ -20,8 +20,9 @@ from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest
 from .emails import Envelope, build_message, message_id, to_bytes
 from .french_dates import PARIS
 from .ledger import Ledger, LedgerRow
-from .mailer import OutboxTransport, Outgoing, Result, RunStopped, Transport
+from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
+from .smtp import SmtpTransport
 from .store import Store
 from .subscribers import Subscriber, from_config
 from .taxonomy import Interests, MatchIndex, verdicts
@@ -53,9 +54,9 @@ class SendReport:
 
 def transport_for(config: Config) -> Transport:
     """The transport `email.transport` names."""
-    if config.email.transport == "outbox":
-        return OutboxTransport(config.resolve(config.email.outbox))
-    raise RunStopped("the smtp transport is not built yet; use transport: outbox", path=config.source)
+    if config.email.transport == "smtp":
+        return SmtpTransport.from_config(config)
+    return OutboxTransport(config.resolve(config.email.outbox))
 
 
 class Digests:
