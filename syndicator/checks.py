@@ -6,6 +6,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from .config import Config, load_config
+from .delivery import dkim_key
 from .errors import ConfigError, Problem
 from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
@@ -38,6 +39,10 @@ def check(config_file: str | None) -> CheckReport:
         report.hints.extend([exc.hint] if exc.hint else [])
         return report
     report.problems.extend(template_problems(environment(report.config.templates_path)))
+    try:
+        dkim_key(report.config)
+    except ConfigError as exc:
+        report.problems.extend(exc.problems())
     scanned = IngestReport()
     files = scan([report.config.items_path], scanned)
     report.problems.extend(scanned.errors)

@@ -17,7 +17,8 @@ from jinja2 import Environment
 
 from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest, choose
-from .emails import Envelope, build_message, message_id, to_bytes
+from .dkim import DkimKey, load_key, sign
+from .emails import Envelope, address, build_message, message_id, to_bytes
 from .french_dates import PARIS
 from .ledger import Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
@@ -52,6 +53,15 @@ class SendReport:
         return f"sent {self.sent}, empty {self.empty}, failed {self.failed}, suppressed {self.suppressed}"
 
 
+def dkim_key(config: Config) -> DkimKey | None:
+    """The DKIM key `email.dkim` names, loaded and checked; None when signing is off."""
+    settings = config.email.dkim
+    if settings is None:
+        return None
+    domain = settings.domain or address(config.email.from_).domain
+    return load_key(config.resolve(settings.key), settings.selector, domain)
+
+
 def transport_for(config: Config) -> Transport:
     """The transport `email.transport` names."""
     if config.email.transport == "smtp":
@@ -79,6 +89,7 @@ class Digests:
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
         self.sent = self.ledger.sent_by_subscriber()
+        self.dkim = dkim_key(config)
 
     def subscribers(self, frequency: Frequency | None = None) -> list[Subscriber]:
         return [s for s in from_config(self.config) if frequency is None or s.frequency == frequency]
@@ -129,7 +140,10 @@ class Digests:
             list_name=self.config.site.title,
             unsubscribe_url=self.links(subscriber).unsubscribe,
         )
-        return mid, to_bytes(build_message(rendered, envelope))
+        data = to_bytes(build_message(rendered, envelope))
+        # Signed here, so the ledger keeps the signed bytes and a re-send after a crash is the
+        # very same message.
+        return mid, sign(data, self.dkim) if self.dkim else data
 
     def record(self, digest: Digest) -> LedgerRow:
         """Write the digest and its items to the ledger as `pending`."""

@@ -11,14 +11,29 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
 
 from .digest import RenderedDigest
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+class _UrlListHeader(UnstructuredHeader):
+    """RFC 2369's `<url>, <url>`: folded after its commas, never made an encoded-word, which
+    the policy would do to a line this long and mail programs would then not read."""
+
+    def fold(self, *, policy: Policy) -> str:
+        linesep = policy.linesep or "\r\n"
+        name = self.name  # type: ignore[attr-defined]  # HeaderRegistry mixes BaseHeader in
+        return f"{name}: " + f",{linesep} ".join(str(self).split(", ")) + linesep
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)  # type: ignore[arg-type]  # as above
+_POLICY = SMTP.clone(header_factory=_HEADERS)
 
 
 def header_text(value: str) -> str:
@@ -55,7 +70,7 @@ class Envelope:
 def build_message(rendered: RenderedDigest, envelope: Envelope) -> EmailMessage:
     """The email of a rendered digest: text part then HTML part, with list headers."""
     sender = address(envelope.sender)
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = sender
     message["To"] = Address(
         display_name=header_text(envelope.recipient_name or ""),
@@ -78,4 +93,4 @@ def build_message(rendered: RenderedDigest, envelope: Envelope) -> EmailMessage:
 
 def to_bytes(message: EmailMessage) -> bytes:
     """The message as it goes on the wire: CRLF line ends, no line over 998 characters."""
-    return message.as_bytes(policy=SMTP)
+    return message.as_bytes(policy=_POLICY)

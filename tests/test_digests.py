@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import email.policy
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from syndicator.config import Config, parse_config
+from syndicator.config import Config, DkimConfig, parse_config
 from syndicator.delivery import Digests, explain, send_digests
 from syndicator.ingest import ingest
 from syndicator.items import NewsItem, parse_file
@@ -331,3 +332,31 @@ def test_explain_says_which_rule_lets_an_item_through_or_stops_it(tmp_path: Path
     send_digests(digests)
     ok, lines = explain(project.digests(NOW + timedelta(hours=1)), subscriber, regional)
     assert not ok and any("already in digest <digest." in line for line in lines)
+
+
+def test_list_unsubscribe_stays_readable_and_dkim_signs_what_is_stored(tmp_path: Path) -> None:
+    """List-Unsubscribe is never an encoded-word; with email.dkim the ledger keeps signed bytes."""
+    import dkim as dkimpy
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", ["Culture"], [], []))
+    project.config = project.config.model_copy(
+        update={
+            "email": project.config.email.model_copy(
+                update={"dkim": DkimConfig(key=key, selector="lettre", domain="example.org")}
+            )
+        }
+    )
+    send_digests(project.digests())
+    [path] = sorted((project.root / "outbox").glob("*.eml"))
+    data = path.read_bytes()
+    header = next(
+        line for line in data.split(b"\r\n\r\n")[0].split(b"\r\n") if line.startswith(b"List-Unsubscribe:")
+    )
+    assert b"=?" not in header and b"<https://lettre.example.org/unsubscribe/" in header
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    assert dkimpy.verify(data, dnsfunc=lambda name, timeout=5: record)
