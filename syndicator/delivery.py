@@ -9,6 +9,7 @@ transport. Suppressed addresses receive nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest
 from .dkim import DkimKey, load_key, sign
 from .emails import Envelope, address, build_message, message_id, to_bytes
 from .french_dates import PARIS
-from .ledger import Ledger, LedgerRow
+from .ledger import AlreadyRecorded, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
 from .smtp import SmtpTransport
@@ -50,7 +51,10 @@ class SendReport:
         return self.sent + self.empty + self.failed + self.suppressed
 
     def summary(self) -> str:
-        return f"sent {self.sent}, empty {self.empty}, failed {self.failed}, suppressed {self.suppressed}"
+        failed = f"failed {self.failed}"
+        if self.failed:
+            failed += f" ({self.temporary} temporary, {self.failed - self.temporary} permanent)"
+        return f"sent {self.sent}, empty {self.empty}, {failed}, suppressed {self.suppressed}"
 
 
 def dkim_key(config: Config) -> DkimKey | None:
@@ -245,7 +249,9 @@ def send_digests(
         if digest is not None:
             built.add(subscriber.key)
             if not dry_run:
-                pending.append(_Pending(digests.record(digest), subscriber))
+                # AlreadyRecorded: a concurrent run has this digest and delivers it.
+                with contextlib.suppress(AlreadyRecorded):
+                    pending.append(_Pending(digests.record(digest), subscriber))
     outcomes: dict[str, str] = {}
     if pending:
         outcomes = asyncio.run(_deliver_all(digests, pending, transport or transport_for(digests.config)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .schema import digest_items, digests, suppressions
 from .store import Store
@@ -62,6 +63,10 @@ def _alive(claimed_by: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class AlreadyRecorded(Exception):
+    """Another run recorded a digest holding some of these items for this subscriber first."""
 
 
 class Ledger:
@@ -145,7 +150,28 @@ class Ledger:
         message: Callable[[int], tuple[str, bytes]],
     ) -> LedgerRow:
         """Record a digest and its items as `pending`, in one transaction. `message(row id)`
-        gives its Message-ID and bytes, so both derive from the row and never change."""
+        gives its Message-ID and bytes, so both derive from the row and never change.
+
+        Raises `AlreadyRecorded` when a concurrent run got there first (the unique pair of
+        subscriber and item says so); nothing is then written."""
+        try:
+            return self._record(
+                subscriber=subscriber, frequency=frequency, since=since, issued=issued, item_ids=item_ids,
+                message=message,
+            )  # fmt: skip
+        except IntegrityError:
+            raise AlreadyRecorded(subscriber) from None
+
+    def _record(
+        self,
+        *,
+        subscriber: str,
+        frequency: str,
+        since: datetime | None,
+        issued: datetime,
+        item_ids: Iterable[int],
+        message: Callable[[int], tuple[str, bytes]],
+    ) -> LedgerRow:
         with self.engine.begin() as connection:
             values = {
                 "subscriber": subscriber,

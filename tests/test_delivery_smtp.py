@@ -1,0 +1,151 @@
+"""Delivery through real SMTP servers and real processes: bad mailboxes, policy stops, kill -9,
+two runs at once. The server is aiosmtpd on a loopback port (tests/smtp_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from syndicator.config import load_config
+from syndicator.delivery import Digests, send_digests
+from syndicator.ingest import ingest
+from syndicator.ledger import Ledger
+from syndicator.mailer import RunStopped
+from syndicator.store import Store
+
+from .smtp_server import Handler, smtp_server
+from .support import ITEMS
+
+SUBSCRIBERS = 12
+
+
+class SlowHandler(Handler):
+    """Accepts every message after a pause, as a distant relay would."""
+
+    def __init__(self, delay: float, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.delay = delay
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def project(root: Path, port: int, *, connections: int = 2) -> Path:
+    """A folder with the samples and a config sending through the test server."""
+    shutil.copytree(ITEMS, root / "items")
+    subscribers = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(SUBSCRIBERS))
+    (root / "config.yaml").write_text(
+        "email:\n"
+        "  from: 'IREV <lettre@example.org>'\n"
+        "  transport: smtp\n"
+        f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 10}}\n"
+        f"  max_connections: {connections}\n"
+        "  rate_per_second: 1000\n"
+        "  lookback_days: {weekly: 4000}\n"
+        f"subscribers:\n{subscribers}",
+        encoding="utf-8",
+    )
+    config = load_config(root / "config.yaml")
+    with Store.open(config.database_url) as store:
+        assert ingest(store, [config.items_path]).errors == []
+    return root / "config.yaml"
+
+
+def send(config_file: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "syndicator", "digest", "send", "--config", str(config_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def message_ids(handler: Handler) -> Counter[tuple[str, str]]:
+    found: Counter[tuple[str, str]] = Counter()
+    for received in handler.accepted:
+        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+        found[(received.recipients[0], str(parsed["Message-ID"]))] += 1
+    return found
+
+
+def test_a_bad_mailbox_is_suppressed_and_the_others_delivered(tmp_path: Path) -> None:
+    """550 5.1.1 for one address: that digest fails, the address is suppressed, the rest go."""
+    handler = Handler(rcpt_replies={"s3@example.org": "550 5.1.1 No such user"})
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port))
+        with Store.open(config.database_url) as store:
+            report = send_digests(Digests(store, config, now=_now()))
+            assert (report.sent, report.failed) == (SUBSCRIBERS - 1, 1)
+            assert set(Ledger(store).suppressed()) == {"s3@example.org"}
+    assert len(handler.accepted) == SUBSCRIBERS - 1
+
+
+def test_a_policy_refusal_stops_the_run_and_suppresses_no_one(tmp_path: Path) -> None:
+    """550 5.7.1: the run stops with an error; nobody is suppressed; the digests stay pending."""
+    handler = Handler(data_replies=["550 5.7.1 Relaying denied"] * 50)
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port, connections=1))
+        with Store.open(config.database_url) as store:
+            with pytest.raises(RunStopped, match=r"5\.7\.1"):
+                send_digests(Digests(store, config, now=_now()))
+            ledger = Ledger(store)
+            assert ledger.suppressed() == {}
+            assert ledger.counts().get("pending") == SUBSCRIBERS
+    assert handler.accepted == []
+
+
+def test_killed_mid_run_the_next_run_delivers_the_rest_once(tmp_path: Path) -> None:
+    """SIGKILL during delivery: the restart sends every digest not confirmed, same Message-IDs;
+    only a message that was on the wire at the kill may arrive twice."""
+    handler = SlowHandler(0.3)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, connections=2)
+        first = send(config_file)
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)
+        before = len(handler.accepted)
+        assert 0 < before < SUBSCRIBERS, "killed mid-run"
+        handler.delay = 0.0
+        second = send(config_file)
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err
+    ids = message_ids(handler)
+    recipients = {recipient for recipient, _ in ids}
+    assert recipients == {f"s{n}@example.org" for n in range(SUBSCRIBERS)}, "none lost"
+    per_recipient = Counter(recipient for recipient, _ in ids)
+    assert set(per_recipient.values()) == {1}, "one digest, one Message-ID, per subscriber"
+    duplicates = sum(count - 1 for count in ids.values())
+    assert duplicates <= 2, "duplicates only among the messages on the wire (2 connections)"
+
+
+def test_two_runs_at_once_deliver_each_digest_once(tmp_path: Path) -> None:
+    """Two `digest send` processes on one store: every digest arrives exactly once."""
+    handler = SlowHandler(0.05)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, connections=2)
+        runs = [send(config_file), send(config_file)]
+        for run in runs:
+            _, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+    ids = message_ids(handler)
+    assert len(ids) == SUBSCRIBERS
+    assert set(ids.values()) == {1}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
