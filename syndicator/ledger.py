@@ -155,44 +155,31 @@ class Ledger:
         Raises `AlreadyRecorded` when a concurrent run got there first (the unique pair of
         subscriber and item says so); nothing is then written."""
         try:
-            return self._record(
-                subscriber=subscriber, frequency=frequency, since=since, issued=issued, item_ids=item_ids,
-                message=message,
-            )  # fmt: skip
+            with self.engine.begin() as connection:
+                values = {
+                    "subscriber": subscriber,
+                    "frequency": frequency,
+                    "since": since,
+                    "issued": issued,
+                    "message_id": f"<unset-{subscriber}-{issued.timestamp()}>",
+                    "state": "pending",
+                    "attempts": 0,
+                }
+                inserted = connection.execute(insert(digests).values(**values)).inserted_primary_key
+                digest_id = int(inserted[0]) if inserted else 0
+                connection.execute(
+                    insert(digest_items),
+                    [{"digest_id": digest_id, "subscriber": subscriber, "item_id": i} for i in item_ids],
+                )
+                message_id, data = message(int(digest_id))
+                connection.execute(
+                    update(digests)
+                    .where(digests.c.id == digest_id)
+                    .values(message_id=message_id, message=data)
+                )
+                row = connection.execute(select(*digests.c).where(digests.c.id == digest_id)).one()
         except IntegrityError:
             raise AlreadyRecorded(subscriber) from None
-
-    def _record(
-        self,
-        *,
-        subscriber: str,
-        frequency: str,
-        since: datetime | None,
-        issued: datetime,
-        item_ids: Iterable[int],
-        message: Callable[[int], tuple[str, bytes]],
-    ) -> LedgerRow:
-        with self.engine.begin() as connection:
-            values = {
-                "subscriber": subscriber,
-                "frequency": frequency,
-                "since": since,
-                "issued": issued,
-                "message_id": f"<unset-{subscriber}-{issued.timestamp()}>",
-                "state": "pending",
-                "attempts": 0,
-            }
-            inserted = connection.execute(insert(digests).values(**values)).inserted_primary_key
-            digest_id = int(inserted[0]) if inserted else 0
-            connection.execute(
-                insert(digest_items),
-                [{"digest_id": digest_id, "subscriber": subscriber, "item_id": i} for i in item_ids],
-            )
-            message_id, data = message(int(digest_id))
-            connection.execute(
-                update(digests).where(digests.c.id == digest_id).values(message_id=message_id, message=data)
-            )
-            row = connection.execute(select(*digests.c).where(digests.c.id == digest_id)).one()
         return _row(row)
 
     def claim(self, row: LedgerRow, now: datetime) -> bool:
