@@ -272,76 +272,83 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     return f"{where}: {text}"
 
 
-def _duplicate_subscribers(root: Mapping[str, Any], path: str) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: dict[str, int | None] = {}
-    subscribers = root.get("subscribers")
+Located = tuple[Sequence[int | str], str]  # where in the document, and what is wrong there
+
+
+def _duplicate_subscribers(data: Mapping[str, Any]) -> list[tuple[int, int, str]]:
+    """(index, index of its first listing, address) of each subscriber listed again."""
+    found: list[tuple[int, int, str]] = []
+    seen: dict[str, int] = {}
+    subscribers = data.get("subscribers")
     for index, entry in enumerate(subscribers if isinstance(subscribers, list) else []):
         email = entry.get("email") if isinstance(entry, Mapping) else None
         if not isinstance(email, str):
             continue
-        key, line = email.strip().lower(), _line_of(root, ["subscribers", index])
+        key = email.strip().lower()
         if key in seen:
-            problems.append(
-                Problem(path, line, f"subscriber {email} is listed twice (first at line {seen[key]})")
-            )
+            found.append((index, seen[key], email))
         else:
-            seen[key] = line
-    return problems
+            seen[key] = index
+    return found
 
 
-def _missing_secrets(config: Config, path: str, root: Any) -> list[Problem]:
+def _missing_secrets(config: Config) -> list[Located]:
     if config.email.transport != "smtp":
         return []
-    problems = []
-    for name in ("username_env", "password_env"):
-        variable = getattr(config.email.smtp, name)
-        if variable and variable not in os.environ:
-            problems.append(
-                Problem(
-                    path,
-                    _line_of(root, ["email", "smtp", name]),
-                    f"email.smtp.{name} names ${variable}, which is not set; export it before running",
-                )
-            )
-    return problems
+    return [
+        (
+            ["email", "smtp", name],
+            f"email.smtp.{name} names ${variable}, which is not set; export it before running",
+        )
+        for name in ("username_env", "password_env")
+        if (variable := getattr(config.email.smtp, name)) and variable not in os.environ
+    ]
+
+
+def _yaml_error(name: str, exc: MarkedYAMLError) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    return ConfigError(
+        [Problem(name, mark.line + 1 if mark else None, f"not valid YAML: {exc.problem or exc.context}")],
+        hint="check the indentation and the quotes around values holding ':' or '#'",
+    )
 
 
 def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
     """Validate the text of a config file; raise `ConfigError` listing every problem.
 
+    The file is read with ruamel's fast safe loader; only when something is wrong is it read
+    again in round-trip mode, which knows the line of every node, to locate the problems.
     With `environment=False` the variables the file names (SMTP secrets) are not looked for:
     editing the subscribers must not need the mail server's password."""
     name = str(path)
     try:
-        root = YAML(typ="rt").load(text)
+        data = YAML(typ="safe").load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(
-            [Problem(name, line, f"not valid YAML: {exc.problem or exc.context}")],
-            hint="check the indentation and the quotes around values holding ':' or '#'",
-        ) from None
-    if root is None:
-        root = {}
-    if not isinstance(root, Mapping):
+        raise _yaml_error(name, exc) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
         raise ConfigError([Problem(name, 1, "the file must be a mapping of keys (site:, items:, ...)")])
-    data = dict(root)
-    data.pop("base_dir", None)
-    data.pop("source", None)
-    problems = _duplicate_subscribers(root, name)
+    fields = {k: v for k, v in data.items() if k not in ("base_dir", "source")}
+    duplicates = _duplicate_subscribers(data)
+    located: list[Located] = []
     config = None
     try:
-        config = Config.model_validate({**data, "base_dir": path.parent, "source": name})
+        config = Config.model_validate({**fields, "base_dir": path.parent, "source": name})
     except ValidationError as exc:
-        problems += [
-            Problem(name, _line_of(root, error["loc"]), _message(error, Config)) for error in exc.errors()
-        ]
-    if config is not None:
-        problems += _missing_secrets(config, name, root) if environment else []
-    if problems or config is None:
-        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
-    return config
+        located += [(error["loc"], _message(error, Config)) for error in exc.errors()]
+    if config is not None and environment:
+        located += _missing_secrets(config)
+    if not located and not duplicates and config is not None:
+        return config
+    root = YAML(typ="rt").load(text)
+    problems = [Problem(name, _line_of(root, loc), message) for loc, message in located]
+    for index, first, email in duplicates:
+        line, first_line = _line_of(root, ["subscribers", index]), _line_of(root, ["subscribers", first])
+        problems.append(
+            Problem(name, line, f"subscriber {email} is listed twice (first at line {first_line})")
+        )
+    raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
