@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from jinja2 import Environment
 
 from .config import Config, Frequency
-from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest, choose
+from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest, choose, newest_first
 from .dkim import DkimKey, load_key, sign
 from .emails import Envelope, address, build_message, message_id, to_bytes
 from .french_dates import PARIS
@@ -33,6 +33,7 @@ from .territoires import Hierarchy
 from .tokens import Signer, secret_keys
 
 Progress = Callable[[int, int], None]
+BATCH = 200  # digests built, recorded, then delivered together
 
 
 @dataclass(slots=True)
@@ -89,7 +90,9 @@ class Digests:
         oldest = now - timedelta(days=widest + 1)
         stamps = [s for s in store.item_stamps() if (s.published or s.first_seen.date()) >= oldest.date()]
         loaded = store.items_by_id(s.id for s in stamps)
-        self.candidates = [Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps]
+        # Newest first once and for all: every digest keeps this order.
+        self.candidates = newest_first(Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps)
+        self.ids = {c.item.url: c.id for c in self.candidates}
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
         self.sent = self.ledger.sent_by_subscriber()
@@ -152,8 +155,7 @@ class Digests:
     def record(self, digest: Digest) -> LedgerRow:
         """Write the digest and its items to the ledger as `pending`."""
         rendered = self.render(digest)
-        ids = {c.item.url: c.id for c in self.candidates}
-        item_ids = [ids[item.url] for item in digest.items]
+        item_ids = [self.ids[item.url] for item in digest.items]
         row = self.ledger.record(
             subscriber=digest.subscriber.key,
             frequency=digest.subscriber.frequency,
@@ -236,31 +238,38 @@ def send_digests(
     report = SendReport()
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
-    pending: list[_Pending] = []
-    built: set[str] = set()
-    for count, subscriber in enumerate(chosen):
-        if progress:
-            progress(count, len(chosen))
-        if subscriber.key in suppressed:
-            continue
-        if not dry_run:
-            pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
-        digest = digests.next_digest(subscriber)
-        if digest is not None:
-            built.add(subscriber.key)
+    for start in range(0, len(chosen), BATCH):
+        # In batches, so that the messages waiting for the transport never pile up in memory.
+        batch = chosen[start : start + BATCH]
+        pending: list[_Pending] = []
+        built: set[str] = set()
+        for count, subscriber in enumerate(batch, start):
+            if progress:
+                progress(count, len(chosen))
+            if subscriber.key in suppressed:
+                continue
             if not dry_run:
-                # AlreadyRecorded: a concurrent run has this digest and delivers it.
-                with contextlib.suppress(AlreadyRecorded):
-                    pending.append(_Pending(digests.record(digest), subscriber))
-    outcomes: dict[str, str] = {}
-    if pending:
-        outcomes = asyncio.run(_deliver_all(digests, pending, transport or transport_for(digests.config)))
-    results: dict[str, list[str]] = {}
-    for entry in pending:
-        results.setdefault(entry.subscriber.key, []).append(outcomes.get(f"{entry.row.id:08d}", "busy"))
-    for subscriber in chosen:
-        _tally(report, subscriber, results.get(subscriber.key, []), suppressed=subscriber.key in suppressed,
-               would_send=dry_run and subscriber.key in built)  # fmt: skip
+                pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
+            digest = digests.next_digest(subscriber)
+            if digest is not None:
+                built.add(subscriber.key)
+                if not dry_run:
+                    # AlreadyRecorded: a concurrent run has this digest and delivers it.
+                    with contextlib.suppress(AlreadyRecorded):
+                        pending.append(_Pending(digests.record(digest), subscriber))
+        outcomes: dict[str, str] = {}
+        if pending:
+            transport = transport or transport_for(digests.config)
+            outcomes = asyncio.run(_deliver_all(digests, pending, transport))
+        results: dict[str, list[str]] = {}
+        for entry in pending:
+            results.setdefault(entry.subscriber.key, []).append(outcomes.get(f"{entry.row.id:08d}", "busy"))
+        for subscriber in batch:
+            outcome = results.get(subscriber.key, [])
+            would_send = dry_run and subscriber.key in built
+            _tally(
+                report, subscriber, outcome, suppressed=subscriber.key in suppressed, would_send=would_send
+            )
     if progress:
         progress(len(chosen), len(chosen))
     return report

@@ -102,13 +102,14 @@ def build_digest(
     issued: datetime,
     max_items: int,
 ) -> Digest | None:
-    """The digest of these items, grouped by thématique; None when there is nothing to send.
+    """The digest of these items (newest first), grouped by thématique; None when there is
+    nothing to send.
 
     An item goes under the first of its thématiques the subscriber follows (or its first one),
     so it appears once; sections follow the subscriber's order, then alphabetical order."""
     if not chosen:
         return None
-    ordered = newest_first(chosen)
+    ordered = list(chosen)
     shown = ordered[:max_items]
     followed = [term_key(t) for t in subscriber.thematiques]
     groups: dict[str, list[NewsItem]] = {}

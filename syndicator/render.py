@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
-from functools import lru_cache
 from posixpath import basename, splitext
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -197,8 +196,23 @@ def _variants(env: Environment) -> tuple[Environment, Environment]:
     return variants
 
 
-@lru_cache(maxsize=16384)  # an item looks the same in every digest it goes into
+_ENTRIES: dict[tuple[int, str], tuple[NewsItem, EntryView]] = {}
+
+
 def _entry(item: NewsItem, zone: tzinfo) -> EntryView:
+    """An item's view, made once: an item looks the same in every digest it goes into. Keyed by
+    the object's identity (hashing a whole item costs more than the view), kept with it."""
+    key = (id(item), str(zone))
+    cached = _ENTRIES.get(key)
+    if cached is not None and cached[0] is item:
+        return cached[1]
+    if len(_ENTRIES) > 20_000:
+        _ENTRIES.clear()
+    view = _ENTRIES[key] = (item, _make_entry(item, zone))
+    return view[1]
+
+
+def _make_entry(item: NewsItem, zone: tzinfo) -> EntryView:
     return EntryView(
         item=item,
         title=item.title,

@@ -152,7 +152,7 @@ class MatchIndex:
         self._at: dict[str, set[int]] = {}  # place → items at it
         self._labels: dict[str, set[int]] = {}  # labels in no hierarchy → items
         # Subscribers often share interests; the sets are large, so only recent ones are kept.
-        self._cache: OrderedDict[tuple[object, ...], frozenset[int]] = OrderedDict()
+        self._cache: OrderedDict[tuple[object, ...], tuple[int, ...]] = OrderedDict()
         for index, item in enumerate(items):
             for term in item.thematiques:
                 self._thematiques.setdefault(term_key(term.name), set()).add(index)
@@ -178,8 +178,8 @@ class MatchIndex:
                 found |= self._at.get(ancestor, set())
         return found
 
-    def matching(self, interests: Interests) -> frozenset[int]:
-        """The positions of the items that match these interests."""
+    def matching(self, interests: Interests) -> tuple[int, ...]:
+        """The positions of the items that match these interests, in increasing order."""
         key = (
             tuple(sorted(interests.thematiques)),
             tuple(sorted(interests.types)),
@@ -195,7 +195,7 @@ class MatchIndex:
             result &= set().union(*(self._types.get(k, set()) for k in interests.types))
         if interests.territoires:
             result &= self._places(interests)
-        found = self._cache[key] = frozenset(result)
+        found = self._cache[key] = tuple(sorted(result))
         if len(self._cache) > CACHED_INTERESTS:
             self._cache.popitem(last=False)
         return found
