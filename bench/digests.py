@@ -71,12 +71,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-# bench/ingest.py and bench/feeds.py (which sorts with syndicator: the project has a feeds/ folder):
-# the folder of the script being run is the first entry of sys.path.
-import ingest as item_generator
-from ingest import SHIPPED_ITEMS, generate, load_corpus
-
-from feeds import THEMATIQUES, TYPES, Results, Row, bench_corpus, print_table, territoires
 from syndicator.config import Config, Frequency, load_config
 from syndicator.delivery import Digests, send_digests
 from syndicator.digest import OTHER_SECTION, Digest, RenderedDigest
@@ -87,6 +81,12 @@ from syndicator.mailer import Claim, Done, Outgoing, Result
 from syndicator.store import Store
 from syndicator.taxonomy import term_key
 from syndicator.territoires import Hierarchy
+
+# bench/ingest.py and bench/feeds.py (which sorts with syndicator: the project has a feeds/ folder):
+# the folder of the script being run is the first entry of sys.path.
+import ingest as item_generator
+from feeds import THEMATIQUES, TYPES, Results, Row, bench_corpus, print_table, territoires
+from ingest import SHIPPED_ITEMS, generate, load_corpus
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=PARIS)

@@ -56,15 +56,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-# bench/ingest.py: the folder of the script being run is the first entry of sys.path.
-from ingest import LAST_DAY, MONTHS, SHIPPED_ITEMS, SITE, Corpus, Term, generate, load_corpus
-
 from syndicator.config import Config, parse_config
 from syndicator.feeds import FeedsReport, update_feeds
 from syndicator.ingest import IngestReport, ingest
 from syndicator.items import Vocabulary
 from syndicator.store import Store
 from syndicator.taxonomy import term_key
+
+# bench/ingest.py: the folder of the script being run is the first entry of sys.path.
+from ingest import LAST_DAY, MONTHS, SHIPPED_ITEMS, SITE, Corpus, Term, generate, load_corpus
 
 SEED = 20221202
 TARGET_FULL_S = 3.0

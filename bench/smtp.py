@@ -53,14 +53,15 @@ from aiosmtpd.smtp import SMTP as ServerSMTP
 from aiosmtpd.smtp import Envelope, Session
 from aiosmtplib import SMTP
 
-# bench/ingest.py and bench/feeds.py: the folder of the script being run is first on sys.path.
-from ingest import SHIPPED_ITEMS, generate, load_corpus
-
-from feeds import Results, Row, print_table
 from syndicator.config import load_config
 from syndicator.delivery import Digests, send_digests
 from syndicator.ingest import ingest
 from syndicator.store import Store
+
+from feeds import Results, Row, print_table
+
+# bench/ingest.py and bench/feeds.py: the folder of the script being run is first on sys.path.
+from ingest import SHIPPED_ITEMS, generate, load_corpus
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for tests/smtp_server.py
 from tests.smtp_server import Handler, self_signed, smtp_server
