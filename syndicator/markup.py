@@ -155,14 +155,19 @@ def _blocks(markdown: str) -> list[tuple[bool, str]]:
     return groups
 
 
-def _clean(fragment: str) -> str:
-    return nh3.clean(
-        fragment,
+@cache
+def _cleaner() -> nh3.Cleaner:
+    # Built once: nh3.clean() would rebuild the same allow-lists on every call.
+    return nh3.Cleaner(
         tags=set(ALLOWED_TAGS),
         attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
         link_rel=None,
     )
+
+
+def _clean(fragment: str) -> str:
+    return str(_cleaner().clean(fragment))
 
 
 def _render_html(markdown: str, base: str) -> tuple[str, tuple[str, ...]]:
