@@ -83,15 +83,17 @@ def choose(
     now: datetime,
     lookback_days: int,
 ) -> list[Candidate]:
-    """The items of a subscriber's next digest, newest first, from the items matching their
-    interests: never sent to them, first seen since their last digest, published within the
-    look-back."""
+    """The items of a subscriber's next digest, from the items matching their interests, given
+    newest first (`newest_first`) and kept in that order: never sent to them, first seen since
+    their last digest, published within the look-back."""
     oldest = now.astimezone(PARIS).date() - timedelta(days=lookback_days)
-    return newest_first(
-        c
-        for c in candidates
-        if c.id not in sent and (since is None or c.first_seen > since) and _day(c) >= oldest
-    )
+    chosen = []
+    for candidate in candidates:
+        if _day(candidate) < oldest:
+            break  # newest first: every later candidate is older still
+        if candidate.id not in sent and (since is None or candidate.first_seen > since):
+            chosen.append(candidate)
+    return chosen
 
 
 def build_digest(
