@@ -85,8 +85,8 @@ from syndicator.territoires import Hierarchy
 # bench/ingest.py and bench/feeds.py (which sorts with syndicator: the project has a feeds/ folder):
 # the folder of the script being run is the first entry of sys.path.
 import ingest as item_generator
-from feeds import THEMATIQUES, TYPES, Results, Row, bench_corpus, print_table, territoires
-from ingest import SHIPPED_ITEMS, generate, load_corpus
+from feeds import THEMATIQUES, TYPES, bench_corpus, territoires
+from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus, print_table
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=PARIS)

@@ -52,7 +52,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,7 +64,19 @@ from syndicator.store import Store
 from syndicator.taxonomy import term_key
 
 # bench/ingest.py: the folder of the script being run is the first entry of sys.path.
-from ingest import LAST_DAY, MONTHS, SHIPPED_ITEMS, SITE, Corpus, Term, generate, load_corpus
+from ingest import (
+    LAST_DAY,
+    MONTHS,
+    SHIPPED_ITEMS,
+    SITE,
+    Corpus,
+    Results,
+    Row,
+    Term,
+    generate,
+    load_corpus,
+    print_table,
+)
 
 SEED = 20221202
 TARGET_FULL_S = 3.0
@@ -269,25 +281,6 @@ def run_child(config_path: Path) -> ChildFigures | str:
 # --- the benchmark ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Row:
-    measure: str
-    figure: str
-    target: str = "—"
-    ok: bool | None = None
-
-
-@dataclass(slots=True)
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    wrong: list[str] = field(default_factory=list)
-
-    def expect(self, what: str, got: object, wanted: object) -> bool:
-        if got != wanted:
-            self.wrong.append(f"{what}: got {got}, expected {wanted}")
-        return got == wanted
-
-
 def _check_ingest(results: Results, phase: str, report: IngestReport, *, new: int, unchanged: int) -> None:
     results.expect(f"{phase}: new", report.new, new)
     results.expect(f"{phase}: updated", report.updated, 0)
@@ -420,18 +413,6 @@ def run(workdir: Path, count: int) -> Results:
         Row("  its files identical to the full build's", "yes" if same else "no", "yes", same),
     ]  # fmt: skip
     return results
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    header = Row("measure", "figure", "target")
-    width = [max(len(getattr(r, name)) for r in [header, *rows]) for name in ("measure", "figure", "target")]
-    print()
-    for row in [header, *rows]:
-        verdict = "result" if row is header else "" if row.ok is None else "OK" if row.ok else "MISSED"
-        print(
-            f"{row.measure:<{width[0]}}  {row.figure:>{width[1]}}  "
-            f"{row.target:<{width[2]}}  {verdict}".rstrip()
-        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

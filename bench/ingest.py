@@ -421,9 +421,10 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
 
-    def expect(self, what: str, got: object, wanted: object) -> None:
+    def expect(self, what: str, got: object, wanted: object) -> bool:
         if got != wanted:
             self.wrong.append(f"{what}: got {got}, expected {wanted}")
+        return got == wanted
 
 
 def _timed_ingest(store: Store, folder: Path) -> tuple[IngestReport, float]:
@@ -540,6 +541,7 @@ def run(workdir: Path, count: int) -> Results:
 
 
 def print_table(rows: Sequence[Row]) -> None:
+    """The figures as a table: measure, figure, target, OK/MISSED (the other benchmarks use it)."""
     header = Row("measure", "figure", "target")
     width = [max(len(getattr(r, name)) for r in [header, *rows]) for name in ("measure", "figure", "target")]
     print()

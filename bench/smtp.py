@@ -58,10 +58,8 @@ from syndicator.delivery import Digests, send_digests
 from syndicator.ingest import ingest
 from syndicator.store import Store
 
-from feeds import Results, Row, print_table
-
 # bench/ingest.py and bench/feeds.py: the folder of the script being run is first on sys.path.
-from ingest import SHIPPED_ITEMS, generate, load_corpus
+from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus, print_table
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for tests/smtp_server.py
 from tests.smtp_server import Handler, self_signed, smtp_server
