@@ -167,9 +167,7 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _open(config) as store:
         ledger = Ledger(store)
-        lasts, suppressed, counts = ledger.lasts(), ledger.suppressed(), {}
-        for subscriber in from_config(config):
-            counts[subscriber.key] = len(ledger.unfinished(subscriber.key))
+        lasts, suppressed, counts = ledger.lasts(), ledger.suppressed(), ledger.unfinished_counts()
     rows = [("address", "name", "frequency", "interests", "last digest", "state")]
     for subscriber in from_config(config):
         lists = {"thématiques": subscriber.thematiques, "territoires": subscriber.territoires}
@@ -177,7 +175,7 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or "everything"
         last = lasts.get(subscriber.key)
         state = f"suppressed ({suppressed[subscriber.key][0]})" if subscriber.key in suppressed else "active"
-        if counts[subscriber.key]:
+        if counts.get(subscriber.key):
             state += f", {counts[subscriber.key]} pending"
         last_text = f"{last.issued.astimezone(PARIS):%Y-%m-%d %H:%M} {last.state}" if last else "never"
         rows.append(

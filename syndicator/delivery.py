@@ -238,6 +238,7 @@ def send_digests(
     report = SendReport()
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
+    waiting = digests.ledger.unfinished_counts()  # one query, not one per subscriber
     for start in range(0, len(chosen), BATCH):
         # In batches, so that the messages waiting for the transport never pile up in memory.
         batch = chosen[start : start + BATCH]
@@ -248,7 +249,7 @@ def send_digests(
                 progress(count, len(chosen))
             if subscriber.key in suppressed:
                 continue
-            if not dry_run:
+            if not dry_run and subscriber.key in waiting:
                 pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
             digest = digests.next_digest(subscriber)
             if digest is not None:

@@ -131,6 +131,16 @@ class Ledger:
             )
             return [_row(row) for row in rows]
 
+    def unfinished_counts(self) -> dict[str, int]:
+        """For each subscriber with some, how many digests are recorded but not yet confirmed."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(digests.c.subscriber, func.count())
+                .where(digests.c.state.in_(("pending", "sending")))
+                .group_by(digests.c.subscriber)
+            )
+            return {str(subscriber): int(count) for subscriber, count in rows}
+
     def counts(self) -> dict[str, int]:
         """How many digests are in each state."""
         with self.engine.connect() as connection:
