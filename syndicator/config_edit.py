@@ -30,7 +30,6 @@ import contextlib
 import io
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .config import parse_config
 from .errors import ConfigError, Problem
+from .files import staged
 
 __all__ = ["add_subscriber", "remove_subscriber"]
 
@@ -237,23 +237,13 @@ def _commit(source: _Source, text: str, old: Any, subscribers: list[Any]) -> Non
 def _replace(source: _Source, data: bytes) -> None:
     target = source.target
     mode = stat.S_IMODE(os.stat(target).st_mode)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
+    with staged(target.parent, data, prefix=f".{target.name}.", mode=mode) as temporary:
         if target.read_bytes() != source.raw:  # someone saved it meanwhile: theirs wins
             raise ConfigError(
                 [Problem(source.name, None, "the file changed while it was being edited")],
                 hint="nothing was written; run the command again",
             )
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+        os.replace(temporary, target)
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
         folder = os.open(target.parent, os.O_RDONLY)
         try:

@@ -13,7 +13,6 @@ import hashlib
 import heapq
 import json
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -25,6 +24,7 @@ from jinja2 import Environment
 
 from .config import Config
 from .feedxml import Channel, Entry, build_atom, build_rss
+from .files import staged
 from .french_dates import PARIS
 from .items import Vocabulary
 from .store import ItemStamp, Store, StoredTerm
@@ -206,17 +206,8 @@ def write_atomic(path: Path, data: bytes) -> bool:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a web server must read it
+    with staged(path.parent, data, prefix=f".{path.name}.") as temporary:
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return True
 
 

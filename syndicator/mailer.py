@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from .errors import SyndicatorError
+from .files import staged
 
 Outcome = Literal["sent", "temporary", "failed", "bad_mailbox"]
 
@@ -59,13 +59,7 @@ def write_eml(folder: Path, message: Outgoing, now: datetime) -> Path:
     """Write a message as an .eml file, atomically, under a name no other message has."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{now:%Y%m%dT%H%M%S}-{message.name}"
-    handle, temporary = tempfile.mkstemp(prefix=".outgoing.", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(message.data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
+    with staged(folder, message.data, prefix=".outgoing.") as temporary:
         for number in range(1, 10_000):
             target = folder / (f"{stem}.eml" if number == 1 else f"{stem}-{number}.eml")
             try:
@@ -73,9 +67,7 @@ def write_eml(folder: Path, message: Outgoing, now: datetime) -> Path:
             except FileExistsError:
                 continue
             return target
-        raise OSError(f"no free file name for {stem}")
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    raise OSError(f"no free file name for {stem}")
 
 
 class OutboxTransport:
