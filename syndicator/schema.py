@@ -169,9 +169,56 @@ suppressions = Table(
 )
 
 
+# A subscriber's own choices, made on the web: they win over config.yaml for that address.
+# A row for an address config.yaml does not list is a subscriber who signed up on the web;
+# the consent columns keep the proof of their double opt-in. Lists are JSON arrays of names.
+subscriber_choices = Table(
+    "subscriber_choices",
+    metadata,
+    Column("subscriber", String(320), primary_key=True),  # the address, lower-case
+    Column("email", String(320), nullable=False),  # as the subscriber typed it
+    Column("name", String(300)),
+    Column("frequency", String(20), nullable=False),
+    Column("thematiques", Text, nullable=False, default="[]"),
+    Column("territoires", Text, nullable=False, default="[]"),
+    Column("types", Text, nullable=False, default="[]"),
+    Column("updated", AwareDateTime, nullable=False),
+    Column("consent_at", AwareDateTime),  # when the confirmation link was followed
+    Column("consent_ip", String(64)),  # the address the sign-up form came from
+    Column("consent_wording", String(50)),  # version of the consent text they agreed to
+)
+
+# Sign-ups waiting for their confirmation link to be followed; they expire unconfirmed.
+signup_requests = Table(
+    "signup_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False, index=True),
+    Column("email", String(320), nullable=False),
+    Column("name", String(300)),
+    Column("frequency", String(20), nullable=False),
+    Column("thematiques", Text, nullable=False, default="[]"),
+    Column("territoires", Text, nullable=False, default="[]"),
+    Column("types", Text, nullable=False, default="[]"),
+    Column("ip", String(64), nullable=False, index=True),
+    Column("consent_wording", String(50), nullable=False),
+    Column("created", AwareDateTime, nullable=False, index=True),
+    Column("expires", AwareDateTime, nullable=False),
+    Column("confirmed", AwareDateTime),
+)
+
+
+_V1_TABLES = ("schema_version", "terms", "items", "item_terms", "attachments", "files", "feed_files")
+_V1_TABLES += ("state", "digests", "digest_items", "suppressions")
+
+
 def _v1_initial(connection: Connection) -> None:
-    metadata.create_all(connection)
+    metadata.create_all(connection, tables=[metadata.tables[name] for name in _V1_TABLES])
+
+
+def _v2_web_choices(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[subscriber_choices, signup_requests])
 
 
 # Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial,)
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial, _v2_web_choices)
