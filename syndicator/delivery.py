@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from threading import Event
 
 from jinja2 import Environment
 
@@ -45,17 +46,19 @@ class SendReport:
     failed: int = 0  # of which `temporary` are left pending for the next run
     suppressed: int = 0
     temporary: int = 0
+    stopped: int = 0  # left pending because the run was asked to stop (SIGTERM)
     errors: list[str] = field(default_factory=list)
 
     @property
     def considered(self) -> int:
-        return self.sent + self.empty + self.failed + self.suppressed
+        return self.sent + self.empty + self.failed + self.suppressed + self.stopped
 
     def summary(self) -> str:
         failed = f"failed {self.failed}"
         if self.failed:
             failed += f" ({self.temporary} temporary, {self.failed - self.temporary} permanent)"
-        return f"sent {self.sent}, empty {self.empty}, {failed}, suppressed {self.suppressed}"
+        stopped = f", stopped before sending {self.stopped}" if self.stopped else ""
+        return f"sent {self.sent}, empty {self.empty}, {failed}, suppressed {self.suppressed}{stopped}"
 
 
 def dkim_key(config: Config) -> DkimKey | None:
@@ -177,14 +180,20 @@ class _Pending:
     subscriber: Subscriber
 
 
-async def _deliver_all(digests: Digests, pending: Sequence[_Pending], transport: Transport) -> dict[str, str]:
-    """Hand every recorded digest to the transport; the outcome per message name."""
+async def _deliver_all(
+    digests: Digests, pending: Sequence[_Pending], transport: Transport, stop: Event | None = None
+) -> dict[str, str]:
+    """Hand every recorded digest to the transport; the outcome per message name. Once `stop` is
+    set, nothing more is claimed: the messages on the wire finish, the others stay pending."""
     by_name = {f"{p.row.id:08d}": p for p in pending}
     outcomes: dict[str, str] = {}
     ledger, suppressed = digests.ledger, digests.ledger.suppressed()
 
     async def claim(message: Outgoing) -> bool:
         entry = by_name[message.name]
+        if stop is not None and stop.is_set():
+            outcomes[message.name] = "stopped"
+            return False
         if entry.subscriber.key in suppressed:
             await asyncio.to_thread(
                 ledger.failed, entry.row, "address suppressed before delivery", final=True
@@ -230,11 +239,14 @@ def send_digests(
     dry_run: bool = False,
     transport: Transport | None = None,
     progress: Progress | None = None,
+    stop: Event | None = None,
 ) -> SendReport:
     """Build and deliver now the digests of the subscribers of `frequency` (default: all).
 
     First every digest is built and recorded (with those earlier runs left unconfirmed), then
-    the transport delivers them all, claiming each in the ledger as it goes on the wire."""
+    the transport delivers them all, claiming each in the ledger as it goes on the wire. When
+    `stop` is set (the daemon got SIGTERM) the run ends after the messages on the wire; what
+    it did not send stays in the ledger for the next run."""
     report = SendReport()
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
@@ -245,6 +257,8 @@ def send_digests(
         pending: list[_Pending] = []
         built: set[str] = set()
         for count, subscriber in enumerate(batch, start):
+            if stop is not None and stop.is_set():
+                break
             if progress:
                 progress(count, len(chosen))
             if subscriber.key in suppressed:
@@ -261,7 +275,7 @@ def send_digests(
         outcomes: dict[str, str] = {}
         if pending:
             transport = transport or transport_for(digests.config)
-            outcomes = asyncio.run(_deliver_all(digests, pending, transport))
+            outcomes = asyncio.run(_deliver_all(digests, pending, transport, stop))
         results: dict[str, list[str]] = {}
         for entry in pending:
             results.setdefault(entry.subscriber.key, []).append(outcomes.get(f"{entry.row.id:08d}", "busy"))
@@ -281,6 +295,8 @@ def _tally(report: SendReport, subscriber: Subscriber, results: list[str], *, su
     """One outcome per subscriber, so that the parts of the summary add up."""
     if suppressed or "suppressed" in results:
         report.suppressed += 1
+    elif "stopped" in results:
+        report.stopped += 1
     elif "bad_mailbox" in results or "failed" in results or "temporary" in results:
         report.failed += 1
         report.temporary += (
