@@ -208,8 +208,10 @@ signup_requests = Table(
 )
 
 
-_V1_TABLES = ("schema_version", "terms", "items", "item_terms", "attachments", "files", "feed_files")
-_V1_TABLES += ("state", "digests", "digest_items", "suppressions")
+_V1_TABLES = (
+    *("schema_version", "terms", "items", "item_terms", "attachments", "files", "feed_files"),
+    *("state", "digests", "digest_items", "suppressions"),
+)
 
 
 def _v1_initial(connection: Connection) -> None:
