@@ -1,16 +1,29 @@
-"""One cycle of the service: ingest, then (as later steps land) feeds and due digests."""
+"""One cycle of the service: ingest, feeds, then the digests whose time has come.
+
+`run --once` runs one cycle; the daemon runs one at each time of its schedule. Whichever job
+fires, the cycle sends every frequency that is due (see scheduler.py), so a daily time missed
+while the machine slept is caught up by the next refresh, once.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from threading import Event
 
 from .config import Config, Frequency
 from .delivery import Digests, SendReport, send_digests
 from .feeds import FeedsReport, update_feeds
 from .ingest import IngestReport, Progress, ingest
-from .scheduler import JOB_OF, is_due, record_run
+from .ledger import Ledger
+from .scheduler import JOB_OF, is_due, record_result, record_run
 from .store import Store
+from .subscribers import from_config
+
+_IMMEDIATE_KEY = "immediate.fingerprint"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,23 +36,68 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return not self.ingest.errors
+        return not self.ingest.errors and not any(r.failed or r.stopped for r in self.digests.values())
+
+    def summary(self) -> str:
+        """One line with the figures, for the daemon's log."""
+        parts = [f"items {self.ingest.summary()}", f"feeds {self.feeds.summary()}"]
+        parts += [f"digests {frequency}: {report.summary()}" for frequency, report in self.digests.items()]
+        return "; ".join(parts)
+
+
+def _immediate_fingerprint(config: Config, store: Store) -> str:
+    """What immediate digests depend on: the items, and who subscribes to them with what.
+    While it stays the same and nothing waits in the ledger, there is nothing to send."""
+    subscribers = [s for s in from_config(config) if s.frequency == "immediate"]
+    seen = f"{store.change_stamp()}|{subscribers!r}|{store.choices_stamp()}"
+    return hashlib.sha256(seen.encode()).hexdigest()
 
 
 def run_cycle(
-    config: Config, store: Store, *, now: datetime | None = None, progress: Progress | None = None
+    config: Config,
+    store: Store,
+    *,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    changed: Sequence[str] | None = None,
+    stop: Event | None = None,
 ) -> CycleReport:
     """Run every step of a cycle once, in the order data flows: ingest, feeds, then the digests
-    whose time has come since they last ran (immediate ones at every cycle)."""
+    whose time has come since they last ran (immediate ones at every cycle).
+
+    `changed` names the item files that changed since the last cycle (the daemon's watcher);
+    None scans the whole `items.path`. Once `stop` is set, no further digest is started."""
     now = now or datetime.now(UTC)
-    ingested = ingest(store, [config.items_path], now=now, progress=progress)
+    if changed is None:
+        ingested = ingest(store, [config.items_path], now=now, progress=progress)
+    else:
+        present = [path for path in changed if os.path.isfile(path)]  # removed files keep their items
+        ingested = ingest(store, present, now=now, progress=progress) if present else IngestReport()
     feeds = update_feeds(store, config)
     sent: dict[Frequency, SendReport] = {}
     due = [f for f, job in JOB_OF.items() if is_due(config, store, job, now)]
+    if "immediate" in due:
+        fingerprint = _immediate_fingerprint(config, store)
+        if store.get_state(_IMMEDIATE_KEY) == fingerprint and not Ledger(store).unfinished_counts():
+            due.remove("immediate")  # nothing new since the last one: skip building anything
     if due:
         digests = Digests(store, config, now=now)
         for frequency in due:
-            sent[frequency] = send_digests(digests, frequency=frequency)
-            if not sent[frequency].failed:
+            if stop is not None and stop.is_set():
+                break
+            report = send_digests(digests, frequency=frequency, stop=stop)
+            sent[frequency] = report
+            if report.stopped:
+                continue  # stopped half-way: still due, the next start resumes it
+            # A completed run counts even with failures: they stay in the ledger, and running
+            # the job again before its next time would mail the others a second digest.
+            if frequency != "immediate":
                 record_run(store, JOB_OF[frequency], now)
-    return CycleReport(ingest=ingested, feeds=feeds, digests=sent)
+                record_result(store, JOB_OF[frequency], report.summary(), ok=not report.failed)
+            else:
+                store.set_state(_IMMEDIATE_KEY, _immediate_fingerprint(config, store))
+    cycle = CycleReport(ingest=ingested, feeds=feeds, digests=sent)
+    if not (sent.get("immediate") and sent["immediate"].stopped):
+        record_run(store, "refresh", now)
+        record_result(store, "refresh", cycle.summary(), ok=cycle.ok)
+    return cycle

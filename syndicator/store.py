@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import StoreError
 from .items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
@@ -39,6 +39,7 @@ from .schema import (
     items,
     schema_version,
     state,
+    subscriber_choices,
     terms,
 )
 from .taxonomy import slugify, term_key
@@ -463,6 +464,14 @@ class Store:
                 )
             self._set_state(connection, "feeds.stamp", stamp)
 
+    def choices_stamp(self) -> str:
+        """A value that changes whenever subscribers' own choices (web) change."""
+        with self.engine.connect() as connection:
+            count, latest = connection.execute(
+                select(func.count(), func.max(subscriber_choices.c.updated))
+            ).one()
+            return f"{count}:{latest}"
+
     def get_state(self, key: str) -> str | None:
         with self.engine.connect() as connection:
             return self._get_state(connection, key)
@@ -470,6 +479,24 @@ class Store:
     def set_state(self, key: str, value: str) -> None:
         with self.engine.begin() as connection:
             self._set_state(connection, key, value)
+
+    def swap_state(self, key: str, old: str | None, new: str | None) -> bool:
+        """Set `key` to `new` (None: remove it) only if it still holds `old` (None: absent), in
+        one transaction; False when another writer changed it first."""
+        if old is None and new is not None:
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(insert(state).values(key=key, value=new))
+            except IntegrityError:
+                return False
+            return True
+        with self.engine.begin() as connection:
+            if old is None:
+                return self._get_state(connection, key) is None
+            matching = (state.c.key == key) & (state.c.value == old)
+            if new is None:
+                return connection.execute(delete(state).where(matching)).rowcount == 1
+            return connection.execute(update(state).where(matching).values(value=new)).rowcount == 1
 
     def ensure_state(self, key: str, make: Callable[[], str]) -> str:
         """The value of `key`, set to `make()` first if it has none (the first writer wins)."""
