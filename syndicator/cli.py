@@ -20,6 +20,7 @@ from .checks import check
 from .config import Config, config_path, load_config
 from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
+from .daemon import Daemon
 from .delivery import Digests, explain, send_digests
 from .errors import Problem, SyndicatorError
 from .feeds import update_feeds
@@ -28,7 +29,8 @@ from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
 from .ledger import Ledger
 from .progress import progress_bar
-from .scheduler import JOBS, last_run, next_run
+from .runlock import RunnerLock
+from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
 from .subscribers import Subscriber, from_config
 from .taxonomy import slugify
@@ -211,12 +213,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         ledger = Ledger(store)
         counts, suppressed = ledger.counts(), ledger.suppressed()
         items, terms = store.count_items(), len(store.terms())
+        holder = RunnerLock(store, "status").holder()
         print(f"items: {items}, terms: {terms}, subscribers: {len(config.subscribers)}")
+        print(
+            f"runner: {holder.describe()}" if holder else "runner: none (no 'syndicator run' holds the store)"
+        )
         for job in JOBS:
-            last, upcoming = last_run(store, job), next_run(config, job, now)
+            last, upcoming, result = last_run(store, job), next_run(config, job, now), last_result(store, job)
             done = f"last run {last.astimezone(PARIS):%Y-%m-%d %H:%M}" if last else "never run"
+            if result is not None:
+                done += f" ({'ok' if result[0] else 'with failures'}: {result[1]})"
             then = f"next {upcoming.astimezone(PARIS):%Y-%m-%d %H:%M}" if upcoming else "no next run"
-            print(f"job {job}: {done}, {then}")
+            print(f"job {job}: {done}; {then}")
     waiting = counts.get("pending", 0) + counts.get("sending", 0)
     print(
         f"deliveries: {waiting} pending, {counts.get('failed', 0)} failed, {counts.get('sent', 0)} sent; "
@@ -226,11 +234,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not args.once:
-        print("syndicator run: the daemon is not built yet; use 'syndicator run --once'", file=sys.stderr)
-        return 2
     config = load_config(args.config)
-    with _open(config) as store, progress_bar("Ingesting") as progress:
+    if not args.once:
+        logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+        with _open(config) as store:
+            return Daemon(config_path(args.config), config, store).serve()
+    with _open(config) as store, RunnerLock(store, "run --once"), progress_bar("Ingesting") as progress:
         report = run_cycle(config, store, progress=progress)
     code = _ingest_report(report.ingest)
     print(f"feeds: {report.feeds.summary()}")
@@ -311,7 +320,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=cmd_subscribers_remove)
     sub.add_argument("email", metavar="EMAIL")
 
-    sub = add("run", cmd_run, "run the service (with --once: one full cycle, then exit)")
+    sub = add(
+        "run", cmd_run, "the daemon: jobs on their schedule until SIGTERM (--once: one cycle, then exit)"
+    )
     sub.add_argument("--once", action="store_true", help="one cycle now, then exit")
     return parser
 
