@@ -61,7 +61,7 @@ class Daemon:
         self._reload = threading.Event()
         self._config_stamp = _stamp(config_path)
         self._last_full: float | None = None
-        self._watcher = ItemWatcher(config.items_path)
+        self.watcher = ItemWatcher(config.items_path)
         self._signal: int | None = None
         self.scheduler = BackgroundScheduler(
             timezone=ZoneInfo(config.site.timezone),
@@ -88,7 +88,7 @@ class Daemon:
     def _changed_files(self) -> list[str] | None:
         """What the refresh must read: the watcher's list, or None for a full scan (the first
         cycle, once a day, and whenever the watcher cannot vouch for its list)."""
-        changed = self._watcher.take()
+        changed = self.watcher.take()
         now = time.monotonic()
         if self._last_full is None or now - self._last_full > FULL_SCAN_EVERY.total_seconds():
             changed = None
@@ -140,9 +140,9 @@ class Daemon:
             ):
                 self.scheduler.reschedule_job(job, trigger=trigger(fresh, job))
         if fresh.items_path != old.items_path:
-            self._watcher.stop()
-            self._watcher = ItemWatcher(fresh.items_path)
-            self._watcher.start()
+            self.watcher.stop()
+            self.watcher = ItemWatcher(fresh.items_path)
+            self.watcher.start()
             self._last_full = None
         if fresh.database_url != old.database_url:
             log.warning("database changed in %s: restart syndicator to use it", self.config_path)
@@ -157,7 +157,7 @@ class Daemon:
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
             signal.signal(signal.SIGHUP, self._on_hup)
-            self._watcher.start()
+            self.watcher.start()
             # At start: a refresh now, which also sends whatever came due while we were down.
             self.scheduler.add_job(self.run_job, args=["start"], id="start", name="start")
             self.scheduler.start()
@@ -169,6 +169,6 @@ class Daemon:
                 log.info("%s: finishing the message on the wire, then stopping", name)
             finally:
                 self.scheduler.shutdown(wait=True)  # the running cycle ends after the message on the wire
-                self._watcher.stop()
+                self.watcher.stop()
         log.info("syndicator stopped at %s", datetime.now(UTC).isoformat(timespec="seconds"))
         return 0
