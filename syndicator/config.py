@@ -130,6 +130,9 @@ class WebConfig(_Section):
     base_url: str = "http://127.0.0.1:8080"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # Seconds readers and proxies may reuse a feed without asking (Cache-Control: max-age); the
+    # default refresh runs every 10 minutes, and a conditional GET after that costs a 304.
+    feeds_max_age: int = Field(default=600, ge=0)
 
 
 class SubscriberConfig(_Section):
