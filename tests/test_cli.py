@@ -235,7 +235,7 @@ def test_status_shows_jobs_and_deliveries(run: Run, project: Path) -> None:
     assert result.code == 0
     lines = result.out.splitlines()
     assert lines[0].startswith("items: 27, terms: ") and lines[0].endswith("subscribers: 5")
-    assert any(line.startswith("job daily: last run ") and ", next " in line for line in lines)
+    assert any(line.startswith("job daily: last run ") and "; next " in line for line in lines)
     assert lines[-1].startswith("deliveries: 0 pending, 0 failed, ") and lines[-1].endswith(
         "0 suppressed addresses"
     )
