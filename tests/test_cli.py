@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Run
-from .support import ITEMS, SEED
+from .support import ITEMS, SEED, item_text
 
 
 def test_parse_json_prints_one_object_per_item(run: Run) -> None:
@@ -226,6 +226,40 @@ def test_check_reports_unknown_interests_with_a_suggestion(run: Run, project: Pa
         for line in lines
     ), lines
     assert any("unknown territoire 'Roubiax'; did you mean 'Roubaix'" in line for line in lines), lines
+
+
+def test_check_reports_ambiguous_territoires_in_config_and_items(run: Run, project: Path) -> None:
+    """`Saint-Aubin` names three communes: check says so for a subscription (with the spellings
+    that pick one) and for an item's label (asking for an alias); `Saint-Aubin (59)` passes."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("territoires: [Roubaix]", "territoires: [Saint-Aubin]"), encoding="utf-8")
+    item = project / "items" / "zz_saint_aubin.txt"
+    item.write_text(
+        item_text(
+            "https://www.irev.fr/actualites-0/fete-de-quartier-a-saint-aubin",
+            fields="Territoires : [Saint-Aubin](#) [3]\n\n",
+        ),
+        encoding="utf-8",
+    )
+    result = run("check")
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert any(
+        line.startswith("config.yaml:")
+        and "territoire 'Saint-Aubin' is ambiguous: write 'Saint-Aubin (02)' or 'Saint-Aubin (59)'" in line
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith(f"items/{item.name}: warning: territoire 'Saint-Aubin' is ambiguous")
+        for line in lines
+    ), lines
+    config.write_text(
+        text.replace("territoires: [Roubaix]", "territoires: [Saint-Aubin (59)]"), encoding="utf-8"
+    )
+    assert not any(
+        line.startswith("config.yaml:") and "ambiguous" in line for line in run("check").err.splitlines()
+    )
 
 
 def test_status_shows_jobs_and_deliveries(run: Run, project: Path) -> None:
