@@ -306,7 +306,8 @@ class FeedServer:
         path = os.path.join(self.root, name)
         try:
             status = os.stat(path)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # ValueError: a NUL in the name
+            self._cache.pop(name, None)  # a feed removed with its term is forgotten too
             return None
         if not stat.S_ISREG(status.st_mode):
             return None

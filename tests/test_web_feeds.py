@@ -303,6 +303,14 @@ def test_a_file_replaced_with_the_same_size_and_time_is_still_noticed(own_config
     assert after.headers["etag"] != before.headers["etag"]
 
 
+def test_a_removed_feed_gets_a_404(own_config: Config) -> None:
+    """A feed deleted while the server runs (its term lost its last item) is gone at once."""
+    with serving(own_config) as client:
+        assert client.get("/feeds/thematiques/sante.rss").status_code == 200
+        (own_config.feeds_path / "thematiques" / "sante.rss").unlink()
+        assert client.get("/feeds/thematiques/sante.rss").status_code == 404
+
+
 def test_unknown_paths_get_a_french_404_page(client: httpx.Client) -> None:
     """A feed that does not exist, a folder, another kind of file: a short French page, status 404."""
     for url in (
