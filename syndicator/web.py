@@ -1,0 +1,93 @@
+"""`syndicator serve`: the web app for feed readers and subscribers (Starlette under uvicorn).
+
+Routes and wiring only; what each page does is in its own module:
+
+    /feeds/...                  the generated feeds (syndicator/feed_server.py)
+    /unsubscribe/<token>        syndicator/web_unsubscribe.py
+    /preferences/<token>        syndicator/web_preferences.py
+    /subscribe...               the sign-up (syndicator/signup.py)
+
+Pages, their templates and CSRF are in syndicator/web_pages.py. Errors of every kind come out
+as French pages (`templates/web/error.html`) that show no detail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from .config import Config
+from .feed_server import feeds_app
+from .store import Store
+from .web_pages import ERRORS, PageError, WebState, error_page
+from .web_unsubscribe import unsubscribe
+
+log = logging.getLogger(__name__)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, PageError):
+        return error_page(request, exc.status_code, exc.title, exc.message)
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return error_page(request, status if status in ERRORS else 500)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_page(request, 500)
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse("/feeds/", status_code=303)
+
+
+def _signup() -> list[BaseRoute]:
+    try:
+        from .signup import signup_routes  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- temporary, until signup.py lands
+    except ImportError:
+        return []
+    routes: list[BaseRoute] = signup_routes()
+    return routes
+
+
+def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
+    """The web app: opens the store (`store_url`, default config.yaml's `database`) now, so a
+    bad database fails at start, and closes it when the server stops."""
+    store = Store.open(store_url or config.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            store.close()
+
+    routes: list[BaseRoute] = [
+        Route("/", _home, methods=["GET", "HEAD"]),
+        Mount("/feeds", app=feeds_app(config)),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
+        *_signup(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.web = WebState.build(config, store)
+    return app
+
+
+def serve(config: Config, host: str, port: int) -> None:
+    """Run the app under uvicorn until SIGTERM or SIGINT. Behind a proxy on this machine, its
+    X-Forwarded-For and X-Forwarded-Proto are trusted (uvicorn's default: from 127.0.0.1)."""
+    uvicorn.run(
+        create_app(config), host=host, port=port, proxy_headers=True, server_header=False, log_level="info"
+    )

@@ -1,0 +1,177 @@
+"""The web app's pages: what every handler shares, French HTML pages from `templates/web/`, CSRF.
+
+Pages are Jinja2 templates under `web/` in the same environment as the emails
+(syndicator/templating.py), so an admin overrides `templates/web/base.html` like any other
+template. `page()` renders one with the site, the request and `csrf_field()` in its context,
+and adds the headers every page wants: not cached (pages hold personal links), never framed
+(a hidden unsubscribe button would be a clickjacking target), no Referer sent (tokens sit in
+the URLs).
+
+CSRF is the signed double-submit pattern, stateless: the first page holding a form sets a
+random value in a cookie, and each form carries that value signed with the app's secret. A
+POST is accepted only when its field verifies and matches its cookie; another site can make
+a browser send the cookie, but it can neither read it nor sign a value of its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from jinja2 import Environment
+from markupsafe import Markup, escape
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from .config import Config
+from .store import Store
+from .templating import environment
+from .territoires import Hierarchy
+from .tokens import secret_keys
+
+CSRF_COOKIE = "syndicator_csrf"
+CSRF_FIELD = "csrf_token"
+_COOKIE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+PAGE_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    ),
+}
+
+# What each error status tells the visitor: a title and a sentence, never a detail of ours.
+ERRORS: Mapping[int, tuple[str, str]] = {
+    400: ("Lien non valide", "Ce lien n'est pas valide : il a peut-être été coupé ou modifié. "
+          "Copiez-le en entier depuis le message reçu, ou utilisez le lien d'un message plus récent."),
+    403: ("Formulaire expiré", "Ce formulaire a expiré, ou votre navigateur refuse les cookies. "
+          "Rechargez la page, puis envoyez-le de nouveau."),
+    404: ("Page introuvable", "Il n'y a pas de page à cette adresse."),
+    405: ("Action impossible", "Cette page ne permet pas cette action."),
+    413: ("Envoi trop volumineux", "Le formulaire envoyé est trop volumineux."),
+    429: ("Trop de demandes", "Trop de demandes ont été faites depuis votre connexion. Réessayez plus tard."),
+    500: ("Erreur du serveur", "Une erreur est survenue de notre côté. Réessayez dans quelques minutes."),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WebState:
+    """Everything the handlers share, made once when the app is created."""
+
+    config: Config
+    store: Store
+    env: Environment  # templates: admins' first, then the shipped ones
+    hierarchy: Hierarchy  # the territoires, with config.yaml's additions
+    keys: list[str]  # signing secrets, oldest first (syndicator/tokens.py)
+    csrf: URLSafeSerializer
+
+    @classmethod
+    def build(cls, config: Config, store: Store) -> WebState:
+        keys = secret_keys(store)
+        hierarchy, _ = Hierarchy.load(config.territoires)
+        return cls(
+            config=config,
+            store=store,
+            env=environment(config.templates_path),
+            hierarchy=hierarchy,
+            keys=keys,
+            csrf=URLSafeSerializer(keys, salt="syndicator.csrf"),
+        )
+
+
+def web_state(request: Request) -> WebState:
+    """The app's shared state (set by `syndicator.web.create_app`)."""
+    state: WebState = request.app.state.web
+    return state
+
+
+class PageError(HTTPException):
+    """An error shown as a French page; `title` and `message` default to `ERRORS[status]`."""
+
+    def __init__(self, status: int, title: str | None = None, message: str | None = None) -> None:
+        default = ERRORS.get(status, ERRORS[500])
+        super().__init__(status, detail=title or default[0])
+        self.title = title or default[0]
+        self.message = message or default[1]
+
+
+def _csrf_value(request: Request) -> str:
+    """This browser's CSRF cookie value; a new one (set by `page()`) when it has none."""
+    new: str | None = getattr(request.state, "csrf_new", None)
+    if new:
+        return new
+    value = request.cookies.get(CSRF_COOKIE, "")
+    if 32 <= len(value) <= 64 and set(value) <= _COOKIE_CHARS:
+        return value
+    request.state.csrf_new = value = secrets.token_urlsafe(32)
+    return value
+
+
+def csrf_token(request: Request) -> str:
+    """The token a form must send back in its `csrf_token` field."""
+    return str(web_state(request).csrf.dumps(_csrf_value(request)))
+
+
+def csrf_field(request: Request) -> Markup:
+    """The hidden input carrying the CSRF token, for inside a `<form method="post">`."""
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token(request))
+
+
+async def verified_form(request: Request) -> FormData:
+    """The posted form, once its CSRF token is checked; else `PageError(403)`."""
+    form = await request.form()
+    token, cookie = form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)
+    if not isinstance(token, str) or not cookie:
+        raise PageError(403)
+    try:
+        signed = web_state(request).csrf.loads(token)
+    except BadSignature:
+        raise PageError(403) from None
+    if not isinstance(signed, str) or not hmac.compare_digest(signed.encode(), cookie.encode()):
+        raise PageError(403)
+    return form
+
+
+def page(request: Request, template: str, context: Mapping[str, Any] | None = None,
+         status: int = 200) -> HTMLResponse:  # fmt: skip
+    """Render `templates/<template>` (e.g. `web/unsubscribe.html`) as a French page.
+
+    Its context holds `site` (config.yaml's), `request`, `csrf_field()` (call it inside each
+    POST form) and `context`."""
+    state = web_state(request)
+    html = state.env.get_template(template).render(
+        {"site": state.config.site, "request": request, "csrf_field": lambda: csrf_field(request),
+         **(context or {})}
+    )  # fmt: skip
+    response = HTMLResponse(html, status_code=status, headers=dict(PAGE_HEADERS))
+    new: str | None = getattr(request.state, "csrf_new", None)
+    if new:
+        response.set_cookie(
+            CSRF_COOKIE, new, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/"
+        )
+    return response
+
+
+def error_page(request: Request, status: int, title: str | None = None,
+               message: str | None = None) -> HTMLResponse:  # fmt: skip
+    """The French page of an error status (`templates/web/error.html`): a title, a sentence."""
+    default = ERRORS.get(status, ERRORS[500])
+    return page(
+        request,
+        "web/error.html",
+        {"status": status, "title": title or default[0], "message": message or default[1]},
+        status=status,
+    )
+
+
+def hidden(name: str, value: str) -> Markup:
+    """A hidden input, escaped."""
+    return Markup('<input type="hidden" name="{}" value="{}">').format(escape(name), escape(value))
