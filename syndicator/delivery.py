@@ -17,6 +17,7 @@ from threading import Event
 
 from jinja2 import Environment
 
+from .choices import effective_subscribers
 from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest, choose, newest_first
 from .dkim import DkimKey, load_key, sign
@@ -27,7 +28,7 @@ from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
 from .smtp import SmtpTransport
 from .store import Store
-from .subscribers import Subscriber, from_config
+from .subscribers import Subscriber
 from .taxonomy import Interests, MatchIndex, verdicts
 from .templating import environment
 from .territoires import Hierarchy
@@ -100,9 +101,11 @@ class Digests:
         self.lasts = self.ledger.lasts()
         self.sent = self.ledger.sent_by_subscriber()
         self.dkim = dkim_key(config)
+        # config.yaml's, with their own choices made on the web, and the web sign-ups
+        self.everyone = effective_subscribers(config, store)
 
     def subscribers(self, frequency: Frequency | None = None) -> list[Subscriber]:
-        return [s for s in from_config(self.config) if frequency is None or s.frequency == frequency]
+        return [s for s in self.everyone if frequency is None or s.frequency == frequency]
 
     def subscriber(self, email: str) -> Subscriber | None:
         wanted = email.strip().lower()

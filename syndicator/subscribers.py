@@ -1,8 +1,13 @@
-"""The `Subscriber` value: who receives digests, how often, about what."""
+"""The `Subscriber` value: who receives digests, how often, about what.
+
+Subscribers come from config.yaml; a subscriber's own choice, made on the web
+(syndicator/choices.py), wins over config.yaml for their address, and confirmed web sign-ups
+come after config.yaml's (`with_choices`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from .config import Config, Frequency
 
@@ -37,3 +42,22 @@ def from_config(config: Config) -> list[Subscriber]:
         )
         for s in config.subscribers
     ]
+
+
+def with_choices(
+    listed: Sequence[Subscriber], chosen: Mapping[str, Subscriber], signed_up: Mapping[str, Subscriber]
+) -> list[Subscriber]:
+    """Who receives digests: each of `listed` (config.yaml's) with their own choice from
+    `chosen` (by address key) when they made one, then the `signed_up` ones not listed."""
+    found = []
+    for subscriber in listed:
+        choice = chosen.get(subscriber.key)
+        found.append(
+            subscriber if choice is None else replace(
+                subscriber, frequency=choice.frequency, thematiques=choice.thematiques,
+                territoires=choice.territoires, types=choice.types,
+            )
+        )  # fmt: skip
+    keys = {s.key for s in listed}
+    found += [s for key, s in sorted(signed_up.items()) if key not in keys]
+    return found

@@ -178,6 +178,10 @@ class Hierarchy:
         """The place of that code; KeyError when there is none."""
         return self._places[code]
 
+    def places(self) -> list[Place]:
+        """Every place, official and config.yaml's (for the web pages' search)."""
+        return list(self._places.values())
+
     def ancestors(self, code: str) -> tuple[str, ...]:
         """The codes of the places above, nearest first, up to the région (see the module doc)."""
         return self._ancestors[code]
