@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
+from .choices import UNSUBSCRIBED
 from .config import Config, load_config
 from .delivery import dkim_key
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, StoreError
 from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
+from .ledger import Ledger
+from .store import Store
 from .taxonomy import term_key
 from .templating import environment, template_problems
 from .territoires import Hierarchy
@@ -72,7 +77,40 @@ def check(config_file: str | None) -> CheckReport:
             )
         first_file.setdefault(url, file.path)
     report.problems += subscription_problems(report.config, known, hierarchy)
+    report.problems += unsubscribed_problems(report.config)
     return report
+
+
+def _suppressed(config: Config) -> dict[str, tuple[str, datetime]]:
+    """The store's suppression list; empty when the store is a SQLite file not made yet."""
+    url = config.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return {}
+    with Store.open(url) as store:
+        return Ledger(store).suppressed()
+
+
+def unsubscribed_problems(config: Config) -> list[Problem]:
+    """A warning for each address config.yaml lists that unsubscribed (a link in a digest):
+    it receives nothing, and listing it again does not subscribe it again."""
+    if not config.subscribers:
+        return []
+    try:
+        suppressed = _suppressed(config)
+    except StoreError as exc:
+        return [Problem(config.source, None, f"cannot read the unsubscribed addresses: {exc.message}",
+                        "warning")]  # fmt: skip
+    problems = []
+    for index, subscriber in enumerate(config.subscribers):
+        reason, since = suppressed.get(subscriber.email.strip().lower(), ("", None))
+        if reason == UNSUBSCRIBED and since is not None:
+            problems.append(Problem(
+                config.source, config.line_of(["subscribers", index]),
+                f"{subscriber.email} unsubscribed on {since:%Y-%m-%d} and receives nothing, listed here "
+                "or not; remove it (only they can subscribe again, from their preferences link)",
+                "warning",
+            ))  # fmt: skip
+    return problems
 
 
 def _territoire_label(hierarchy: Hierarchy, label: str, path: str) -> list[Problem]:

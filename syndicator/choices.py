@@ -23,6 +23,9 @@ from .store import Store
 from .subscribers import Subscriber, from_config, with_choices
 
 FREQUENCIES: tuple[Frequency, ...] = ("immediate", "daily", "weekly", "monthly")
+# The suppression-list reason of an address whose owner unsubscribed (syndicator/ledger.py):
+# unlike a bounce, only its owner may lift it, from their preferences page.
+UNSUBSCRIBED = "unsubscribed"
 
 
 @dataclass(frozen=True, slots=True)

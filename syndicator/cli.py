@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .checks import check
+from .choices import load_choices, signups
 from .config import Config, config_path, load_config
 from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
@@ -32,7 +33,7 @@ from .progress import progress_bar
 from .runlock import RunnerLock
 from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
-from .subscribers import Subscriber, from_config
+from .subscribers import Subscriber, from_config, with_choices
 from .taxonomy import slugify
 
 log = logging.getLogger("syndicator")
@@ -170,8 +171,19 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     with _open(config) as store:
         ledger = Ledger(store)
         lasts, suppressed, counts = ledger.lasts(), ledger.suppressed(), ledger.unfinished_counts()
-    rows = [("address", "name", "frequency", "interests", "last digest", "state")]
-    for subscriber in from_config(config):
+        choices = load_choices(store)
+    listed = {s.key for s in from_config(config)}
+    everyone = with_choices(
+        from_config(config), {k: c.subscriber for k, c in choices.items()}, signups(choices)
+    )
+    rows = [("address", "name", "frequency", "interests", "source", "last digest", "state")]
+    for subscriber in everyone:
+        # Whose say it is: config.yaml's, the subscriber's own (made on the web), a web sign-up.
+        source = "config.yaml"
+        if subscriber.key not in listed:
+            source = "web sign-up"
+        elif subscriber.key in choices:
+            source = "web preferences"
         lists = {"thématiques": subscriber.thematiques, "territoires": subscriber.territoires}
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or "everything"
@@ -181,11 +193,21 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
             state += f", {counts[subscriber.key]} pending"
         last_text = f"{last.issued.astimezone(PARIS):%Y-%m-%d %H:%M} {last.state}" if last else "never"
         rows.append(
-            (subscriber.email, subscriber.name or "", subscriber.frequency, interests, last_text, state)
-        )
+            (subscriber.email, subscriber.name or "", subscriber.frequency, interests, source, last_text,
+             state)
+        )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .web import serve  # noqa: PLC0415 -- the web stack loads for this command only
+
+    config = load_config(args.config)
+    logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    serve(config, args.host or config.web.host, config.web.port if args.port is None else args.port)
     return 0
 
 
@@ -319,6 +341,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(handler=cmd_subscribers_remove)
     sub.add_argument("email", metavar="EMAIL")
+
+    sub = add("serve", cmd_serve, "the web app: feeds, unsubscribe, preferences and sign-up pages")
+    sub.add_argument("--host", help="address to listen on (default: web.host)")
+    sub.add_argument("--port", type=int, help="port to listen on (default: web.port)")
 
     sub = add(
         "run", cmd_run, "the daemon: jobs on their schedule until SIGTERM (--once: one cycle, then exit)"

@@ -28,6 +28,7 @@ from .config import Config
 from .feed_server import feeds_app
 from .store import Store
 from .web_pages import ERRORS, PageError, WebState, error_page
+from .web_preferences import preferences
 from .web_unsubscribe import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
         Route("/", _home, methods=["GET", "HEAD"]),
         Mount("/feeds", app=feeds_app(config)),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
+        Route("/preferences/{token}", preferences, methods=["GET", "HEAD", "POST"]),
         *_signup(),
     ]
     app = Starlette(

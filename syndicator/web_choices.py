@@ -153,7 +153,7 @@ def choice_form(store: Store, hierarchy: Hierarchy, chosen: Chosen, *, query: st
     territoires: dict[str, Option] = {}
     for name in chosen.territoires:
         territoires.setdefault(_place_key(hierarchy, name), Option(name, _label(hierarchy, name), True))
-    for name in known["territoires"].values():
+    for name in sorted(known["territoires"].values(), key=lambda n: _rank(hierarchy, n)):
         territoires.setdefault(_place_key(hierarchy, name), Option(name, _label(hierarchy, name)))
     found: list[Option] = []
     places, more = territoire_search(hierarchy).find(query)
@@ -170,6 +170,12 @@ def choice_form(store: Store, hierarchy: Hierarchy, chosen: Chosen, *, query: st
         found=found,
         more=more,
     )
+
+
+def _rank(hierarchy: Hierarchy, name: str) -> tuple[int, str]:
+    """Territoires listed from the largest to the smallest, then by name."""
+    place = hierarchy.resolve(name).place
+    return (_LEVEL_ORDER[place.level] if place else len(_LEVEL_ORDER), slugify(name))
 
 
 def _label(hierarchy: Hierarchy, name: str) -> str:

@@ -16,12 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .choices import UNSUBSCRIBED
 from .ledger import Ledger
 from .tokens import Signer
 from .web_pages import PageError, page, verified_form, web_state
 
 ONE_CLICK = b"List-Unsubscribe=One-Click"
-REASON = "unsubscribed"
 
 
 def token_address(request: Request) -> str:
@@ -63,6 +63,6 @@ async def unsubscribe(request: Request) -> Response:
         detail = "web page"
     already = await run_in_threadpool(_suppressed, ledger, email)
     if not already:
-        await run_in_threadpool(ledger.suppress, email, REASON, datetime.now(UTC), detail)
+        await run_in_threadpool(ledger.suppress, email, UNSUBSCRIBED, datetime.now(UTC), detail)
     return page(request, "web/unsubscribe_done.html", {"email": email, "preferences": preferences,
                                                          "already": already})  # fmt: skip
