@@ -52,7 +52,7 @@ async def unsubscribe(request: Request) -> Response:
     preferences = (
         f"{state.config.web.base_url.rstrip('/')}/preferences/{Signer(state.keys, 'preferences').sign(email)}"
     )
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         done = await run_in_threadpool(_suppressed, ledger, email)
         template = "web/unsubscribe_done.html" if done else "web/unsubscribe.html"
         return page(request, template, {"email": email, "preferences": preferences, "already": done})
