@@ -207,7 +207,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    serve(config, args.host or config.web.host, config.web.port if args.port is None else args.port)
+    port = config.web.port if args.port is None else args.port
+    serve(config, args.host or config.web.host, port, access_log=args.verbose)
     return 0
 
 

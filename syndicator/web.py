@@ -87,9 +87,13 @@ def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
     return app
 
 
-def serve(config: Config, host: str, port: int) -> None:
+def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> None:
     """Run the app under uvicorn until SIGTERM or SIGINT. Behind a proxy on this machine, its
-    X-Forwarded-For and X-Forwarded-Proto are trusted (uvicorn's default: from 127.0.0.1)."""
+    X-Forwarded-For and X-Forwarded-Proto are trusted (uvicorn's default: from 127.0.0.1).
+
+    No access log unless asked (`serve -v`): the links' tokens are signed, not encrypted, so
+    each unsubscribe or preferences URL would write a subscriber's address in the log."""
     uvicorn.run(
-        create_app(config), host=host, port=port, proxy_headers=True, server_header=False, log_level="info"
-    )
+        create_app(config), host=host, port=port, proxy_headers=True, server_header=False,
+        log_level="info", access_log=access_log,
+    )  # fmt: skip
