@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from .config import Config
 from .feed_server import feeds_app
+from .signup import signup_routes
 from .store import Store
 from .web_pages import ERRORS, PageError, WebState, error_page
 from .web_preferences import preferences
@@ -50,15 +51,6 @@ async def _home(request: Request) -> Response:
     return RedirectResponse("/feeds/", status_code=303)
 
 
-def _signup() -> list[BaseRoute]:
-    try:
-        from .signup import signup_routes  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- temporary, until signup.py lands
-    except ImportError:
-        return []
-    routes: list[BaseRoute] = signup_routes()
-    return routes
-
-
 def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
     """The web app: opens the store (`store_url`, default config.yaml's `database`) now, so a
     bad database fails at start, and closes it when the server stops."""
@@ -76,7 +68,7 @@ def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
         Mount("/feeds", app=feeds_app(config)),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
         Route("/preferences/{token}", preferences, methods=["GET", "HEAD", "POST"]),
-        *_signup(),
+        *signup_routes(),
     ]
     app = Starlette(
         routes=routes,
