@@ -21,7 +21,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from .config import Config
@@ -39,16 +39,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, PageError):
         return error_page(request, exc.status_code, exc.title, exc.message)
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return error_page(request, status if status in ERRORS else 500)
+    response = error_page(request, status if status in ERRORS else 500)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)  # a 405's Allow
+    return response
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_page(request, 500)
+    try:
+        return error_page(request, 500)
+    except Exception:  # the error page itself failed (an admin's broken template): plain words
+        log.exception("the error page could not be rendered")
+        return PlainTextResponse("Erreur du serveur. Réessayez dans quelques minutes.", status_code=500)
 
 
 async def _home(request: Request) -> Response:
-    return RedirectResponse("/feeds/", status_code=303)
+    # Relative, so that it holds when a proxy publishes the app under a path.
+    return RedirectResponse("feeds/", status_code=303)
 
 
 def create_app(config: Config, *, store_url: str | None = None) -> Starlette:

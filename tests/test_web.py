@@ -386,6 +386,24 @@ def test_unknown_page_is_a_french_404(site: Site) -> None:
     assert "Page introuvable" in answer.text and '<html lang="fr"' in answer.text
 
 
+def test_server_error_is_a_french_page_without_detail(site: Site, tmp_path: Path) -> None:
+    """A failure inside (here an admin's template naming an unknown variable) gives a French 500
+    page that shows neither the error nor the address; the pages an admin did not touch work."""
+    (tmp_path / "mine" / "web").mkdir(parents=True)
+    (tmp_path / "mine" / "web" / "preferences.html").write_text(
+        '{% extends "web/base.html" %}{% block content %}{{ variable_inconnue }}{% endblock %}',
+        encoding="utf-8",
+    )
+    config = site.config.model_copy(update={"templates": tmp_path / "mine"})
+    with TestClient(create_app(config), raise_server_exceptions=False) as client:
+        answer = client.get(site.link("preferences", MARIE))
+        assert answer.status_code == 500
+        assert "Erreur du serveur" in answer.text and '<html lang="fr"' in answer.text
+        for leak in ("variable_inconnue", "Traceback", "example.org"):
+            assert leak not in answer.text
+        assert client.get(site.link("unsubscribe", MARIE)).status_code == 200
+
+
 def test_serve_command_answers_on_its_port(site: Site) -> None:
     """`syndicator serve --port 0` starts uvicorn; the feeds and the pages answer; SIGTERM stops it."""
     (site.root / "feeds").mkdir(exist_ok=True)
