@@ -10,6 +10,7 @@ folder or SMTP, syndicator/delivery.py), DKIM-signed when `email.dkim` is set.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -32,6 +33,8 @@ from .web_choices import FREQUENCY_LABELS
 SUBJECT_TEMPLATE = "signup_email_subject.txt"
 TEXT_TEMPLATE = "signup_email.txt"
 HTML_TEMPLATE = "signup_email.html"
+# The visitor waits for the sending: a relay that hangs must not hold the page for minutes.
+SEND_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ def confirmation_email(
 ) -> EmailMessage:
     """The email asking to confirm a sign-up: text part then HTML part."""
     subscriber = request.subscriber
-    name = (subscriber.name or "").strip()
+    name = header_text(subscriber.name or "")  # one line, in the greeting as in the To header
     context = {
         "site": config.site,
         "greeting": f"Bonjour {name}," if name else "Bonjour,",
@@ -82,7 +85,7 @@ def confirmation_email(
     mid = message_id(request, config.email.from_)
     message = EmailMessage(policy=SMTP)
     message["From"] = address(config.email.from_)
-    message["To"] = Address(display_name=header_text(name), addr_spec=header_text(subscriber.email))
+    message["To"] = Address(display_name=name, addr_spec=header_text(subscriber.email))
     message["Subject"] = subject
     message["Date"] = format_datetime(request.created)
     message["Message-ID"] = mid
@@ -108,7 +111,8 @@ def outgoing(config: Config, request: SignupRequest, message: EmailMessage) -> O
 
 async def send(config: Config, message: Outgoing, transport: Transport | None = None) -> Result:
     """Deliver one message now (`transport`, default the configured one); what became of it.
-    A refusal of us as a sender (`RunStopped`) or an unusable transport is a `failed` result."""
+    A refusal of us as a sender (`RunStopped`) or an unusable transport is a `failed` result,
+    a relay still busy after `SEND_TIMEOUT` seconds a `temporary` one."""
     results: list[Result] = []
 
     async def claim(_: Outgoing) -> bool:
@@ -118,7 +122,10 @@ async def send(config: Config, message: Outgoing, transport: Transport | None = 
         results.append(result)
 
     try:
-        await (transport or transport_for(config)).send([message], claim=claim, done=done)
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await (transport or transport_for(config)).send([message], claim=claim, done=done)
     except RunStopped as exc:
         return Result("failed", str(exc))
+    except TimeoutError:
+        return Result("temporary", f"not sent within {SEND_TIMEOUT} s")
     return results[0] if results else Result("temporary", "the transport did not send it")
