@@ -165,7 +165,8 @@ async def _mail(request: Request, signup: SignupRequest, typed: _Typed, chosen: 
     result = await send(state.config, await run_in_threadpool(build))
     if result.outcome == "sent":
         log.info("sign-up request %d: confirmation email sent", signup.id)
-        return page(request, "web/subscribe_sent.html", {"email": signup.subscriber.email, "hours": HOURS})
+        context = {"email": signup.subscriber.email, "hours": HOURS, "subscribe": subscribe_url}
+        return page(request, "web/subscribe_sent.html", context)
     log.warning("sign-up request %d: confirmation email not sent (%s): %s", signup.id, result.outcome,
                 result.detail)  # fmt: skip
     await run_in_threadpool(forget_request, state.store, signup.id)
