@@ -45,7 +45,7 @@ from .signup_requests import (
     confirm,
     create_request,
     forget_request,
-    status,
+    pending,
 )
 from .subscribers import Subscriber
 from .tokens import Signer
@@ -216,7 +216,7 @@ async def confirm_signup(request: Request) -> Response:
     if request.method == "POST":
         await verified_form(request)
         return _outcome_page(request, await run_in_threadpool(confirm, state.store, token, now))
-    found = await run_in_threadpool(status, state.store, token, now)
+    found = await run_in_threadpool(pending, state.store, token, now)
     if isinstance(found, Confirmation):
         return _outcome_page(request, found)
     subscriber = found.subscriber

@@ -282,7 +282,7 @@ def _gone(store: Store, token: TokenData) -> Confirmation:
     return Confirmation("already" if choice and choice.consent else "expired", token.email)
 
 
-def status(store: Store, token: TokenData, now: datetime) -> Confirmation | SignupRequest:
+def pending(store: Store, token: TokenData, now: datetime) -> Confirmation | SignupRequest:
     """The pending request a token confirms, or why there is none."""
     request = request_of(store, token)
     if request is None:
@@ -297,7 +297,7 @@ def status(store: Store, token: TokenData, now: datetime) -> Confirmation | Sign
 def confirm(store: Store, token: TokenData, now: datetime) -> Confirmation:
     """Confirm the token's request: store its subscriber with the proof of consent and lift any
     suppression of the address. Idempotent: a second time only says `already`."""
-    found = status(store, token, now)
+    found = pending(store, token, now)
     if isinstance(found, Confirmation):
         return found
     with store.engine.begin() as connection:
@@ -308,7 +308,7 @@ def confirm(store: Store, token: TokenData, now: datetime) -> Confirmation:
             .values(confirmed=now)
         ).rowcount  # fmt: skip
     if not claimed:  # another worker confirmed it (or it expired) meanwhile
-        found_again = status(store, token, now)
+        found_again = pending(store, token, now)
         return found_again if isinstance(found_again, Confirmation) else Confirmation("expired", token.email)
     consent = Consent(at=now, ip=found.ip, wording=found.wording)
     try:

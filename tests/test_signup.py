@@ -43,9 +43,9 @@ from syndicator.signup_requests import (
     client_ip,
     confirm,
     create_request,
+    pending,
     purge,
     request_of,
-    status,
 )
 from syndicator.store import Store
 from syndicator.subscribers import Subscriber
@@ -112,7 +112,7 @@ def test_a_request_expires_after_48_hours(store: Store) -> None:
     assert timedelta(hours=48) == EXPIRY
     signup = request(store)
     late = T0 + EXPIRY
-    assert status(store, token_of(signup), late - timedelta(seconds=1)) == signup
+    assert pending(store, token_of(signup), late - timedelta(seconds=1)) == signup
     assert confirm_now(store, signup, late) == "expired"
     assert load_choice(store, ANNE.email) is None
 
