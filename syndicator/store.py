@@ -110,6 +110,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._term_ids: dict[tuple[str, str], int] = {}
+        self._stamps: dict[int, ItemStamp] = {}  # item_stamps() between calls, by item id
+        self._stamps_generation: str | None = None  # items.generation when _stamps was checked
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -399,27 +401,53 @@ class Store:
             return self._terms(connection)
 
     def item_stamps(self) -> list[ItemStamp]:
-        """Every item, light: ids, hash, dates and the ids of its terms (type included)."""
+        """Every item, light: ids, hash, dates and the ids of its terms (type included).
+
+        Kept between calls: a long-lived store (the daemon's) reads again only the items added
+        or changed since (a changed item has a new content hash, which covers its dates and
+        terms), so a refresh after one new item does not convert every row's dates again."""
         with self.engine.connect() as connection:
-            links: dict[int, list[int]] = {}
-            for item_id, term_id in connection.execute(select(item_terms.c.item_id, item_terms.c.term_id)):
-                links.setdefault(item_id, []).append(term_id)
-            columns = (
-                items.c.id, items.c.url, items.c.content_hash, items.c.published, items.c.first_seen,
-                items.c.modified, items.c.last_changed, items.c.type_id,
-            )  # fmt: skip
-            return [
-                ItemStamp(
-                    row.id,
-                    row.url,
-                    row.content_hash,
-                    row.published,
-                    row.first_seen,
-                    row.modified or row.last_changed,
-                    ((row.type_id,) if row.type_id else ()) + tuple(links.get(row.id, ())),
-                )
-                for row in connection.execute(select(*columns))
+            generation = self._get_state(connection, "items.generation")
+            if self._stamps and generation == self._stamps_generation:
+                return list(self._stamps.values())
+            self._stamps_generation = generation
+            if not self._stamps:
+                self._stamps = {stamp.id: stamp for stamp in self._load_stamps(connection, None)}
+                return list(self._stamps.values())
+            hashes = connection.execute(select(items.c.id, items.c.content_hash))
+            stale = [
+                i for i, h in hashes if (known := self._stamps.get(i)) is None or known.content_hash != h
             ]
+            for start in range(0, len(stale), 500):
+                for stamp in self._load_stamps(connection, stale[start : start + 500]):
+                    self._stamps[stamp.id] = stamp
+            return list(self._stamps.values())
+
+    @staticmethod
+    def _load_stamps(connection: Connection, ids: Sequence[int] | None) -> list[ItemStamp]:
+        links: dict[int, list[int]] = {}
+        query = select(item_terms.c.item_id, item_terms.c.term_id)
+        if ids is not None:
+            query = query.where(item_terms.c.item_id.in_(ids))
+        for item_id, term_id in connection.execute(query):
+            links.setdefault(item_id, []).append(term_id)
+        columns = (
+            items.c.id, items.c.url, items.c.content_hash, items.c.published, items.c.first_seen,
+            items.c.modified, items.c.last_changed, items.c.type_id,
+        )  # fmt: skip
+        rows = select(*columns) if ids is None else select(*columns).where(items.c.id.in_(ids))
+        return [
+            ItemStamp(
+                row.id,
+                row.url,
+                row.content_hash,
+                row.published,
+                row.first_seen,
+                row.modified or row.last_changed,
+                ((row.type_id,) if row.type_id else ()) + tuple(links.get(row.id, ())),
+            )
+            for row in connection.execute(rows)
+        ]
 
     def change_stamp(self) -> str:
         """A value that changes whenever items are added or changed: a counter the writes bump."""

@@ -222,6 +222,26 @@ def test_a_term_left_without_items_leaves_the_index(site: Site) -> None:
     assert "thematiques/culture.rss" not in (site.feeds / "index.html").read_text(encoding="utf-8")
 
 
+def test_a_long_lived_store_sees_items_added_and_changed_since_it_last_looked(site: Site) -> None:
+    """The daemon keeps one store open, which keeps the items' stamps between cycles: after an
+    item changes its terms and another is added, it gives what a store opened afresh gives."""
+    before = {s.url: s for s in site.store.item_stamps()}
+    culture = next(
+        p for p in (site.root / "items").glob("*.txt") if "[Culture]" in p.read_text(encoding="utf-8")
+    )
+    culture.write_text(
+        culture.read_text(encoding="utf-8").replace("[Culture](#)", "[Santé](#)"), encoding="utf-8"
+    )
+    (site.root / "items" / "zz_new.txt").write_text(item_text("https://www.irev.fr/actualites-0/nouvelle"))
+    site.ingest()
+    after = site.store.item_stamps()
+    with Store.open(site.config.database_url) as fresh:
+        assert sorted(after, key=lambda s: s.id) == sorted(fresh.item_stamps(), key=lambda s: s.id)
+    changed = {s.url for s in after if before.get(s.url) != s}
+    assert len(changed) == 2
+    assert "https://www.irev.fr/actualites-0/nouvelle" in changed
+
+
 def test_max_items_limits_each_feed(site: Site) -> None:
     """`feeds.max_items` caps every feed, keeping the newest."""
     site.config = site.config.model_copy(
