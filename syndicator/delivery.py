@@ -13,15 +13,16 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from threading import Event
 
 from jinja2 import Environment
 
 from .choices import effective_subscribers
 from .config import Config, Frequency
-from .digest import Candidate, Digest, DigestLinks, RenderedDigest, build_digest, choose, newest_first
+from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_digest, newest_first
 from .dkim import DkimKey, load_key, sign
-from .emails import Envelope, address, build_message, message_id, to_bytes
+from .emails import Envelope, address, digest_bytes, message_id
 from .french_dates import PARIS
 from .ledger import AlreadyRecorded, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
@@ -114,19 +115,24 @@ class Digests:
     def interests(self, subscriber: Subscriber) -> Interests:
         return Interests.of(subscriber.thematiques, subscriber.territoires, subscriber.types, self.hierarchy)
 
+    @cached_property
+    def pool(self) -> Pool:
+        """The candidates laid out for choosing, once per run."""
+        return Pool(self.candidates)
+
     def next_digest(self, subscriber: Subscriber) -> Digest | None:
         """The digest this subscriber would get now; None when nothing new matches."""
         last = self.lasts.get(subscriber.key)
-        chosen = choose(
-            [self.candidates[i] for i in self.index.matching(self.interests(subscriber))],
+        chosen = self.pool.choose(
+            self.index.matching(self.interests(subscriber)),
             sent=self.sent.get(subscriber.key, set()),
             since=last.issued if last else None,
             now=self.now,
             lookback_days=self.config.email.lookback_days.days(subscriber.frequency),
         )
         return build_digest(
-            subscriber, chosen, since=last.issued if last else None, issued=self.now,
-            max_items=self.config.email.max_items,
+            subscriber, self.pool.items_at(chosen), since=last.issued if last else None,
+            issued=self.now, max_items=self.config.email.max_items,
         )  # fmt: skip
 
     def links(self, subscriber: Subscriber) -> DigestLinks:
@@ -153,7 +159,7 @@ class Digests:
             list_name=self.config.site.title,
             unsubscribe_url=self.links(subscriber).unsubscribe,
         )
-        data = to_bytes(build_message(rendered, envelope))
+        data = digest_bytes(rendered, envelope)  # the bytes of emails.build_message, made quicker
         # Signed here, so the ledger keeps the signed bytes and a re-send after a crash is the
         # very same message.
         return mid, sign(data, self.dkim) if self.dkim else data

@@ -7,9 +7,11 @@ first, grouped by thématique, never an item twice, never an empty digest.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 
 from .french_dates import PARIS
 from .items import NewsItem
@@ -75,30 +77,55 @@ def newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (_day(c), c.first_seen, c.item.url), reverse=True)
 
 
-def choose(
-    candidates: Iterable[Candidate],
-    *,
-    sent: Container[int],
-    since: datetime | None,
-    now: datetime,
-    lookback_days: int,
-) -> list[Candidate]:
-    """The items of a subscriber's next digest, from the items matching their interests, given
-    newest first (`newest_first`) and kept in that order: never sent to them, first seen since
-    their last digest, published within the look-back."""
-    oldest = now.astimezone(PARIS).date() - timedelta(days=lookback_days)
-    chosen = []
-    for candidate in candidates:
-        if _day(candidate) < oldest:
-            break  # newest first: every later candidate is older still
-        if candidate.id not in sent and (since is None or candidate.first_seen > since):
-            chosen.append(candidate)
-    return chosen
+class Pool:
+    """The candidates of a run, newest first (`newest_first`), laid out once for choosing.
+
+    Choosing a subscriber's items is then a cut of their matching positions at the look-back's
+    first day (candidates being newest first, those inside it come first) and, only when they
+    had a digest before, a filter on each remaining position; never a walk over every match."""
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.items = [c.item for c in candidates]
+        self._ids = [c.id for c in candidates]
+        self._first_seen = [c.first_seen for c in candidates]
+        self._ages = [-_day(c).toordinal() for c in candidates]  # never decreasing
+        self._cuts: dict[date, int] = {}
+
+    def choose(
+        self,
+        positions: Sequence[int],
+        *,
+        sent: Container[int],
+        since: datetime | None,
+        now: datetime,
+        lookback_days: int,
+    ) -> Sequence[int]:
+        """The positions of a subscriber's next digest, from the positions (increasing) of the
+        candidates matching their interests: never sent to them, first seen since their last
+        digest, published within the look-back; still newest first."""
+        oldest = now.astimezone(PARIS).date() - timedelta(days=lookback_days)
+        cut = self._cuts.get(oldest)
+        if cut is None:
+            cut = self._cuts[oldest] = bisect_right(self._ages, -oldest.toordinal())
+        chosen = positions[: bisect_left(positions, cut)]
+        if since is not None:
+            first_seen = self._first_seen
+            chosen = [p for p in chosen if first_seen[p] > since]
+        if sent:
+            ids = self._ids
+            chosen = [p for p in chosen if ids[p] not in sent]
+        return chosen
+
+    def items_at(self, positions: Sequence[int]) -> tuple[NewsItem, ...]:
+        """The items at these positions, in their order."""
+        if len(positions) < 2:  # itemgetter gives a bare item for one position
+            return tuple(self.items[p] for p in positions)
+        return itemgetter(*positions)(self.items)  # type: ignore[no-any-return]
 
 
 def build_digest(
     subscriber: Subscriber,
-    chosen: Sequence[Candidate],
+    chosen: Sequence[NewsItem],
     *,
     since: datetime | None,
     issued: datetime,
@@ -111,15 +138,14 @@ def build_digest(
     so it appears once; sections follow the subscriber's order, then alphabetical order."""
     if not chosen:
         return None
-    ordered = list(chosen)
-    shown = ordered[:max_items]
+    shown = chosen[:max_items]
     followed = [term_key(t) for t in subscriber.thematiques]
     groups: dict[str, list[NewsItem]] = {}
-    for candidate in shown:
-        names = [t.name for t in candidate.item.thematiques]
-        preferred = [n for n in names if term_key(n) in followed]
+    for item in shown:
+        names = [t.name for t in item.thematiques]
+        preferred = [n for n in names if term_key(n) in followed] if followed else []
         title = (preferred or names or [OTHER_SECTION])[0]
-        groups.setdefault(title, []).append(candidate.item)
+        groups.setdefault(title, []).append(item)
 
     def rank(title: str) -> tuple[int, int, str]:
         key = term_key(title)
@@ -132,9 +158,9 @@ def build_digest(
     sections = tuple(Section(title, tuple(groups[title])) for title in sorted(groups, key=rank))
     return Digest(
         subscriber=subscriber,
-        items=tuple(c.item for c in ordered),
+        items=tuple(chosen),
         sections=sections,
-        more=len(ordered) - len(shown),
+        more=len(chosen) - len(shown),
         issued=issued,
         since=since,
     )

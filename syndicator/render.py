@@ -5,13 +5,23 @@ Pure: no I/O beyond loading templates. The templates (`digest_subject.txt`, `dig
 attachment labels) so that they hold layout only. The subject and the text are rendered with
 autoescape off; the HTML with it on, then its `<style>` block is inlined into `style=` attributes
 (the `@media` rules stay in a `<style>` for the clients that read it).
+
+An item looks the same in every digest it goes into, so the `entry` block of `digest.txt` and
+`digest.html` is rendered once per item and template, and its inlined CSS kept: a digest then
+renders only its own frame, with each entry's block put in its place (`_Layout`). The bytes are
+those of rendering the whole template and inlining the whole page; a template whose `entry` block
+uses more than `entry`, or whose CSS selects by position, is rendered whole for every digest.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import lru_cache
 from posixpath import basename, splitext
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -19,7 +29,11 @@ from zoneinfo import ZoneInfo
 
 import css_inline
 from babel.dates import format_date, format_time
-from jinja2 import Environment
+from jinja2 import Environment, Template, meta, nodes, pass_context
+from jinja2.filters import do_truncate
+from jinja2.runtime import Context
+from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 from .config import SiteConfig
 from .digest import Digest, DigestLinks, RenderedDigest
@@ -59,6 +73,18 @@ _SPACES = re.compile(r"[ \t]{2,}")
 # Remote stylesheets are never fetched: the templates hold all their CSS, and rendering stays pure.
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, minify_css=True, load_remote_stylesheets=False)
 _OWN_ENVS = "_syndicator_digest_envs"  # where an environment keeps its two variants (see _variants)
+_OWN_LAYOUTS = "_syndicator_digest_layouts"  # where a variant keeps its templates' _Layout
+ENTRY_BLOCK = "entry"  # the block of digest.txt and digest.html rendered once per item
+_HOOK = "_syndicator_entry"  # what the frame calls in place of the entry block
+# CSS that styles an element by its place among its siblings: an entry's inlined style could
+# then differ from one digest to the next, so such a template is inlined whole every time.
+_POSITIONAL_CSS = re.compile(r":(?:first|last|nth|only)-|:empty|:has\(|[+~]")
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL | re.IGNORECASE)
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+_CHECKED = 2  # digests reusing kept entries that are also rendered whole and compared, per run
+_KEPT = 20_000  # entries kept per template before the cache starts afresh
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +131,12 @@ def render_digest(env: Environment, digest: Digest, links: DigestLinks, site: Si
     text_env, html_env = _variants(env)
     context = digest_context(digest, links, site)
     subject = one_line(text_env.get_template(SUBJECT_TEMPLATE).render(context))
-    text = _limit_lines(text_env.get_template(TEXT_TEMPLATE).render({**context, "subject": subject}))
-    html = html_env.get_template(HTML_TEMPLATE).render({**context, "subject": subject})
-    return RenderedDigest(subject=subject, text=text, html=inline_css(html))
+    context["subject"] = subject
+    titles = " · ".join(entry.title for entry in context["entries"])
+    context["preheader"] = do_truncate(html_env, titles, 140, end="…")  # as the filter would
+    text = _limit_lines(_layout(text_env, TEXT_TEMPLATE).text(context))
+    html = _layout(html_env, HTML_TEMPLATE).html(context)
+    return RenderedDigest(subject=subject, text=text, html=html)
 
 
 def digest_context(digest: Digest, links: DigestLinks, site: SiteConfig) -> dict[str, Any]:
@@ -147,6 +176,7 @@ def inline_css(html: str) -> str:
     return _INLINER.inline(html)
 
 
+@lru_cache(maxsize=4096)
 def french_day(day: date) -> str:
     """`1er décembre 2021`, `30 novembre 2021`: the French ordinal for the first of the month."""
     text = format_date(day, "d MMMM y", locale=LOCALE)
@@ -192,17 +222,171 @@ def _variants(env: Environment) -> tuple[Environment, Environment]:
     if variants is None:
         options: dict[str, Any] = {"trim_blocks": True, "lstrip_blocks": True, "cache_size": 50}
         variants = (env.overlay(autoescape=False, **options), env.overlay(autoescape=True, **options))
+        for variant in variants:  # their own filters, with the one frames call for each entry
+            variant.filters = {**env.filters, _HOOK: _put_entry}
         env.__dict__[_OWN_ENVS] = variants
     return variants
 
 
-_ENTRIES: dict[tuple[int, str], tuple[NewsItem, EntryView]] = {}
+@pass_context
+def _put_entry(context: Context, entry: EntryView) -> Markup:
+    """What a frame puts in place of the entry block: a filter, which Jinja calls directly."""
+    put: Callable[[EntryView], Markup] = context[_HOOK]
+    return put(entry)
+
+
+def _layout(env: Environment, name: str) -> _Layout:
+    """The `_Layout` of a template, kept on the environment; made anew when the file changed."""
+    template = env.get_template(name)
+    layouts: dict[str, _Layout] = env.__dict__.setdefault(_OWN_LAYOUTS, {})
+    layout = layouts.get(name)
+    if layout is None or layout.template is not template:
+        layout = layouts[name] = _Layout(env, template)
+    return layout
+
+
+class _Layout:
+    """A digest template whose `entry` block is rendered once per item (see the module doc).
+
+    The frame is the template itself with the block replaced by a call (`_HOOK`). For the HTML,
+    the frame is inlined with each new entry's block between two markers, so the block is
+    inlined in its place on the page, and kept; an entry already kept is a single marker. Markers
+    are HTML comments with a nonce no text can forge; they are gone from the result. The first
+    digests that reuse kept entries are also rendered whole: should the two ever differ, this
+    template is rendered whole from then on."""
+
+    def __init__(self, env: Environment, template: Template) -> None:
+        self.template = template
+        self.frame = _frame(env, template)
+        self.nonce = secrets.token_hex(8)
+        self.opening = f"<!--{self.nonce}:"
+        self.blocks: dict[int, tuple[EntryView, Markup]] = {}
+        self.inlined: dict[int, tuple[EntryView, Markup, str]] = {}  # its marker, its block
+        self.checked = 0
+
+    def text(self, context: dict[str, Any]) -> str:
+        """The template rendered for `context`, entries from the kept blocks."""
+        if self.frame is None:
+            return self.template.render(context)
+        return self.frame.render({**context, _HOOK: self.block})
+
+    def html(self, context: dict[str, Any]) -> str:
+        """The template rendered for `context` with its CSS inlined, as `inline_css` would give."""
+        if self.frame is None:
+            return inline_css(self.template.render(context))
+        entries: list[EntryView] = []
+        page = inline_css(self.frame.render({**context, _HOOK: self._placeholder(entries)}))
+        html, reused = self._assemble(page, entries)
+        if html is None or (reused and self.checked < _CHECKED):
+            whole = inline_css(self.template.render(context))
+            if html != whole:
+                log.warning("%s: entries inlined apart differ; rendering it whole", self.template.name)
+                self.frame = None
+                return whole
+            self.checked += 1
+        return html
+
+    def block(self, entry: EntryView) -> Markup:
+        """The entry block rendered for `entry` alone, made once."""
+        kept = self.blocks.get(id(entry))
+        if kept is not None and kept[0] is entry:
+            return kept[1]
+        if len(self.blocks) > _KEPT:
+            self.blocks.clear()
+        context = self.template.new_context({"entry": entry})
+        rendered = Markup("".join(self.template.blocks[ENTRY_BLOCK](context)))
+        self.blocks[id(entry)] = (entry, rendered)
+        return rendered
+
+    def _placeholder(self, entries: list[EntryView]) -> Callable[[EntryView], Markup]:
+        """What the frame puts for each entry: a marker naming it, around its block when it is
+        new. An entry is named by its `id()`, which no other has while it is kept."""
+        inlined = self.inlined
+
+        def placeholder(entry: EntryView) -> Markup:
+            entries.append(entry)
+            kept = inlined.get(id(entry))
+            if kept is not None and kept[0] is entry:
+                return kept[1]
+            mark = f"{self.opening}{id(entry)}"
+            return Markup(f"{mark}:start-->") + self.block(entry) + Markup(f"{mark}:end-->")
+
+        return placeholder
+
+    def _assemble(self, page: str, entries: list[EntryView]) -> tuple[str | None, bool]:
+        """The inlined page with each marker replaced by its entry's inlined block (new ones kept
+        for the next digests), and whether a kept block was reused; None for the page if the
+        markers are not all there, in order, as they were put."""
+        first, *marked = page.split(self.opening)  # each "<id>-->…", "<id>:start-->…", "<id>:end-->…"
+        pieces, found = [first], []
+        reused, opened, expected = False, False, 0  # expected: the position of the next entry
+        for text in marked:
+            mark, arrow, rest = text.partition("-->")
+            number, _, kind = mark.partition(":")
+            at = expected - (kind == "end")
+            if not arrow or at >= len(entries) or number != str(id(entries[at])):
+                return None, reused
+            if kind == "end" and opened:
+                opened = False
+            elif kind == "start" and not opened:
+                opened = True
+                found.append((entries[expected], rest))  # rest: the block, up to its end marker
+                expected += 1
+            elif not kind and not opened:
+                pieces.append(self.inlined[id(entries[expected])][2])
+                reused = True
+                expected += 1
+            else:
+                return None, reused
+            pieces.append(rest)
+        if opened or expected != len(entries):
+            return None, reused
+        if len(self.inlined) > _KEPT:
+            self.inlined.clear()
+        for entry, block in found:
+            self.inlined[id(entry)] = (entry, Markup(f"{self.opening}{id(entry)}-->"), block)
+        return "".join(pieces), reused
+
+
+def _frame(env: Environment, template: Template) -> Template | None:
+    """`template` with its entry block replaced by `entry | _HOOK`, compiled from its
+    syntax tree; None when the template has no such block, extends another, has its block use
+    more than `entry` (it is rendered once for every digest), or has CSS selecting by position."""
+    if ENTRY_BLOCK not in template.blocks or template.name is None or env.loader is None:
+        return None
+    source, filename, _ = env.loader.get_source(env, template.name)
+    if any(_POSITIONAL_CSS.search(css) for css in _STYLE.findall(_JINJA_COMMENT.sub("", source))):
+        return None
+    tree = env.parse(source, template.name, filename)
+    if tree.find(nodes.Extends) is not None:
+        return None
+    for block in tree.find_all(nodes.Block):
+        if block.name == ENTRY_BLOCK:
+            body = nodes.Template(block.body, lineno=block.lineno)
+            body.set_environment(env)
+            if meta.find_undeclared_variables(body) - {"entry"}:
+                return None
+    return env.from_string(_HookInPlace().visit(tree))
+
+
+class _HookInPlace(NodeTransformer):
+    """Puts `{{ entry | _HOOK }}` where the entry block was, with nothing around it: no block
+    call, no context made for each entry."""
+
+    def visit_Block(self, node: nodes.Block) -> nodes.Node:
+        if node.name != ENTRY_BLOCK:
+            return self.generic_visit(node)
+        put = nodes.Filter(nodes.Name("entry", "load"), _HOOK, [], [], None, None)
+        return nodes.Output([put], lineno=node.lineno)
+
+
+_ENTRIES: dict[tuple[int, tzinfo], tuple[NewsItem, EntryView]] = {}
 
 
 def _entry(item: NewsItem, zone: tzinfo) -> EntryView:
     """An item's view, made once: an item looks the same in every digest it goes into. Keyed by
     the object's identity (hashing a whole item costs more than the view), kept with it."""
-    key = (id(item), str(zone))
+    key = (id(item), zone)
     cached = _ENTRIES.get(key)
     if cached is not None and cached[0] is item:
         return cached[1]
@@ -251,12 +435,15 @@ def _moment(moment: datetime) -> str:
 
 
 def _limit_lines(text: str) -> str:
-    """`text` with no line longer than the RFC's limit, cut where it must be (only a huge URL would be)."""
-    lines: list[str] = []
-    for line in text.splitlines():
-        rest = line if line == "-- " else line.rstrip()  # "-- " opens a signature: keep its space
-        while len(rest) > MAX_LINE:
-            lines.append(rest[:MAX_LINE])
-            rest = rest[MAX_LINE:]
-        lines.append(rest)
-    return "\n".join(lines).strip("\n") + "\n"
+    """`text` with no line longer than the RFC's limit, cut where it must be (only a huge URL would
+    be), without spaces at line ends, and ending with one line break."""
+    lines = text.splitlines()
+    kept = list(map(str.rstrip, lines))  # each step over every line runs in C: no loop here
+    at = -1
+    while "--" in kept[at + 1 :]:
+        at = kept.index("--", at + 1)
+        if lines[at] == "-- ":
+            kept[at] = "-- "  # it opens a signature: it keeps its space
+    if max(map(len, kept), default=0) > MAX_LINE:
+        kept = [line[i : i + MAX_LINE] for line in kept for i in range(0, len(line) or 1, MAX_LINE)]
+    return "\n".join(kept).strip("\n") + "\n"

@@ -188,13 +188,14 @@ class MatchIndex:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        result = set(self.everything)
+        wanted = []  # intersected with each other, never with a copy of every item
         if interests.thematiques:
-            result &= set().union(*(self._thematiques.get(k, set()) for k in interests.thematiques))
+            wanted.append(set().union(*(self._thematiques.get(k, set()) for k in interests.thematiques)))
         if interests.types:
-            result &= set().union(*(self._types.get(k, set()) for k in interests.types))
+            wanted.append(set().union(*(self._types.get(k, set()) for k in interests.types)))
         if interests.territoires:
-            result &= self._places(interests)
+            wanted.append(self._places(interests))
+        result = set.intersection(*wanted) if wanted else self.everything
         found = self._cache[key] = tuple(sorted(result))
         if len(self._cache) > CACHED_INTERESTS:
             self._cache.popitem(last=False)
