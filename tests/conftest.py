@@ -1,13 +1,15 @@
-"""Shared fixtures: the shipped sample items, a scratch project folder, the CLI run in-process."""
+"""Shared fixtures: the shipped sample items, a scratch project folder, the CLI run in-process,
+and for the browser tests one headless Chromium per module with a fresh page per test."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page
 
 from syndicator.cli import main
 
@@ -50,3 +52,22 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SYNDICATOR_CONFIG", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for the module (tests/browser_support.py)."""
+    from .browser_support import chromium  # Playwright and uvicorn only where a browser is used
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context with JavaScript off: every flow must work without it."""
+    context = browser.new_context(java_script_enabled=False, locale="fr-FR")
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -4,105 +4,30 @@ and the outcome seen from the command line (`subscribers list`, `digest preview`
 
 from __future__ import annotations
 
-import io
-import shutil
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from pathlib import Path
 
-import lxml.html
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from syndicator.cli import main
-from syndicator.config import load_config
 from syndicator.templating import french_date
-from syndicator.web import create_app
 
-from .browser_support import chromium, listening_socket, serving
-from .support import ITEMS, ROOT, item_text
-
-
-@dataclass(frozen=True)
-class Project:
-    """A user's folder after `run --once`, its web app serving at `base_url`."""
-
-    root: Path
-    base_url: str
-
-    def cli(self, *args: str) -> str:
-        """Run `syndicator ARGS... --config <project>` in-process; what it printed."""
-        out, err = io.StringIO(), io.StringIO()
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main([*args, "--config", str(self.root / "config.yaml")])
-        assert code == 0, err.getvalue()
-        return out.getvalue()
-
-    def listed(self, email: str) -> str:
-        """The subscriber's row in `syndicator subscribers list`."""
-        return next(row for row in self.cli("subscribers", "list").splitlines() if row.startswith(email))
-
-    def digest_to(self, email: str) -> EmailMessage:
-        """The digest the outbox transport wrote for that address."""
-        for path in sorted((self.root / "outbox").glob("*.eml")):
-            message = message_from_bytes(path.read_bytes(), policy=policy.default)
-            if isinstance(message, EmailMessage) and message["To"].addresses[0].addr_spec == email:
-                return message
-        raise AssertionError(f"no digest to {email} in the outbox")
-
-
-def link_in(message: EmailMessage, text: str) -> str:
-    """The address of the link a reader clicks in the digest's HTML part."""
-    body = message.get_body(("html",))
-    assert body is not None
-    document = lxml.html.fromstring(body.get_content())
-    [href] = document.xpath("//a[normalize-space(.)=$text]/@href", text=text)
-    return str(href)
+from .browser_support import Project, link_in, served_project
+from .support import item_text
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """The shipped config.yaml and items, `web.base_url` pointing at the server, after one
-    `syndicator run --once`; then the web app serving the project."""
-    root = tmp_path_factory.mktemp("browser")
-    shutil.copytree(ITEMS, root / "items")
-    sock, base_url = listening_socket()
-    config = (ROOT / "config.yaml").read_text(encoding="utf-8")
-    assert "base_url: http://127.0.0.1:8080" in config
-    config = config.replace("base_url: http://127.0.0.1:8080", f"base_url: {base_url}")
-    (root / "config.yaml").write_text(config, encoding="utf-8")
-    site = Project(root, base_url)
-    site.cli("run", "--once")
-    with serving(create_app(load_config(root / "config.yaml")), sock):
+    """The shipped project after one `syndicator run --once` (digests in `outbox/`), served."""
+    with served_project(tmp_path_factory.mktemp("browser"), "run", "--once") as site:
         yield site
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module."""
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh browser context with JavaScript off: every flow must work without it."""
-    context = browser.new_context(java_script_enabled=False, locale="fr-FR")
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def test_unsubscribe_link_of_a_digest_unsubscribes_in_the_browser(project: Project, page: Page) -> None:
     """The digest's "Se désabonner" link (also its List-Unsubscribe URL) opens a confirmation
     that changes nothing; its button unsubscribes, and `subscribers list` shows it."""
     email = "claire.martin@example.org"
-    message = project.digest_to(email)
+    message = project.mail_to(email)
     link = link_in(message, "Se désabonner")
     assert link.startswith(project.base_url + "/unsubscribe/")
     assert f"<{link}>" in str(message["List-Unsubscribe"])
@@ -122,7 +47,7 @@ def test_preferences_changed_in_the_browser_shape_the_next_digest(project: Proje
     through the search; saved, listed, and the next `digest preview` holds the new Santé news
     of Hazebrouck but not its Culture news."""
     email = "centre.social@example.org"  # config.yaml: monthly, every item
-    page.goto(link_in(project.digest_to(email), "Gérer vos préférences"))
+    page.goto(link_in(project.mail_to(email), "Gérer vos préférences"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Vos préférences")
     expect(page.get_by_label("Chaque mois")).to_be_checked()
     page.get_by_label("Chaque semaine").check()
