@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,11 +16,9 @@ import httpx
 import lxml.html
 import pytest
 from sqlalchemy import update
-from starlette.applications import Starlette
 
 from syndicator.choices import effective_subscriber, load_choice
-from syndicator.config import Config, load_config, parse_config
-from syndicator.ingest import ingest
+from syndicator.config import Config, parse_config
 from syndicator.ledger import Ledger
 from syndicator.mailer import OutboxTransport
 from syndicator.schema import signup_requests
@@ -50,16 +45,11 @@ from syndicator.signup_requests import (
 from syndicator.store import Store
 from syndicator.subscribers import Subscriber
 from syndicator.templating import environment
-from syndicator.web import create_app
 
 from .conftest import Run
 from .smtp_server import Handler, smtp_server
-from .support import ITEMS, ROOT
-
-with warnings.catch_warnings():
-    # Starlette asks for httpx2 and warns about httpx, which the project uses; same client API.
-    warnings.simplefilter("ignore", UserWarning)
-    from starlette.testclient import TestClient
+from .support import ROOT
+from .web_support import SECRET, WebSite, built_project, served, text_of
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 KEYS = ["secret-pour-les-tests"]
@@ -339,28 +329,9 @@ def test_confirmation_email_goes_through_the_outbox_transport(store: Store, tmp_
 
 # --- the pages -------------------------------------------------------------------------------
 
-SECRET = "secret-pour-les-tests"
 
-
-@dataclass
-class Site:
-    """A project folder with its store, the web app on it, and a browser-like client."""
-
-    root: Path
-    config: Config
-    app: Starlette
-    client: TestClient
-
-    @property
-    def store(self) -> Store:
-        store: Store = self.app.state.web.store
-        return store
-
-    def hidden(self, path: str) -> dict[str, str]:
-        """GET a page; the hidden fields of its form (CSRF token, consent version)."""
-        page = self.client.get(path)
-        assert page.status_code == 200, page.text
-        return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', page.text))
+class Site(WebSite):
+    """The web app on a copy of the shipped project, with the sign-up's steps."""
 
     def sign_up(self, email: str = ANNE.email, **fields: str | list[str]) -> httpx.Response:
         """Fill and send the sign-up form as a browser does."""
@@ -396,36 +367,14 @@ class Site:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped config.yaml and items, ingested once for the module."""
-    root = tmp_path_factory.mktemp("signup")
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
-    shutil.copytree(ITEMS, root / "items")
-    config = load_config(root / "config.yaml")
-    with Store.open(config.database_url) as opened:
-        ingest(opened, [config.items_path])
-    return root
-
-
-def _serve(root: Path) -> Iterator[Site]:
-    config = load_config(root / "config.yaml")
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield Site(root, config, app, client)
+    return built_project(tmp_path_factory.mktemp("signup"))
 
 
 @pytest.fixture
 def site(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """A fresh copy of the built project, served by the web app, mailing to its outbox."""
-    shutil.copytree(built, tmp_path / "site")
     monkeypatch.setenv("SYNDICATOR_SECRET", SECRET)
-    yield from _serve(tmp_path / "site")
-
-
-def text_of(html: str) -> str:
-    """What a reader of the page sees, whitespace collapsed."""
-    document = lxml.html.fromstring(html)
-    for hidden in document.xpath("//style | //head"):
-        hidden.drop_tree()
-    return " ".join(document.text_content().split())
+    yield from served(Site, built, tmp_path / "site")
 
 
 def test_sign_up_form_is_french_labelled_and_protected(site: Site) -> None:
@@ -589,18 +538,18 @@ def test_an_unsubscribed_address_that_signs_up_and_confirms_is_subscribed_again(
 # --- through a mail server ---------------------------------------------------------------------
 
 
-def _smtp_site(built: Path, tmp_path: Path, port: int) -> Path:
-    root = tmp_path / "site"
-    shutil.copytree(built, root)
-    text = (root / "config.yaml").read_text(encoding="utf-8")
-    for old, new in (("transport: outbox", "transport: smtp"), ("host: localhost", "host: 127.0.0.1"),
-                     ("port: 587", f"port: {port}"), ("starttls: true", "starttls: false"),
-                     ("timeout: 30", "timeout: 5")):  # fmt: skip
-        assert old in text
-        text = text.replace(old, new)
-    text = re.sub(r"\n +(username|password)_env: .*", "", text)
-    (root / "config.yaml").write_text(text, encoding="utf-8")
-    return root
+def _through_smtp(port: int) -> Callable[[str], str]:
+    """An edit of config.yaml that mails through the test server on `port`."""
+
+    def edit(text: str) -> str:
+        for old, new in (("transport: outbox", "transport: smtp"), ("host: localhost", "host: 127.0.0.1"),
+                         ("port: 587", f"port: {port}"), ("starttls: true", "starttls: false"),
+                         ("timeout: 30", "timeout: 5")):  # fmt: skip
+            assert old in text
+            text = text.replace(old, new)
+        return re.sub(r"\n +(username|password)_env: .*", "", text)
+
+    return edit
 
 
 def test_confirmation_goes_through_the_smtp_relay(
@@ -611,7 +560,7 @@ def test_confirmation_goes_through_the_smtp_relay(
     monkeypatch.setenv("SYNDICATOR_SECRET", SECRET)
     handler = Handler(rcpt_replies={"nobody@exemple.fr": "550 5.1.1 No such user"})
     with smtp_server(handler) as port:
-        for site in _serve(_smtp_site(built, tmp_path, port)):
+        for site in served(Site, built, tmp_path / "site", _through_smtp(port)):
             assert site.sign_up().status_code == 200
             [received] = handler.accepted
             assert received.recipients == (ANNE.email,)
@@ -630,7 +579,7 @@ def test_an_unreachable_relay_gets_a_503_page_and_keeps_nothing(
     monkeypatch.setenv("SYNDICATOR_SECRET", SECRET)
     with smtp_server(Handler()) as port:
         pass  # the port is free again: nothing listens there
-    for site in _serve(_smtp_site(built, tmp_path, port)):
+    for site in served(Site, built, tmp_path / "site", _through_smtp(port)):
         answer = site.sign_up()
         assert answer.status_code == 503
         assert "Le message de confirmation n'a pas pu être envoyé" in text_of(answer.text)

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,44 +18,23 @@ from pathlib import Path
 import httpx
 import lxml.html
 import pytest
-from starlette.applications import Starlette
 
 from syndicator.choices import Consent, load_choice, save_choice
-from syndicator.config import Config, load_config
 from syndicator.delivery import Digests
-from syndicator.ingest import ingest
 from syndicator.ledger import Ledger
-from syndicator.store import Store
 from syndicator.subscribers import Subscriber
 from syndicator.tokens import Purpose, Signer
 from syndicator.web import create_app
 
 from .conftest import Run
-from .support import ITEMS, ROOT
+from .web_support import SECRET, TestClient, WebSite, built_project, served, text_of
 
-with warnings.catch_warnings():
-    # Starlette asks for httpx2 and warns about httpx, which the project uses; same client API.
-    warnings.simplefilter("ignore", UserWarning)
-    from starlette.testclient import TestClient
-
-SECRET = "secret-pour-les-tests"  # several secrets are separated by spaces
 MARIE = "marie.dupont@example.org"  # config.yaml: weekly, Éducation, Nord
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 
 
-@dataclass
-class Site:
-    """A project folder with its store, the web app on it, and a browser-like client."""
-
-    root: Path
-    config: Config
-    app: Starlette
-    client: TestClient
-
-    @property
-    def store(self) -> Store:
-        store: Store = self.app.state.web.store
-        return store
+class Site(WebSite):
+    """The web app on a copy of the shipped project, with the links its emails carry."""
 
     def link(self, purpose: Purpose, email: str) -> str:
         return f"/{purpose}/{Signer([SECRET], purpose).sign(email)}"
@@ -68,41 +44,20 @@ class Site:
 
     def form(self, path: str) -> dict[str, str]:
         """GET a page and return the hidden fields of its form (the CSRF token)."""
-        page = self.client.get(path)
-        assert page.status_code == 200, page.text
-        return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', page.text))
+        return self.hidden(path)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped config.yaml and items, ingested once for the module."""
-    root = tmp_path_factory.mktemp("web")
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
-    shutil.copytree(ITEMS, root / "items")
-    config = load_config(root / "config.yaml")
-    with Store.open(config.database_url) as store:
-        ingest(store, [config.items_path])
-    return root
+    return built_project(tmp_path_factory.mktemp("web"))
 
 
 @pytest.fixture
 def site(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """A fresh copy of the built project, served by the web app."""
-    root = tmp_path / "site"
-    shutil.copytree(built, root)
     monkeypatch.setenv("SYNDICATOR_SECRET", SECRET)
-    config = load_config(root / "config.yaml")
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield Site(root, config, app, client)
-
-
-def text_of(html: str) -> str:
-    """What a reader of the page sees, whitespace collapsed."""
-    document = lxml.html.fromstring(html)
-    for hidden in document.xpath("//style | //head"):
-        hidden.drop_tree()
-    return " ".join(document.text_content().split())
+    yield from served(Site, built, tmp_path / "site")
 
 
 def one_click(client: TestClient, path: str) -> httpx.Response:

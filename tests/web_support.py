@@ -1,0 +1,85 @@
+"""What the TestClient tests of the pages share: a project folder ingested once per module,
+copied for each test and served by the real app, with a browser-like client."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import lxml.html
+from starlette.applications import Starlette
+
+from syndicator.config import Config, load_config
+from syndicator.ingest import ingest
+from syndicator.store import Store
+from syndicator.web import create_app
+
+from .support import ITEMS, ROOT
+
+with warnings.catch_warnings():
+    # Starlette asks for httpx2 and warns about httpx, which the project uses; same client API.
+    warnings.simplefilter("ignore", UserWarning)
+    from starlette.testclient import TestClient
+
+SECRET = "secret-pour-les-tests"  # several secrets are separated by spaces
+__all__ = ["SECRET", "TestClient", "WebSite", "built_project", "served", "text_of"]
+
+
+@dataclass
+class WebSite:
+    """A project folder with its store, the web app on it, and a browser-like client."""
+
+    root: Path
+    config: Config
+    app: Starlette
+    client: TestClient
+
+    @property
+    def store(self) -> Store:
+        store: Store = self.app.state.web.store
+        return store
+
+    def hidden(self, path: str) -> dict[str, str]:
+        """GET a page; the hidden fields of its form (CSRF token, consent version)."""
+        page = self.client.get(path)
+        assert page.status_code == 200, page.text
+        return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', page.text))
+
+
+S = TypeVar("S", bound=WebSite)
+
+
+def built_project(root: Path) -> Path:
+    """The shipped config.yaml and items in `root`, ingested."""
+    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    shutil.copytree(ITEMS, root / "items")
+    config = load_config(root / "config.yaml")
+    with Store.open(config.database_url) as store:
+        ingest(store, [config.items_path])
+    return root
+
+
+def served(kind: type[S], built: Path, root: Path, edit: Callable[[str], str] | None = None) -> Iterator[S]:
+    """A fresh copy of the `built` project in `root` (its config.yaml's text passed through
+    `edit`), served by the web app while in use."""
+    shutil.copytree(built, root)
+    if edit is not None:
+        path = root / "config.yaml"
+        path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    config = load_config(root / "config.yaml")
+    app = create_app(config)
+    with TestClient(app) as client:
+        yield kind(root, config, app, client)
+
+
+def text_of(html: str) -> str:
+    """What a reader of the page sees, whitespace collapsed."""
+    document = lxml.html.fromstring(html)
+    for hidden in document.xpath("//style | //head"):
+        hidden.drop_tree()
+    return " ".join(document.text_content().split())
