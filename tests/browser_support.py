@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -22,15 +20,14 @@ from pathlib import Path
 
 import lxml.html
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, sync_playwright
-from starlette.types import ASGIApp
 
 from syndicator.cli import main
 from syndicator.config import load_config
 from syndicator.web import create_app
 
 from .support import ITEMS, ROOT
+from .web_support import listening_socket, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,33 +38,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def listening_socket() -> tuple[socket.socket, str]:
-    """A loopback socket on a free port, and the base URL it will answer at. Made before the
-    server so that config.yaml's `web.base_url` (the links in emails) can name the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-@contextmanager
-def serving(app: ASGIApp, sock: socket.socket) -> Iterator[None]:
-    """Run `app` under uvicorn on `sock`, in a thread, until the block ends."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            thread.join(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import socket
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -28,6 +26,7 @@ from syndicator.feeds import write_atomic
 
 from .support import item_text
 from .test_feeds import Site
+from .web_support import listening_socket, serving
 
 RSS = "application/rss+xml; charset=utf-8"
 PLAIN = {"accept-encoding": "identity"}
@@ -35,25 +34,14 @@ GZIP = {"accept-encoding": "gzip"}
 
 
 @contextmanager
-def serving(config: Config) -> Iterator[httpx.Client]:
+def feeds_served(config: Config) -> Iterator[httpx.Client]:
     """A uvicorn server on a free loopback port with the feeds mounted at /feeds, and a client."""
-    app = Starlette(routes=[Mount("/feeds", app=feeds_app(config))])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            thread.join(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    sock, base_url = listening_socket()
+    with (
+        serving(Starlette(routes=[Mount("/feeds", app=feeds_app(config))]), sock),
+        httpx.Client(base_url=base_url) as client,
+    ):
+        yield client
 
 
 def raw_get(client: httpx.Client, target: str) -> tuple[int, bytes]:
@@ -93,7 +81,7 @@ def config(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Config:
 @pytest.fixture(scope="module")
 def client(config: Config) -> Iterator[httpx.Client]:
     """A client of the server of the shared feeds."""
-    with serving(config) as client:
+    with feeds_served(config) as client:
         yield client
 
 
@@ -137,7 +125,7 @@ def test_etag_is_strong_and_comes_from_the_bytes_alone(
     assert first.startswith('"') and first.endswith('"')  # strong: no W/ prefix
     digest = hashlib.sha256((config.feeds_path / "all.rss").read_bytes()).hexdigest()
     assert digest.startswith(first.strip('"'))
-    with serving(own_config) as other:
+    with feeds_served(own_config) as other:
         assert other.get("/feeds/all.rss", headers=PLAIN).headers["etag"] == first
         assert other.get("/feeds/all.atom", headers=PLAIN).headers["etag"] != first
 
@@ -261,7 +249,7 @@ def test_a_rewritten_feed_is_served_at_the_next_request(tmp_path: Path) -> None:
     site = Site(tmp_path)
     site.ingest()
     site.build()
-    with serving(site.config) as client:
+    with feeds_served(site.config) as client:
         before = client.get("/feeds/all.rss", headers=PLAIN)
         (site.config.items_path / "zz_new.txt").write_text(
             item_text(
@@ -290,7 +278,7 @@ def test_a_rewritten_feed_is_served_at_the_next_request(tmp_path: Path) -> None:
 def test_a_file_replaced_with_the_same_size_and_time_is_still_noticed(own_config: Config) -> None:
     """A rewrite is a new file (os.replace): even with the same size and mtime, its bytes are served."""
     path = own_config.feeds_path / "index.opml"
-    with serving(own_config) as client:
+    with feeds_served(own_config) as client:
         before = client.get("/feeds/index.opml", headers=PLAIN)
         data = path.read_bytes()
         changed = data.replace(b"IREV", b"VERI", 1)
@@ -305,7 +293,7 @@ def test_a_file_replaced_with_the_same_size_and_time_is_still_noticed(own_config
 
 def test_a_removed_feed_gets_a_404(own_config: Config) -> None:
     """A feed deleted while the server runs (its term lost its last item) is gone at once."""
-    with serving(own_config) as client:
+    with feeds_served(own_config) as client:
         assert client.get("/feeds/thematiques/sante.rss").status_code == 200
         (own_config.feeds_path / "thematiques" / "sante.rss").unlink()
         assert client.get("/feeds/thematiques/sante.rss").status_code == 404
@@ -351,7 +339,7 @@ def test_paths_out_of_the_folder_are_refused(own_config: Config, tmp_path: Path)
         "/feeds/./all.rss",
         "/feeds/all.rss%00.html",
     ]
-    with serving(own_config) as client:
+    with feeds_served(own_config) as client:
         for target in targets:
             status, body = raw_get(client, target)
             assert status == 404, target
@@ -363,7 +351,7 @@ def test_paths_out_of_the_folder_are_refused(own_config: Config, tmp_path: Path)
 def test_cache_control_max_age_comes_from_the_config(tmp_path: Path, built: Path) -> None:
     """`web.feeds_max_age` sets Cache-Control's max-age, on 200s and 304s; 600 s by default."""
     config = copy_config(built, tmp_path, "feeds: {output: feeds/}\nweb: {feeds_max_age: 42}\n")
-    with serving(config) as client:
+    with feeds_served(config) as client:
         response = client.get("/feeds/all.rss")
         assert response.headers["cache-control"] == "public, max-age=42"
         again = client.get("/feeds/all.rss", headers={"if-none-match": response.headers["etag"]})

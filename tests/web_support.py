@@ -1,18 +1,24 @@
-"""What the TestClient tests of the pages share: a project folder ingested once per module,
-copied for each test and served by the real app, with a browser-like client."""
+"""What the web tests share: the app under a real uvicorn on a loopback port, and, for the
+TestClient tests of the pages, a project folder ingested once per module, copied for each test
+and served by the real app, with a browser-like client."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import socket
+import threading
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import lxml.html
+import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from syndicator.config import Config, load_config
 from syndicator.ingest import ingest
@@ -27,7 +33,9 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 SECRET = "secret-pour-les-tests"  # several secrets are separated by spaces
-__all__ = ["SECRET", "TestClient", "WebSite", "built_project", "served", "text_of"]
+__all__ = [
+    "SECRET", "TestClient", "WebSite", "built_project", "listening_socket", "served", "serving", "text_of",
+]  # fmt: skip
 
 
 @dataclass
@@ -83,3 +91,30 @@ def text_of(html: str) -> str:
     for hidden in document.xpath("//style | //head"):
         hidden.drop_tree()
     return " ".join(document.text_content().split())
+
+
+def listening_socket() -> tuple[socket.socket, str]:
+    """A loopback socket on a free port, and the base URL it will answer at. Made before the
+    server so that config.yaml's `web.base_url` (the links in emails) can name the port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextmanager
+def serving(app: ASGIApp, sock: socket.socket) -> Iterator[None]:
+    """Run `app` under uvicorn on `sock`, in a thread, until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            thread.join(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
