@@ -302,7 +302,7 @@ def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Att
         if in_order:
             size_match = sizes.pop(0)[1]
             size = size_in_bytes(size_match["number"], size_match["unit"])
-        while sizes and sizes[0][0] < number:
+        while not in_order and sizes and sizes[0][0] < number:
             size_match = sizes.pop(0)[1]
             size = size_in_bytes(size_match["number"], size_match["unit"])
         if not url:

@@ -207,6 +207,17 @@ def test_an_item_may_have_several_attachments() -> None:
     )
 
 
+def test_sizes_written_together_before_their_links_pair_in_order() -> None:
+    """Two `Poids` lines, then two download links: each link takes its size in order (found by
+    hypothesis: this layout once raised IndexError instead of giving an item)."""
+    fields = (
+        "Poids : 1.8 Mo\n\nPoids : 350 Ko\n\n"
+        "[Téléchargement](#) [1] [Favoris +](#) [2]\n\n[Téléchargement](#) [3]\n\n"
+    )
+    item = parse(item_text(fields=fields)).item
+    assert [a.size_bytes for a in item.attachments] == [1887437, 358400]
+
+
 @pytest.mark.parametrize(
     "line",
     [
