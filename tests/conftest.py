@@ -17,7 +17,6 @@ from syndicator.cli import main
 
 from .support import ITEMS, ROOT
 
-
 # Property tests explore new inputs at every run on a developer's machine; CI (.ci/run sets
 # HYPOTHESIS_PROFILE=ci) replays a fixed sequence with no time limit per example, so a slow or
 # loaded CI machine never fails a submission on a draw no one has seen.
