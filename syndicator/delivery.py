@@ -24,7 +24,7 @@ from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_
 from .dkim import DkimKey, load_key, sign
 from .emails import Envelope, address, digest_bytes, message_id
 from .french_dates import PARIS
-from .ledger import AlreadyRecorded, Ledger, LedgerRow
+from .ledger import AlreadyRecorded, GroupedWrites, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
 from .smtp import SmtpTransport
@@ -146,8 +146,11 @@ class Digests:
     def render(self, digest: Digest) -> RenderedDigest:
         return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site)
 
-    def message(self, digest: Digest, rendered: RenderedDigest, digest_id: int) -> tuple[str, bytes]:
-        """The Message-ID and bytes of a digest recorded under `digest_id`."""
+    def message(
+        self, digest: Digest, rendered: RenderedDigest, digest_id: int, *, unsubscribe: str | None = None
+    ) -> tuple[str, bytes]:
+        """The Message-ID and bytes of a digest recorded under `digest_id` (`unsubscribe`: its
+        link, when the caller has it already)."""
         subscriber = digest.subscriber
         mid = message_id(digest_id, subscriber.key, self.config.email.from_)
         envelope = Envelope(
@@ -157,7 +160,7 @@ class Digests:
             message_id=mid,
             date=digest.issued,
             list_name=self.config.site.title,
-            unsubscribe_url=self.links(subscriber).unsubscribe,
+            unsubscribe_url=unsubscribe or self.links(subscriber).unsubscribe,
         )
         data = digest_bytes(rendered, envelope)  # the bytes of emails.build_message, made quicker
         # Signed here, so the ledger keeps the signed bytes and a re-send after a crash is the
@@ -166,7 +169,8 @@ class Digests:
 
     def record(self, digest: Digest) -> LedgerRow:
         """Write the digest and its items to the ledger as `pending`."""
-        rendered = self.render(digest)
+        links = self.links(digest.subscriber)  # signed once for both the body and the headers
+        rendered = render_digest(self.env, digest, links, self.config.site)
         item_ids = [self.ids[item.url] for item in digest.items]
         row = self.ledger.record(
             subscriber=digest.subscriber.key,
@@ -174,7 +178,9 @@ class Digests:
             since=digest.since,
             issued=digest.issued,
             item_ids=item_ids,
-            message=lambda digest_id: self.message(digest, rendered, digest_id),
+            message=lambda digest_id: self.message(
+                digest, rendered, digest_id, unsubscribe=links.unsubscribe
+            ),
         )
         self.lasts[row.subscriber] = row  # later digests of this run build on this one
         self.sent.setdefault(row.subscriber, set()).update(item_ids)
@@ -193,10 +199,19 @@ async def _deliver_all(
     digests: Digests, pending: Sequence[_Pending], transport: Transport, stop: Event | None = None
 ) -> dict[str, str]:
     """Hand every recorded digest to the transport; the outcome per message name. Once `stop` is
-    set, nothing more is claimed: the messages on the wire finish, the others stay pending."""
+    set, nothing more goes on the wire: the messages on it finish, the others stay pending.
+
+    The batch is claimed in the ledger at once, in one transaction, before any of it is sent; a
+    digest claimed and not handed to the transport is given back at the end (pending again).
+    Each confirmation is written once its message is accepted, the confirmations of messages
+    accepted at the same moment in one transaction (`GroupedWrites`)."""
     by_name = {f"{p.row.id:08d}": p for p in pending}
     outcomes: dict[str, str] = {}
-    ledger, suppressed = digests.ledger, digests.ledger.suppressed()
+    ledger, suppressed = digests.ledger, await asyncio.to_thread(digests.ledger.suppressed)
+    writes = GroupedWrites(ledger)
+    rows = [p.row for p in pending if p.subscriber.key not in suppressed]
+    taken = await asyncio.to_thread(ledger.claim_all, rows, datetime.now(UTC))
+    handed: set[str] = set()  # claimed and given to the transport
 
     async def claim(message: Outgoing) -> bool:
         entry = by_name[message.name]
@@ -204,26 +219,25 @@ async def _deliver_all(
             outcomes[message.name] = "stopped"
             return False
         if entry.subscriber.key in suppressed:
-            await asyncio.to_thread(
-                ledger.failed, entry.row, "address suppressed before delivery", final=True
-            )
+            await writes.failed(entry.row, "address suppressed before delivery", final=True)
             outcomes[message.name] = "suppressed"
             return False
-        claimed = await asyncio.to_thread(ledger.claim, entry.row, datetime.now(UTC))
-        if not claimed:
+        if entry.row.id not in taken:
             outcomes[message.name] = "busy"
-        return claimed
+            return False
+        handed.add(message.name)
+        return True
 
     async def done(message: Outgoing, result: Result) -> None:
         entry = by_name[message.name]
         if result.outcome == "sent":
-            await asyncio.to_thread(ledger.sent, entry.row, datetime.now(UTC))
+            await writes.sent(entry.row, datetime.now(UTC))
         else:
             final = result.outcome != "temporary"
-            await asyncio.to_thread(ledger.failed, entry.row, result.detail, final=final)
+            await writes.failed(entry.row, result.detail, final=final)
             if result.outcome == "bad_mailbox":
-                await asyncio.to_thread(
-                    ledger.suppress, entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
+                await writes.suppress(
+                    entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
                 )
         outcomes[message.name] = result.outcome
 
@@ -237,7 +251,12 @@ async def _deliver_all(
         )
         for name, p in by_name.items()
     ]
-    await transport.send(messages, claim=claim, done=done)
+    try:
+        await transport.send(messages, claim=claim, done=done)
+    finally:
+        unsent = [p.row for name, p in by_name.items() if p.row.id in taken and name not in handed]
+        if unsent:
+            await asyncio.to_thread(ledger.release, unsent)
     return outcomes
 
 
@@ -252,21 +271,25 @@ def send_digests(
 ) -> SendReport:
     """Build and deliver now the digests of the subscribers of `frequency` (default: all).
 
-    First every digest is built and recorded (with those earlier runs left unconfirmed), then
-    the transport delivers them all, claiming each in the ledger as it goes on the wire. When
-    `stop` is set (the daemon got SIGTERM) the run ends after the messages on the wire; what
-    it did not send stays in the ledger for the next run."""
+    In batches, so that the messages waiting for the transport never pile up in memory: each
+    digest of a batch is built and recorded (with those earlier runs left unconfirmed), then
+    the transport delivers them all, claiming each in the ledger as it goes on the wire, while
+    the next batch is built in a worker thread. When `stop` is set (the daemon got SIGTERM) the
+    run ends after the messages on the wire; what it did not send stays in the ledger for the
+    next run."""
     report = SendReport()
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
     waiting = digests.ledger.unfinished_counts()  # one query, not one per subscriber
-    for start in range(0, len(chosen), BATCH):
-        # In batches, so that the messages waiting for the transport never pile up in memory.
-        batch = chosen[start : start + BATCH]
+    batches = [chosen[start : start + BATCH] for start in range(0, len(chosen), BATCH)]
+    halt = Event()  # delivery failed: build no more
+
+    def build(number: int) -> tuple[list[_Pending], set[str]]:
+        """The digests of a batch, recorded; and the subscribers who have one."""
         pending: list[_Pending] = []
         built: set[str] = set()
-        for count, subscriber in enumerate(batch, start):
-            if stop is not None and stop.is_set():
+        for count, subscriber in enumerate(batches[number], number * BATCH):
+            if halt.is_set() or (stop is not None and stop.is_set()):
                 break
             if progress:
                 progress(count, len(chosen))
@@ -281,19 +304,35 @@ def send_digests(
                     # AlreadyRecorded: a concurrent run has this digest and delivers it.
                     with contextlib.suppress(AlreadyRecorded):
                         pending.append(_Pending(digests.record(digest), subscriber))
-        outcomes: dict[str, str] = {}
-        if pending:
-            transport = transport or transport_for(digests.config)
-            outcomes = asyncio.run(_deliver_all(digests, pending, transport, stop))
-        results: dict[str, list[str]] = {}
-        for entry in pending:
-            results.setdefault(entry.subscriber.key, []).append(outcomes.get(f"{entry.row.id:08d}", "busy"))
-        for subscriber in batch:
-            outcome = results.get(subscriber.key, [])
-            would_send = dry_run and subscriber.key in built
-            _tally(
-                report, subscriber, outcome, suppressed=subscriber.key in suppressed, would_send=would_send
-            )
+        return pending, built
+
+    async def deliver(transport: Transport | None) -> None:
+        upcoming = asyncio.ensure_future(asyncio.to_thread(build, 0)) if batches else None
+        try:
+            for number, batch in enumerate(batches):
+                assert upcoming is not None
+                pending, built = await upcoming
+                if number + 1 < len(batches):
+                    upcoming = asyncio.ensure_future(asyncio.to_thread(build, number + 1))
+                outcomes: dict[str, str] = {}
+                if pending:
+                    transport = transport or transport_for(digests.config)
+                    outcomes = await _deliver_all(digests, pending, transport, stop)
+                results: dict[str, list[str]] = {}
+                for entry in pending:
+                    outcome = outcomes.get(f"{entry.row.id:08d}", "busy")
+                    results.setdefault(entry.subscriber.key, []).append(outcome)
+                for subscriber in batch:
+                    would_send = dry_run and subscriber.key in built
+                    _tally(report, subscriber, results.get(subscriber.key, []),
+                           suppressed=subscriber.key in suppressed, would_send=would_send)  # fmt: skip
+        finally:
+            halt.set()  # the batch being built ends at its next digest, and is left pending
+            if upcoming is not None and not upcoming.done():
+                with contextlib.suppress(Exception):
+                    await upcoming
+
+    asyncio.run(deliver(transport))
     if progress:
         progress(len(chosen), len(chosen))
     return report

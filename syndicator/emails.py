@@ -51,6 +51,7 @@ def header_text(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
+@lru_cache(maxsize=256)  # the sender's, parsed for every message of a run
 def address(text: str) -> Address:
     """An `Address` from `Name <user@host>` or a bare address, display name cleaned."""
     name, addr = parseaddr(header_text(text))

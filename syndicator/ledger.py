@@ -5,20 +5,29 @@ States: `pending` (recorded, not yet handed to a transport) → `sending` (claim
 A run claims a row before delivering it; a row left `sending` by a run that died (same host and
 its process gone, or its claim older than the lease) is claimed again and delivered with the
 same Message-ID and bytes. The message bytes are kept until the digest is sent.
+
+A delivery claims its batch of digests in one transaction before sending any (`claim_all`),
+gives back at the end those it did not send (`release`), and confirms each digest once it is
+accepted, through `GroupedWrites`: the confirmations asked for at the same moment share a
+transaction, and each caller still waits for its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache, partial
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .schema import digest_items, digests, suppressions
+from .schema import AwareDateTime, digest_items, digests, suppressions
 from .store import Store
 
 LEASE = timedelta(minutes=15)  # a claim older than this is taken over whatever its host
@@ -40,6 +49,33 @@ class LedgerRow:
     attempts: int
     error: str | None
     sent_at: datetime | None
+
+
+# Statements made once, so that SQLAlchemy finds their compiled form without building them anew.
+_NEW_DIGEST = insert(digests)
+_SET_MESSAGE = (
+    update(digests)
+    .where(digests.c.id == bindparam("b_id"))
+    .values(message_id=bindparam("b_mid"), message=bindparam("b_data"))
+)
+_CLAIM_PENDING = (
+    update(digests)
+    .where(digests.c.id == bindparam("b_id"), digests.c.state == "pending")
+    .values(state="sending", claimed_by=bindparam("b_by"), claimed_at=bindparam("b_at"),
+            attempts=digests.c.attempts + 1)
+)  # fmt: skip
+_SENT = (
+    update(digests)
+    .where(digests.c.id == bindparam("b_id"))
+    .values(state="sent", sent_at=bindparam("b_at"), message=None, error=None)
+)
+_DATES = AwareDateTime()
+
+
+def _as_stored(moment: datetime) -> datetime:
+    """A date as the ledger gives it back once stored."""
+    stored = _DATES.process_result_value(_DATES.process_bind_param(moment, None), None)
+    return moment if stored is None else stored  # never None for a date
 
 
 def _row(row: object) -> LedgerRow:
@@ -74,6 +110,9 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
+        # This process's writers take turns here, woken as soon as the one before is done;
+        # SQLite's own wait for a lock polls, sleeping milliseconds at a time.
+        self._writing = threading.Lock()
 
     # --- reading --------------------------------------------------------------------------
 
@@ -165,7 +204,7 @@ class Ledger:
         Raises `AlreadyRecorded` when a concurrent run got there first (the unique pair of
         subscriber and item says so); nothing is then written."""
         try:
-            with self.engine.begin() as connection:
+            with self._writing, self.engine.begin() as connection:
                 values = {
                     "subscriber": subscriber,
                     "frequency": frequency,
@@ -175,82 +214,54 @@ class Ledger:
                     "state": "pending",
                     "attempts": 0,
                 }
-                inserted = connection.execute(insert(digests).values(**values)).inserted_primary_key
+                inserted = connection.execute(_NEW_DIGEST, values).inserted_primary_key
                 digest_id = int(inserted[0]) if inserted else 0
-                connection.execute(
-                    insert(digest_items),
-                    [{"digest_id": digest_id, "subscriber": subscriber, "item_id": i} for i in item_ids],
-                )
+                _insert_items(connection, digest_id, subscriber, item_ids)
                 message_id, data = message(int(digest_id))
-                connection.execute(
-                    update(digests)
-                    .where(digests.c.id == digest_id)
-                    .values(message_id=message_id, message=data)
-                )
-                row = connection.execute(select(*digests.c).where(digests.c.id == digest_id)).one()
+                connection.execute(_SET_MESSAGE, {"b_id": digest_id, "b_mid": message_id, "b_data": data})
         except IntegrityError:
             raise AlreadyRecorded(subscriber) from None
-        return _row(row)
+        # The row as the database now holds it (and would give it back, dates and all).
+        return LedgerRow(
+            id=digest_id, subscriber=subscriber, frequency=frequency, since=since and _as_stored(since),
+            issued=_as_stored(issued), message_id=message_id, state="pending", message=data,
+            attempts=0, error=None, sent_at=None,
+        )  # fmt: skip
 
     def claim(self, row: LedgerRow, now: datetime) -> bool:
         """Take a digest for delivery; False when it is done or another living run has it.
 
         Optimistic: the update only applies if the row is still as it was read, so of two runs
         racing for one row exactly one wins."""
-        with self.engine.begin() as connection:
-            current = connection.execute(
-                select(digests.c.state, digests.c.claimed_by, digests.c.claimed_at).where(
-                    digests.c.id == row.id
-                )
-            ).one()
-            if current.state == "sending":
-                fresh = current.claimed_at is not None and now - current.claimed_at < LEASE
-                if _alive(current.claimed_by) and fresh:
-                    return False
-            elif current.state != "pending":
-                return False
-            same_claim = (
-                digests.c.claimed_by.is_(None)
-                if current.claimed_by is None
-                else digests.c.claimed_by == current.claimed_by
-            )
-            result = connection.execute(
-                update(digests)
-                .where(digests.c.id == row.id, digests.c.state == current.state, same_claim)
-                .values(state="sending", claimed_by=RUN_ID, claimed_at=now, attempts=digests.c.attempts + 1)
-            )
-            return bool(result.rowcount)
+        return self.write([partial(_claim, row=row, now=now)])[0]
+
+    def claim_all(self, rows: Sequence[LedgerRow], now: datetime) -> set[int]:
+        """`claim` each digest, in one transaction; the ids of those taken."""
+        taken = self.write([partial(_claim, row=row, now=now) for row in rows])
+        return {row.id for row, ok in zip(rows, taken, strict=True) if ok}
+
+    def release(self, rows: Sequence[LedgerRow]) -> None:
+        """Give back digests this run claimed and did not hand to a transport: pending again."""
+        self.write([partial(_release, row=row) for row in rows])
 
     def sent(self, row: LedgerRow, now: datetime) -> None:
         """The transport accepted the digest: done, and its bytes are no longer kept."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(digests)
-                .where(digests.c.id == row.id)
-                .values(state="sent", sent_at=now, message=None, error=None)
-            )
+        self.write([partial(_sent, row=row, now=now)])
 
     def failed(self, row: LedgerRow, error: str, *, final: bool) -> None:
         """Delivery failed: for good (`failed`), or to be tried again by a later run (`pending`)."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(digests)
-                .where(digests.c.id == row.id)
-                .values(state="failed" if final else "pending", error=error[:2000], claimed_by=None)
-            )
+        self.write([partial(_failed, row=row, error=error, final=final)])
+
+    def write(self, steps: Sequence[Step]) -> list[bool]:
+        """Run these writes in order, in one transaction; what each returned."""
+        with self._writing, self.engine.begin() as connection:
+            return [step(connection) for step in steps]
 
     # --- suppression list -------------------------------------------------------------------
 
     def suppress(self, subscriber: str, reason: str, now: datetime, detail: str | None = None) -> None:
         """Add an address to the suppression list (idempotent: the first reason stays)."""
-        with self.engine.begin() as connection:
-            if connection.execute(
-                select(suppressions.c.subscriber).where(suppressions.c.subscriber == subscriber)
-            ).first():
-                return
-            connection.execute(
-                insert(suppressions).values(subscriber=subscriber, reason=reason, detail=detail, since=now)
-            )
+        self.write([partial(_suppress, subscriber=subscriber, reason=reason, now=now, detail=detail)])
 
     def unsuppress(self, subscriber: str) -> None:
         with self.engine.begin() as connection:
@@ -263,3 +274,149 @@ class Ledger:
                 select(suppressions.c.subscriber, suppressions.c.reason, suppressions.c.since)
             )
             return {row.subscriber: (row.reason, row.since) for row in rows}
+
+
+def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_ids: Iterable[int]) -> None:
+    """A row per item of a digest, in statements of up to `_ROWS` rows each, sent straight to
+    the database driver. A digest may hold hundreds of items: SQLAlchemy's work for each row
+    would cost more than the row, and the driver's executemany runs (and lets other threads
+    run, then waits to get back) once per row."""
+    compiled = insert(digest_items).compile(dialect=connection.dialect)
+    fixed = {"digest_id": digest_id, "subscriber": subscriber}
+    if not compiled.positional:  # named parameters: one row each
+        rows = [{**fixed, "item_id": item_id} for item_id in item_ids]
+        if rows:
+            connection.exec_driver_sql(str(compiled), rows)
+        return
+    order = compiled.positiontup or ()
+    at = order.index("item_id")
+    row = [fixed.get(name) for name in order]
+    values: list[Any] = []
+    for item_id in item_ids:
+        row[at] = item_id
+        values += row
+    width = len(order)
+    for start in range(0, len(values), _ROWS * width):
+        chunk = values[start : start + _ROWS * width]
+        connection.exec_driver_sql(_rows_statement(str(compiled), len(chunk) // width), tuple(chunk))
+
+
+_ROWS = 100  # rows per INSERT: 300 parameters, under SQLite's oldest limit of 999
+
+
+@lru_cache(maxsize=_ROWS)
+def _rows_statement(single: str, count: int) -> str:
+    """`INSERT … VALUES (?, ?, ?)` made to insert `count` rows."""
+    head, _, group = single.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([group] * count)}"
+
+
+# --- writes, as steps of a transaction ---------------------------------------------------------
+
+Step = Callable[[Connection], bool]
+
+
+def _claim(connection: Connection, *, row: LedgerRow, now: datetime) -> bool:
+    # The usual case, a pending row, in one statement.
+    taken = connection.execute(_CLAIM_PENDING, {"b_id": row.id, "b_by": RUN_ID, "b_at": now})
+    if taken.rowcount:
+        return True
+    current = connection.execute(
+        select(digests.c.state, digests.c.claimed_by, digests.c.claimed_at).where(digests.c.id == row.id)
+    ).one()
+    if current.state != "sending":
+        return False
+    if _alive(current.claimed_by) and current.claimed_at is not None and now - current.claimed_at < LEASE:
+        return False
+    same_claim = (
+        digests.c.claimed_by.is_(None)
+        if current.claimed_by is None
+        else digests.c.claimed_by == current.claimed_by
+    )
+    result = connection.execute(
+        update(digests)
+        .where(digests.c.id == row.id, digests.c.state == "sending", same_claim)
+        .values(state="sending", claimed_by=RUN_ID, claimed_at=now, attempts=digests.c.attempts + 1)
+    )
+    return bool(result.rowcount)
+
+
+def _release(connection: Connection, *, row: LedgerRow) -> bool:
+    released = connection.execute(
+        update(digests)
+        .where(digests.c.id == row.id, digests.c.state == "sending", digests.c.claimed_by == RUN_ID)
+        .values(state="pending", claimed_by=None)
+    )
+    return bool(released.rowcount)
+
+
+def _sent(connection: Connection, *, row: LedgerRow, now: datetime) -> bool:
+    connection.execute(_SENT, {"b_id": row.id, "b_at": now})
+    return True
+
+
+def _failed(connection: Connection, *, row: LedgerRow, error: str, final: bool) -> bool:
+    connection.execute(
+        update(digests)
+        .where(digests.c.id == row.id)
+        .values(state="failed" if final else "pending", error=error[:2000], claimed_by=None)
+    )
+    return True
+
+
+def _suppress(
+    connection: Connection, *, subscriber: str, reason: str, now: datetime, detail: str | None
+) -> bool:
+    if connection.execute(
+        select(suppressions.c.subscriber).where(suppressions.c.subscriber == subscriber)
+    ).first():
+        return False
+    connection.execute(
+        insert(suppressions).values(subscriber=subscriber, reason=reason, detail=detail, since=now)
+    )
+    return True
+
+
+class GroupedWrites:
+    """The ledger's writes of one delivery, asked for by the transport's tasks: those asked while
+    a transaction runs go together into the next one. Nothing waits for a group to fill, and
+    each caller returns only once its own write is committed."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._waiting: list[tuple[Step, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def sent(self, row: LedgerRow, now: datetime) -> None:
+        """`Ledger.sent`."""
+        await self._write(partial(_sent, row=row, now=now))
+
+    async def failed(self, row: LedgerRow, error: str, *, final: bool) -> None:
+        """`Ledger.failed`."""
+        await self._write(partial(_failed, row=row, error=error, final=final))
+
+    async def suppress(self, subscriber: str, reason: str, now: datetime, detail: str | None = None) -> None:
+        """`Ledger.suppress`."""
+        await self._write(partial(_suppress, subscriber=subscriber, reason=reason, now=now, detail=detail))
+
+    async def _write(self, step: Step) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((step, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # the tasks ready now add their writes to this first group
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                results = await asyncio.to_thread(self.ledger.write, [step for step, _ in group])
+            except Exception as error:  # each caller gets it, as a write of its own would have
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), result in zip(group, results, strict=True):
+                    if not future.done():  # its caller may have been cancelled meanwhile
+                        future.set_result(result)

@@ -278,31 +278,44 @@ class SmtpTransport:
             )
 
     async def _worker(self, run: _Run) -> None:
-        """Send messages from the queue over one connection, renewed as needed, until none is left."""
+        """Send messages from the queue over one connection, renewed as needed, until none is left.
+
+        A message's `done` is written while the worker gets the next one and claims it, but
+        always before that one goes on the wire: as before, at most one message per worker is
+        on the wire or accepted and not yet on record."""
         client: SMTP | None = None
         used = 0
+        reporting: asyncio.Future[None] | None = None  # the previous message's `done`, being written
         try:
             while run.queue and not run.stopping.is_set():
                 if client is None or not client.is_connected or used >= self.messages_per_connection:
                     await self._quit(client)
                     client, used = await self._open_with_retries(run), 0
                     if client is None:
-                        return
+                        break
                 if not await run.bucket.take(run.stopping):
                     break
                 if not run.queue or run.stopping.is_set():
                     run.bucket.give_back()
                     break
                 message = run.queue.popleft()
-                if not await run.claim(message):
+                claimed = await run.claim(message)
+                if reporting is not None:
+                    await reporting
+                    reporting = None
+                if not claimed:
                     run.bucket.give_back()
                     continue
                 client, result = await self._deliver(run, client, message)
                 used += 1
-                await run.done(message, result)
+                reporting = asyncio.ensure_future(run.done(message, result))
+            if reporting is not None:
+                await reporting
         except BaseException:
             if client is not None:
                 client.close()
+            if reporting is not None:  # the outcome is written whatever stops this worker
+                await asyncio.wait([reporting])
             raise
         await self._quit(client)
 

@@ -267,6 +267,21 @@ def test_a_digest_left_sending_by_a_dead_run_is_delivered_again_with_its_message
     assert Ledger(project.store).counts() == {"sent": 1}
 
 
+def test_a_recorded_digest_is_the_row_the_ledger_gives_back(tmp_path: Path) -> None:
+    """What `record` returns (made without reading the row back) is the stored row, dates included."""
+    project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
+    digests = project.digests()
+    subscriber = digests.subscriber("a@example.org")
+    assert subscriber is not None
+    digest = digests.next_digest(subscriber)
+    assert digest is not None
+    row = digests.record(digest)
+    stored = Ledger(project.store).last("a@example.org")
+    assert row == stored
+    assert stored is not None and (str(row.issued), str(row.since)) == (str(stored.issued), str(stored.since))
+    assert Ledger(project.store).sent_items("a@example.org") == {digests.ids[i.url] for i in digest.items}
+
+
 def test_a_suppressed_address_receives_nothing(tmp_path: Path) -> None:
     """An address on the suppression list is counted as suppressed and gets no email."""
     project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
