@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -18,6 +18,7 @@ from threading import Event
 
 from jinja2 import Environment
 
+from .builder import BuildingProcess
 from .choices import effective_subscribers
 from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_digest, newest_first
@@ -260,6 +261,71 @@ async def _deliver_all(
     return outcomes
 
 
+@dataclass(slots=True)
+class Built:
+    """A batch built: the digests to deliver (those recorded now, and those earlier runs left
+    unconfirmed), the subscribers who have a new digest, and the items of each recorded one."""
+
+    pending: list[_Pending] = field(default_factory=list)
+    subscribers: set[str] = field(default_factory=set)
+    items: dict[int, list[int]] = field(default_factory=dict)  # by ledger row id
+
+
+def build_batch(
+    digests: Digests,
+    batch: Sequence[Subscriber],
+    *,
+    suppressed: Collection[str],
+    waiting: Collection[str],
+    dry_run: bool = False,
+    halted: Callable[[], bool] = lambda: False,
+    progress: Callable[[int], None] | None = None,
+) -> Built:
+    """The digests of these subscribers, recorded unless `dry_run`; until `halted()` says stop.
+    `waiting`: the subscribers with digests recorded and not confirmed; `progress(n)`: n done."""
+    built = Built()
+    for count, subscriber in enumerate(batch):
+        if halted():
+            break
+        if progress:
+            progress(count)
+        if subscriber.key in suppressed:
+            continue
+        if not dry_run and subscriber.key in waiting:
+            built.pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
+        digest = digests.next_digest(subscriber)
+        if digest is not None:
+            built.subscribers.add(subscriber.key)
+            if not dry_run:
+                # AlreadyRecorded: a concurrent run has this digest and delivers it.
+                with contextlib.suppress(AlreadyRecorded):
+                    row = digests.record(digest)
+                    built.pending.append(_Pending(row, subscriber))
+                    built.items[row.id] = [digests.ids[item.url] for item in digest.items]
+    return built
+
+
+class _ThreadBatches:
+    """Batches built in a worker thread, the next one while the transport sends this one."""
+
+    def __init__(self, build: Callable[[int], Built], count: int) -> None:
+        self._build, self._count, self._next = build, count, 0
+        self._upcoming: asyncio.Future[Built] | None = None
+
+    async def batch(self) -> Built:
+        current = self._upcoming or asyncio.ensure_future(asyncio.to_thread(self._build, self._next))
+        self._next += 1
+        more = self._next < self._count
+        self._upcoming = asyncio.ensure_future(asyncio.to_thread(self._build, self._next)) if more else None
+        return await current
+
+    async def aclose(self) -> None:
+        """Wait for the batch under way (halted, it ends at its next digest)."""
+        if self._upcoming is not None and not self._upcoming.done():
+            with contextlib.suppress(Exception):
+                await self._upcoming
+
+
 def send_digests(
     digests: Digests,
     *,
@@ -272,11 +338,13 @@ def send_digests(
     """Build and deliver now the digests of the subscribers of `frequency` (default: all).
 
     In batches, so that the messages waiting for the transport never pile up in memory: each
-    digest of a batch is built and recorded (with those earlier runs left unconfirmed), then
-    the transport delivers them all, claiming each in the ledger as it goes on the wire, while
-    the next batch is built in a worker thread. When `stop` is set (the daemon got SIGTERM) the
-    run ends after the messages on the wire; what it did not send stays in the ledger for the
-    next run."""
+    digest of a batch is built and recorded (with those earlier runs left unconfirmed), then the
+    transport delivers them all, the batch claimed in the ledger before any goes on the wire,
+    while the next batch is being built: by a worker process when there are several batches to
+    send (syndicator/builder.py), else by a thread. When `stop` is set (the daemon got SIGTERM)
+    the run ends after the messages on the wire; what it did not send stays in the ledger for
+    the next run. The worker makes its own `Digests` from the store and config: a custom `env`
+    given to this one is not used there."""
     report = SendReport()
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
@@ -284,58 +352,72 @@ def send_digests(
     batches = [chosen[start : start + BATCH] for start in range(0, len(chosen), BATCH)]
     halt = Event()  # delivery failed: build no more
 
-    def build(number: int) -> tuple[list[_Pending], set[str]]:
-        """The digests of a batch, recorded; and the subscribers who have one."""
-        pending: list[_Pending] = []
-        built: set[str] = set()
-        for count, subscriber in enumerate(batches[number], number * BATCH):
-            if halt.is_set() or (stop is not None and stop.is_set()):
-                break
+    def halted() -> bool:
+        return halt.is_set() or (stop is not None and stop.is_set())
+
+    def build(number: int) -> Built:
+        def done(count: int) -> None:
             if progress:
-                progress(count, len(chosen))
-            if subscriber.key in suppressed:
-                continue
-            if not dry_run and subscriber.key in waiting:
-                pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
-            digest = digests.next_digest(subscriber)
-            if digest is not None:
-                built.add(subscriber.key)
-                if not dry_run:
-                    # AlreadyRecorded: a concurrent run has this digest and delivers it.
-                    with contextlib.suppress(AlreadyRecorded):
-                        pending.append(_Pending(digests.record(digest), subscriber))
-        return pending, built
+                progress(number * BATCH + count, len(chosen))
+
+        return build_batch(
+            digests, batches[number], suppressed=suppressed, waiting=waiting, dry_run=dry_run,
+            halted=halted, progress=done,
+        )  # fmt: skip
 
     async def deliver(transport: Transport | None) -> None:
-        upcoming = asyncio.ensure_future(asyncio.to_thread(build, 0)) if batches else None
+        threads: _ThreadBatches | None = None
+        worker: BuildingProcess | None = None
+        if len(batches) > 1 and not dry_run and _on_disk(digests.store):
+            worker = BuildingProcess(digests, batches, suppressed=suppressed, waiting=waiting, stop=stop)
+            writing = digests.ledger.share_turns(worker.turns)
+        else:
+            threads = _ThreadBatches(build, len(batches))
         try:
             for number, batch in enumerate(batches):
-                assert upcoming is not None
-                pending, built = await upcoming
-                if number + 1 < len(batches):
-                    upcoming = asyncio.ensure_future(asyncio.to_thread(build, number + 1))
+                if threads is not None:
+                    built = await threads.batch()
+                elif halted():
+                    built = Built()  # the worker builds no more either
+                else:
+                    assert worker is not None
+                    built = await worker.batch()
+                    for entry in built.pending:  # as record() does in this process
+                        if entry.row.id in built.items:
+                            row, items = entry.row, built.items[entry.row.id]
+                            digests.lasts[row.subscriber] = row
+                            digests.sent.setdefault(row.subscriber, set()).update(items)
+                    if progress:
+                        progress(number * BATCH, len(chosen))
                 outcomes: dict[str, str] = {}
-                if pending:
+                if built.pending:
                     transport = transport or transport_for(digests.config)
-                    outcomes = await _deliver_all(digests, pending, transport, stop)
+                    outcomes = await _deliver_all(digests, built.pending, transport, stop)
                 results: dict[str, list[str]] = {}
-                for entry in pending:
+                for entry in built.pending:
                     outcome = outcomes.get(f"{entry.row.id:08d}", "busy")
                     results.setdefault(entry.subscriber.key, []).append(outcome)
                 for subscriber in batch:
-                    would_send = dry_run and subscriber.key in built
+                    would_send = dry_run and subscriber.key in built.subscribers
                     _tally(report, subscriber, results.get(subscriber.key, []),
                            suppressed=subscriber.key in suppressed, would_send=would_send)  # fmt: skip
         finally:
             halt.set()  # the batch being built ends at its next digest, and is left pending
-            if upcoming is not None and not upcoming.done():
-                with contextlib.suppress(Exception):
-                    await upcoming
+            if threads is not None:
+                await threads.aclose()
+            if worker is not None:
+                await asyncio.to_thread(worker.close)
+                digests.ledger.share_turns(writing)
 
     asyncio.run(deliver(transport))
     if progress:
         progress(len(chosen), len(chosen))
     return report
+
+
+def _on_disk(store: Store) -> bool:
+    """Whether another process opening the store's URL gets the same database."""
+    return store.engine.url.database not in (None, "", ":memory:")
 
 
 def _tally(report: SendReport, subscriber: Subscriber, results: list[str], *, suppressed: bool,

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
@@ -110,9 +111,15 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self.engine = store.engine
-        # This process's writers take turns here, woken as soon as the one before is done;
-        # SQLite's own wait for a lock polls, sleeping milliseconds at a time.
-        self._writing = threading.Lock()
+        # Writers take turns here, woken as soon as the one before is done; SQLite's own wait
+        # for its lock polls, sleeping milliseconds at a time.
+        self._writing: AbstractContextManager[Any] = threading.Lock()
+
+    def share_turns(self, lock: AbstractContextManager[Any]) -> AbstractContextManager[Any]:
+        """Take turns to write with the holders of `lock` (another process's ledger, say); the
+        lock used until now."""
+        previous, self._writing = self._writing, lock
+        return previous
 
     # --- reading --------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from jinja2 import UndefinedError
 
+from syndicator import delivery
 from syndicator.config import load_config
 from syndicator.delivery import Digests, send_digests
 from syndicator.ingest import ingest
@@ -156,6 +158,45 @@ def test_two_runs_at_once_deliver_each_digest_once(tmp_path: Path) -> None:
     ids = message_ids(handler)
     assert len(ids) == SUBSCRIBERS
     assert set(ids.values()) == {1}
+
+
+def test_batches_built_by_a_worker_process_are_each_delivered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several batches: a worker process builds and records them while this one sends; every
+    subscriber gets one digest, and the ledger has them all sent."""
+    monkeypatch.setattr(delivery, "BATCH", 5)  # 12 subscribers: 3 batches
+    handler = Handler()
+    seen: list[tuple[int, int]] = []
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port))
+        with Store.open(config.database_url) as store:
+            digests = Digests(store, config, now=_now())
+            report = send_digests(digests, progress=lambda done, total: seen.append((done, total)))
+            assert (report.sent, report.failed, report.empty) == (SUBSCRIBERS, 0, 0)
+            assert Ledger(store).counts() == {"sent": SUBSCRIBERS}
+            assert set(digests.lasts) == {f"s{n}@example.org" for n in range(SUBSCRIBERS)}
+    assert Counter(r.recipients[0] for r in handler.accepted) == {
+        f"s{n}@example.org": 1 for n in range(SUBSCRIBERS)
+    }
+    assert seen[-1] == (SUBSCRIBERS, SUBSCRIBERS)
+
+
+def test_an_error_in_the_worker_process_stops_the_run_with_that_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template the worker cannot render: the run raises its error, nothing is sent."""
+    monkeypatch.setattr(delivery, "BATCH", 5)
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port))
+        (tmp_path / "templates").mkdir()
+        (tmp_path / "templates" / "digest_subject.txt").write_text(
+            "{{ no_such_thing.title }}", encoding="utf-8"
+        )
+        with Store.open(config.database_url) as store, pytest.raises(UndefinedError, match="no_such_thing"):
+            send_digests(Digests(store, config, now=_now()))
+    assert handler.accepted == []
 
 
 def _now() -> datetime:
