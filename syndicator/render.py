@@ -19,7 +19,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from posixpath import basename, splitext
@@ -74,6 +74,8 @@ _SPACES = re.compile(r"[ \t]{2,}")
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, minify_css=True, load_remote_stylesheets=False)
 _OWN_ENVS = "_syndicator_digest_envs"  # where an environment keeps its two variants (see _variants)
 _OWN_LAYOUTS = "_syndicator_digest_layouts"  # where a variant keeps its templates' _Layout
+_OWN_SUBJECT = "_syndicator_digest_subject"  # where the text variant keeps subjects made
+_PER_RUN = frozenset({"site", "count", "shown", "more", "issued", "frequency"})  # values shared
 ENTRY_BLOCK = "entry"  # the block of digest.txt and digest.html rendered once per item
 _HOOK = "_syndicator_entry"  # what the frame calls in place of the entry block
 # CSS that styles an element by its place among its siblings: an entry's inlined style could
@@ -130,7 +132,7 @@ def render_digest(env: Environment, digest: Digest, links: DigestLinks, site: Si
     """The subject, text and HTML of `digest`, through the environment's templates."""
     text_env, html_env = _variants(env)
     context = digest_context(digest, links, site)
-    subject = one_line(text_env.get_template(SUBJECT_TEMPLATE).render(context))
+    subject = _subject(text_env, context)
     context["subject"] = subject
     titles = " · ".join(entry.title for entry in context["entries"])
     context["preheader"] = do_truncate(html_env, titles, 140, end="…")  # as the filter would
@@ -220,7 +222,13 @@ def _variants(env: Environment) -> tuple[Environment, Environment]:
     """
     variants: tuple[Environment, Environment] | None = env.__dict__.get(_OWN_ENVS)
     if variants is None:
-        options: dict[str, Any] = {"trim_blocks": True, "lstrip_blocks": True, "cache_size": 50}
+        # No look at the files' dates for each digest: a run makes its environment anew.
+        options: dict[str, Any] = {
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+            "cache_size": 50,
+            "auto_reload": False,
+        }
         variants = (env.overlay(autoescape=False, **options), env.overlay(autoescape=True, **options))
         for variant in variants:  # their own filters, with the one frames call for each entry
             variant.filters = {**env.filters, _HOOK: _put_entry}
@@ -233,6 +241,42 @@ def _put_entry(context: Context, entry: EntryView) -> Markup:
     """What a frame puts in place of the entry block: a filter, which Jinja calls directly."""
     put: Callable[[EntryView], Markup] = context[_HOOK]
     return put(entry)
+
+
+@dataclass(slots=True)
+class _Subjects:
+    """The subject template, the variables it reads when all are the same for a whole run, and
+    the subjects made, by their values."""
+
+    template: Template
+    uses: list[str] | None
+    made: dict[tuple[Any, ...], tuple[Any, str]] = field(default_factory=dict)
+
+
+def _subject(env: Environment, context: dict[str, Any]) -> str:
+    """The subject template rendered on one line; made once for each set of the values it uses
+    when these are the same for a whole run (site, count, date...), as the shipped one's are."""
+    template = env.get_template(SUBJECT_TEMPLATE)
+    kept: _Subjects | None = env.__dict__.get(_OWN_SUBJECT)
+    if kept is None or kept.template is not template:
+        uses = sorted(meta.find_undeclared_variables(env.parse(_source(env, SUBJECT_TEMPLATE))))
+        kept = env.__dict__[_OWN_SUBJECT] = _Subjects(template, uses if _PER_RUN.issuperset(uses) else None)
+    if kept.uses is None:
+        return one_line(template.render(context))
+    site = context["site"]  # a model, compared by identity: the run's own
+    key = tuple(id(site) if name == "site" else context[name] for name in kept.uses)
+    found = kept.made.get(key)
+    if found is None or found[0] is not site:
+        if len(kept.made) > _KEPT:
+            kept.made.clear()
+        found = kept.made[key] = (site, one_line(template.render(context)))
+    return found[1]
+
+
+def _source(env: Environment, name: str) -> str:
+    assert env.loader is not None  # the template was loaded by it
+    source: str = env.loader.get_source(env, name)[0]
+    return source
 
 
 def _layout(env: Environment, name: str) -> _Layout:
@@ -354,10 +398,10 @@ def _frame(env: Environment, template: Template) -> Template | None:
     more than `entry` (it is rendered once for every digest), or has CSS selecting by position."""
     if ENTRY_BLOCK not in template.blocks or template.name is None or env.loader is None:
         return None
-    source, filename, _ = env.loader.get_source(env, template.name)
+    source = _source(env, template.name)
     if any(_POSITIONAL_CSS.search(css) for css in _STYLE.findall(_JINJA_COMMENT.sub("", source))):
         return None
-    tree = env.parse(source, template.name, filename)
+    tree = env.parse(source, template.name)
     if tree.find(nodes.Extends) is not None:
         return None
     for block in tree.find_all(nodes.Block):

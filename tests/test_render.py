@@ -304,6 +304,19 @@ def test_admin_template_overrides_the_shipped_one(tmp_path: Path) -> None:
     assert "Bonjour Marie Dupont," in rendered.text
 
 
+def test_subjects_follow_each_digest_through_one_environment(tmp_path: Path) -> None:
+    """Subjects made once per count and date still change with them; one naming the subscriber
+    is made for each subscriber."""
+    env = environment(None)
+    assert render(make_digest((make_item(),)), env=env).subject.startswith("IREV — 1 actualité")
+    assert render(make_digest((make_item(),), more=2), env=env).subject.startswith("IREV — 3 actualités")
+    (tmp_path / "digest_subject.txt").write_text("Pour {{ subscriber.email }}", encoding="utf-8")
+    env = environment(tmp_path)
+    other = Subscriber(email="autre@example.org")
+    assert render(make_digest((make_item(),)), env=env).subject == "Pour marie.dupont@example.org"
+    assert render(make_digest((make_item(),), subscriber=other), env=env).subject == "Pour autre@example.org"
+
+
 def test_rendering_is_repeatable() -> None:
     """The same digest renders the same twice with one environment (templates are cached)."""
     env = environment(None)
