@@ -7,8 +7,8 @@ result is cleaned again by nh3, so no script, handler or `javascript:` URL can r
 
 from __future__ import annotations
 
-import html
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urljoin, urlsplit
@@ -125,34 +125,212 @@ def _safe_links(tokens: list[Token], base: str) -> None:
             block.children = kept
 
 
-# A block with none of these characters and no line opening a Markdown block means nothing to
-# Markdown: it renders as its escaped text. Most paragraphs of an item are like that, and
-# skipping markdown-it for them halves the cost of parsing an item; tests/test_markup.py holds
-# both renderings equal.
-_INLINE_SYNTAX = re.compile(r"[*_\[\]<>&\\`]|  $|\t", re.MULTILINE)
-_BLOCK_OPENER = re.compile(r"^(?:[-+*>#\s]|\d{1,9}[.)]|=+\s*$)", re.MULTILINE)
+# Most blocks of an item are paragraphs of text with at most `*`/`**` emphasis and the links
+# resolve_links writes, or lists of one-line `- ` items made of the same. Rendering those here
+# rather than through markdown-it divides the cost of an item by about three; tests/test_markup.py
+# holds both renderings equal, HTML and plain text, over generated bodies. Anything else goes to
+# markdown-it, a group of blocks at a time.
+
+# The start of a line that may open a Markdown block (a list item, a rule, a quote, a heading),
+# or continue one across a blank line when indented.
+_RULE = r"([-*_])[ \t]*\1[ \t]*\1"
+_OPENER = "|".join(
+    [r"[-+*](?=[ \t]|$)", _RULE, r"#{1,6}(?=[ \t]|$)", r"[>\s]", r"\d{1,9}[.)](?=[ \t]|$)", r"=+\s*$"]
+)
+_LINE_OPENER = re.compile(f"(?:{_OPENER})")  # matched at each line's start: faster than ^ and M
+_LINE_RULE = re.compile(_RULE)
+_HEADING = re.compile(r"(#{1,6}) ([^#\n]*)")  # without closing `#`s, whose rules are subtle
 _BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
+# Control characters, which Markdown or HTML parsing may change (U+0000 becomes U+FFFD, CR ends a
+# line, ...): a body holding any goes to markdown-it whole. Tabs are looked for block by block.
+_CONTROLS = bytes([*range(0x09), *range(0x0B, 0x20)])
+# A link as resolve_links writes it, or a run of `*`. Both start with the character class, which
+# lets the regex engine skip ahead to the next `[` or `*` (an alternation would not).
+_INLINE_TOKEN = re.compile(
+    r"[\[*](?:(?<=\[)(?P<label>[^\[\]<>&\\`*_\x00-\x1f\x7f-\x9f]+)\]"
+    r"\(<(?P<url>https?://[A-Za-z0-9\-._~:/?#@!$'()*+,;=%]*)>\)|(?<=\*)\**)"
+)
+# What markdown-it strips around a paragraph: JavaScript's trim() set, not str.strip()'s.
+_MD_TRIM = "\t\n\v\f\r \u00a0\u1680\u202f\u205f\u3000\u2028\u2029" + "".join(map(chr, range(0x2000, 0x200B)))
 
 
-def _escape_text(text: str) -> str:
-    """Text escaped as nh3 serialises it, so both paths give the same bytes."""
-    return html.escape(text, quote=False).replace("\u00a0", "&nbsp;")
+def _has_controls(text: str) -> bool:
+    """Whether text holds a control character other than tab and line feed (or a lone
+    surrogate). bytes.translate tells in a few instructions a byte; a regex takes fifty."""
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        return True
+    return len(data.translate(None, _CONTROLS)) != len(data)
 
 
-def _is_plain(block: str) -> bool:
-    return not _INLINE_SYNTAX.search(block) and not _BLOCK_OPENER.search(block)
+def _is_slow(text: str) -> bool:
+    """Whether text holds what the fast path leaves to markdown-it: inline syntax other than `*`
+    (entities, escapes, code, `_` emphasis, autolinks, brackets outside a link), tabs, hard
+    breaks. One `in` a character: each is a C search, many times faster than a regex class."""
+    return (
+        "_" in text or "[" in text or "]" in text or "<" in text or ">" in text or "&" in text
+        or "\\" in text or "`" in text or "\t" in text or "  \n" in text or text.endswith("  ")
+    )  # fmt: skip
 
 
-def _blocks(markdown: str) -> list[tuple[bool, str]]:
-    """The body cut at blank lines, plain blocks alone, the others grouped with their neighbours."""
-    groups: list[tuple[bool, str]] = []
-    for block in _BLANK_LINES.split(markdown.strip("\n")):
-        plain = _is_plain(block)
-        if not plain and groups and not groups[-1][0]:
-            groups[-1] = (False, groups[-1][1] + "\n\n" + block)
-        elif block.strip():
-            groups.append((plain, block))
-    return groups
+def _text_html(text: str) -> str:
+    """Text without `&`, `<`, `>` as markdown-it then nh3 serialise it; a space ending a line
+    goes, as markdown-it drops it."""
+    return text.replace(" \n", "\n").replace("\u00a0", "&nbsp;")
+
+
+def _is_space(char: str) -> bool:
+    """CommonMark's Unicode whitespace, which the ends of a paragraph count as."""
+    return char in "\t\n\v\f\r" or unicodedata.category(char) == "Zs"
+
+
+def _is_punctuation(char: str) -> bool:
+    """CommonMark's Unicode punctuation: the P and S categories."""
+    return unicodedata.category(char)[0] in "PS"
+
+
+def _flanking(src: str, start: int, end: int) -> tuple[bool, bool]:
+    """Whether the run of `*` at src[start:end] can open and can close emphasis (CommonMark's
+    left- and right-flanking delimiter runs; `*` may split words)."""
+    before = src[start - 1] if start > 0 else " "
+    after = src[end] if end < len(src) else " "
+    space_before, space_after = _is_space(before), _is_space(after)
+    punct_before, punct_after = _is_punctuation(before), _is_punctuation(after)
+    left = not space_after and not (punct_after and not (space_before or punct_before))
+    right = not space_before and not (punct_before and not (space_after or punct_after))
+    return left, right
+
+
+def _inline(src: str) -> tuple[str, str, bool] | None:
+    """Inline Markdown made of text, `*`/`**` emphasis and absolute links, as markdown-it and
+    nh3 render it: (HTML, plain text, whether it has a link). None for anything else, which
+    markdown-it is left to render."""
+    if "*" not in src and "[" not in src:  # most paragraphs: text alone
+        return None if _is_slow(src) else (_text_html(src), " ".join(src.split()), False)
+    html_parts: list[str] = []
+    text_parts: list[str] = []
+    runs: list[tuple[int, int, bool, bool]] = []  # part index, length, can open, can close
+    has_link = False
+    position = 0
+    for match in _INLINE_TOKEN.finditer(src):
+        start = match.start()
+        if start > position:
+            text = src[position:start]
+            if _is_slow(text):
+                return None
+            html_parts.append(_text_html(text))
+            text_parts.append(text)
+        position = match.end()
+        url = match["url"]
+        if url is None:
+            stars = match.group()
+            runs.append((len(html_parts), len(stars), *_flanking(src, start, position)))
+            html_parts.append(stars)
+            text_parts.append(stars)
+            continue
+        if "javascript" in url.lower():
+            return None
+        label = match["label"]
+        html_parts.append(f'<a href="{url}">{_text_html(label)}</a>')
+        text_parts.append(label)
+        has_link = True
+    if position < len(src):
+        text = src[position:]
+        if _is_slow(text):
+            return None
+        html_parts.append(_text_html(text))
+        text_parts.append(text)
+    openers: list[tuple[int, int]] = []  # part index and length of the runs still open
+    for index, length, can_open, can_close in runs:
+        if not (can_open or can_close):
+            continue  # literal text
+        if length > 2:
+            return None
+        if can_close and openers:
+            # markdown-it would look further back when the nearest opener does not fit.
+            if openers[-1][1] != length:
+                return None
+            start = openers.pop()[0]
+            tag = "em" if length == 1 else "strong"
+            html_parts[start], html_parts[index] = f"<{tag}>", f"</{tag}>"
+            text_parts[start] = text_parts[index] = ""
+        elif can_open:
+            openers.append((index, length))
+        # a closer with nothing to close, or an opener never closed, stays literal text
+    return "".join(html_parts), " ".join("".join(text_parts).split()), has_link
+
+
+def _fast_paragraph(block: str) -> tuple[str, list[str], bool] | None:
+    """A block without block syntax: one paragraph. Its first character is not a space."""
+    rendered = _inline(block.rstrip(_MD_TRIM))
+    if rendered is None:
+        return None
+    body, text, has_link = rendered
+    return f"<p>{body}</p>\n", [text] if text else [], has_link
+
+
+def _fast_list(blocks: list[str]) -> tuple[str, list[str], bool] | None:
+    """Blocks of one-line `- ` items: one list, loose when blank lines part its blocks."""
+    loose = len(blocks) > 1
+    parts, texts, links = ["<ul>\n"], [], False
+    for block in blocks:
+        for line in block.split("\n"):
+            content = line[2:].rstrip(_MD_TRIM)
+            if not (line.startswith("- ") and content) or _LINE_RULE.match(line):
+                return None
+            if _LINE_OPENER.match(content):  # a nested block
+                return None
+            rendered = _inline(content)
+            if rendered is None:
+                return None
+            body, text, has_link = rendered
+            parts.append(f"<li>\n<p>{body}</p>\n</li>\n" if loose else f"<li>{body}</li>\n")
+            if text:
+                texts.append(text)
+            links = links or has_link
+    parts.append("</ul>\n")
+    return "".join(parts), texts, links
+
+
+def _fast_heading(line: str) -> tuple[str, list[str], bool] | None:
+    """A one-line `#` heading without closing `#`s."""
+    match = _HEADING.fullmatch(line)
+    rendered = _inline(match[2].strip(_MD_TRIM)) if match else None
+    if match is None or rendered is None or not rendered[0]:
+        return None
+    body, text, has_link = rendered
+    tag = f"h{len(match[1])}"
+    html_ = f"<{tag}>{body}</{tag}>\n" if tag in ALLOWED_TAGS else f"{body}\n"  # nh3 unwraps h1
+    return html_, [text] if text else [], has_link
+
+
+Section = tuple[str, str, list[str]]  # kind, text, the blocks it is made of
+
+
+def _sections(markdown: str) -> list[Section]:
+    """The body cut at blank lines into sections Markdown renders on their own: a block without
+    block syntax ("paragraph": one paragraph whatever surrounds it), a one-line heading
+    ("heading"), or consecutive blocks with other syntax ("other", as they may belong together:
+    a list parted by blank lines), with the blank lines between them as they are."""
+    text = markdown.strip("\n")
+    spans: list[tuple[str, int, int, list[str]]] = []
+    start = 0
+    for blank in [*_BLANK_LINES.finditer(text), None]:
+        end = blank.start() if blank else len(text)
+        block = text[start:end]
+        if block.strip(" \t\n"):
+            lines = block.split("\n")
+            if not any(map(_LINE_OPENER.match, lines)):
+                spans.append(("paragraph", start, end, [block]))
+            elif len(lines) == 1 and _HEADING.fullmatch(block):
+                spans.append(("heading", start, end, [block]))
+            elif spans and spans[-1][0] == "other":
+                spans[-1] = ("other", spans[-1][1], end, [*spans[-1][3], block])
+            else:
+                spans.append(("other", start, end, [block]))
+        start = blank.end() if blank else end
+    return [(kind, text[begin:end], blocks) for kind, begin, end, blocks in spans]
 
 
 @cache
@@ -170,22 +348,37 @@ def _clean(fragment: str) -> str:
     return str(_cleaner().clean(fragment))
 
 
-def _render_html(markdown: str, base: str) -> tuple[str, tuple[str, ...]]:
-    """Markdown to (HTML, paragraphs as plain text). What markdown-it renders goes through nh3;
-    plain blocks are escaped text already and skip it."""
+def _render_markdown_it(markdown: str, base: str) -> tuple[str, list[str]]:
+    """Markdown to (HTML, paragraphs as plain text) through markdown-it and nh3: the reference."""
     parser = _parser()
+    tokens = parser.parse(markdown)
+    _safe_links(tokens, base)
+    html_ = _clean(parser.renderer.render(tokens, parser.options, {}))
+    return html_, [text for token in tokens if token.type == "inline" and (text := _plain(token))]
+
+
+def _render_html(markdown: str, base: str) -> tuple[str, tuple[str, ...]]:
+    """Markdown to (HTML, paragraphs as plain text), as `_render_markdown_it` renders it."""
+    if _has_controls(markdown):
+        html_, texts = _render_markdown_it(markdown, base)
+        return html_, tuple(texts)
     parts: list[str] = []
     paragraphs: list[str] = []
-    for plain, block in _blocks(markdown):
-        if plain:
-            lines = [line.rstrip(" ") for line in block.split("\n")]
-            parts.append("<p>" + "\n".join(map(_escape_text, lines)) + "</p>\n")
-            paragraphs.append(" ".join(" ".join(lines).split()))
-            continue
-        tokens = parser.parse(block)
-        _safe_links(tokens, base)
-        parts.append(_clean(parser.renderer.render(tokens, parser.options, {})))
-        paragraphs += [text for token in tokens if token.type == "inline" and (text := _plain(token))]
+    for kind, section, blocks in _sections(markdown):
+        if kind == "paragraph":
+            fast = _fast_paragraph(section)
+        elif kind == "heading":
+            fast = _fast_heading(section)
+        else:
+            fast = _fast_list(blocks)
+        if fast is None:
+            body, texts = _render_markdown_it(section, base)
+        else:
+            body, texts, has_link = fast
+            if has_link:
+                body = _clean(body)  # nh3 is the judge of URLs; it keeps the rest as it is
+        parts.append(body)
+        paragraphs += texts
     return "".join(parts), tuple(paragraphs)
 
 
