@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections import Counter
 from functools import lru_cache
+from itertools import compress
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _TOKEN_SPLIT = re.compile(r"([^\W_]+(?:['’][^\W_]+)*)")
@@ -97,26 +98,28 @@ class _Words:
 
 def _runs(slug_words: list[str], body: _Words) -> list[dict[int, list[int]]]:
     """For each slug position, every run length the body has from there, with where it starts."""
+    folded, separators = body.folded, body.separators
     wanted = set(slug_words)
     positions: dict[str, list[int]] = {}
-    for index, word in enumerate(body.folded):
-        if word in wanted:
-            positions.setdefault(word, []).append(index)
+    for index in compress(range(len(folded)), map(wanted.__contains__, folded)):  # C loops
+        positions.setdefault(folded[index], []).append(index)
     runs: list[dict[int, list[int]]] = [{} for _ in slug_words]
     for i, word in enumerate(slug_words):
-        for start in positions.get(word, ()):
+        starts = positions.get(word)
+        if not starts:
+            continue
+        found = runs[i]
+        found[1] = list(starts)  # every occurrence is a run of one word
+        for start in starts:
             length = 1
-            while True:
-                runs[i].setdefault(length, []).append(start)
-                nxt = start + length
-                if (
-                    i + length >= len(slug_words)
-                    or nxt >= len(body.folded)
-                    or body.folded[nxt] != slug_words[i + length]
-                    or body.separators[nxt] not in _TIGHT
-                ):
-                    break
+            while (
+                i + length < len(slug_words)
+                and start + length < len(folded)
+                and folded[start + length] == slug_words[i + length]
+                and separators[start + length] in _TIGHT
+            ):
                 length += 1
+                found.setdefault(length, []).append(start)
     return runs
 
 
