@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syndicator.errors import ItemError
-from syndicator.items import NewsItem, parse_bytes, parse_text
+from syndicator.items import NewsItem, parse_bytes, parse_text, xml_safe
 
 from .test_items import assert_harmless
 
@@ -80,3 +80,10 @@ def test_any_bytes_give_an_item_or_an_item_error(data: bytes) -> None:
         return
     for value in item_strings(item):
         assert not XML_FORBIDDEN.search(value)
+
+
+@settings(max_examples=300)
+@given(st.text(st.one_of(st.characters(), st.sampled_from("\x00\x08\x0b\x0c\x1f\t\n\r\ufffe\uffff\ud800é’"))))
+def test_xml_safe_removes_exactly_what_xml_forbids(text: str) -> None:
+    """The quick check for forbidden characters never lets one through nor drops anything else."""
+    assert xml_safe(text) == XML_FORBIDDEN.sub("", text)
