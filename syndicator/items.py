@@ -151,7 +151,20 @@ _FIELDS: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
-_FIELD_INITIALS = frozenset("PpTtDdUu[")  # first characters of the field patterns above
+# The patterns a line may match, by its first character: a body line tries two at most.
+_FIELDS_BY_INITIAL: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+for _name, _initials in {
+    "size": "Pp",
+    "download": "[",
+    "types": "Tt",
+    "dates": "Dd",
+    "thematiques": "Tt",
+    "territoires": "Tt",
+    "published": "Pp",
+    "source": "Uu",
+}.items():
+    for _initial in _initials:
+        _FIELDS_BY_INITIAL.setdefault(_initial, []).append((_name, _FIELDS[_name]))
 _UNITS = {"o": 1, "octet": 1, "octets": 1}
 _UNITS |= dict.fromkeys(("ko", "kio", "kb"), 1024)
 _UNITS |= dict.fromkeys(("mo", "mio", "mb"), 1024**2)
@@ -251,9 +264,7 @@ class _Footer:
     def take(self, number: int, line: str) -> bool:
         """Record `line` if it is a footer field; False when it belongs to the body."""
         stripped = line.strip()
-        if stripped[:1] not in _FIELD_INITIALS:
-            return False
-        for name, pattern in _FIELDS.items():
+        for name, pattern in _FIELDS_BY_INITIAL.get(stripped[:1], ()):
             match = pattern.match(stripped)
             if match is None:
                 continue
@@ -363,6 +374,9 @@ def parse_text(text: str, path: str) -> ParsedItem:
     explicit_title = None
     body: list[str] = []
     for index, line in enumerate(lines[:links_start]):
+        if not line or line.isspace():  # half the lines: neither title, field nor cruft
+            body.append(line)
+            continue
         if explicit_title is None and not body and (match := _TITLE.match(line.strip())):
             explicit_title = (match["heading"] or match["field"]).strip().strip("*_ ")
             continue
