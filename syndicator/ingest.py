@@ -116,8 +116,10 @@ def parse_chunks(chunks: Sequence[Sequence[str]]) -> Iterator[list[Parsed | Item
     context = multiprocessing.get_context("forkserver")
     # Workers start with this package's modules that this process has imported: each worker
     # runs the main module again (the console script imports syndicator.cli and with it nearly
-    # everything), which then costs nothing instead of half a second of CPU a worker.
-    context.set_forkserver_preload(sorted(name for name in sys.modules if name.startswith("syndicator.")))
+    # everything), which then costs nothing instead of half a second of CPU a worker. Never
+    # `__main__`, which would run the command line in the forkserver.
+    preload = [name for name in sys.modules if name.startswith("syndicator.") and "__main__" not in name]
+    context.set_forkserver_preload(sorted(preload))
     # The forkserver takes about half a second to import them: start it, and parse the first
     # chunk here meanwhile rather than wait for it.
     multiprocessing.forkserver.ensure_running()
