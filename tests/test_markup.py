@@ -52,7 +52,7 @@ def test_shortcut_renders_like_markdown_it(lines: list[str]) -> None:
 # alone may render (other inline syntax, hard breaks, block openers at the start of a line).
 WORDS = ["mot", "Été", "l'œuvre", "d’actions", "2022", "GIP", "à", "x"]
 PUNCTUATION = ['"', "«", "»", ":", ";", ",", ".", "!", "?", "(", ")", "'", "’", "-", "€", "…", "/"]
-SPACES = [" ", " ", " ", "\u00a0", "\u202f", "\u2009", "\u3000"]
+SPACES = [" ", " ", " ", "\u00a0", "\u202f", "\u2009", "\u3000", "\u2028", "\u1680"]
 STARS = ["*", "*", "**", "***", "****"]
 EMPHASIS = ["*mot*", "**deux mots**", '*"cité"*', "*l'œuvre*", "**Attention :**", "*x", "y**", "*(a)*"]
 LINKS = [
