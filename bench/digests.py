@@ -86,7 +86,7 @@ from syndicator.territoires import Hierarchy
 # the folder of the script being run is the first entry of sys.path.
 import ingest as item_generator
 from feeds import THEMATIQUES, TYPES, bench_corpus, territoires
-from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus, print_table
+from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=PARIS)
@@ -680,11 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="syndicator-digests-bench-") as workdir:
             results = run(Path(workdir), args.items, args.subscribers, profile=args.profile)
-    print_table(results.rows)
-    if results.wrong:
-        print("\nWRONG RESULTS:", *results.wrong[:50], sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    return results.finish()
 
 
 if __name__ == "__main__":

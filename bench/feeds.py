@@ -75,7 +75,6 @@ from ingest import (
     Term,
     generate,
     load_corpus,
-    print_table,
 )
 
 SEED = 20221202
@@ -437,11 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="syndicator-feeds-bench-") as workdir:
             results = run(Path(workdir), args.items)
-    print_table(results.rows)
-    if results.wrong:
-        print("\nWRONG RESULTS:", *results.wrong, sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    return results.finish()
 
 
 if __name__ == "__main__":

@@ -426,6 +426,14 @@ class Results:
             self.wrong.append(f"{what}: got {got}, expected {wanted}")
         return got == wanted
 
+    def finish(self) -> int:
+        """Print the table and what was wrong (at most 50 lines); the benchmark's exit code:
+        1 when a result is wrong, 0 whatever the speed."""
+        print_table(self.rows)
+        if self.wrong:
+            print("\nWRONG RESULTS:", *self.wrong[:50], sep="\n  ", file=sys.stderr)
+        return 1 if self.wrong else 0
+
 
 def _cpu_seconds(who: int) -> float:
     usage = resource.getrusage(who)
@@ -593,11 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="syndicator-bench-") as workdir:
             results = run(Path(workdir), args.items)
-    print_table(results.rows)
-    if results.wrong:
-        print("\nWRONG RESULTS:", *results.wrong, sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    return results.finish()
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ from syndicator.ingest import ingest
 from syndicator.store import Store
 
 # bench/ingest.py and bench/feeds.py: the folder of the script being run is first on sys.path.
-from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus, print_table
+from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for tests/smtp_server.py
 from tests.smtp_server import Handler, self_signed, smtp_server
@@ -274,11 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"syndicator SMTP benchmark: N = {args.messages}, Python {sys.version.split()[0]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="syndicator-smtp-bench-") as workdir:
         results = run(Path(workdir), args.messages)
-    print_table(results.rows)
-    if results.wrong:
-        print("\nWRONG RESULTS:", *results.wrong[:50], sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    return results.finish()
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from syndicator.store import Store
 
 # bench/ingest.py and bench/feeds.py: the folder of the script run is first on sys.path.
 from feeds import SEED, bench_corpus, new_item_text
-from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus, print_table
+from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus
 
 TARGET_MS = 100.0
 TARGET_RATIO = 1.5
@@ -173,10 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Row(f"{against}, CPU", f"{large_cpu / small_cpu:.2f}×", f"≤ {TARGET_RATIO:g}×",
                 large_cpu / small_cpu <= TARGET_RATIO),
         ]  # fmt: skip
-    print_table(results.rows)
-    for problem in results.wrong:
-        print(f"WRONG: {problem}", file=sys.stderr)
-    return 1 if results.wrong else 0
+    return results.finish()
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ from syndicator.ingest import ingest
 from syndicator.store import Store
 
 from feeds import SEED, bench_corpus, load, write_config
-from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus, print_table
+from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus
 
 TARGET_304_RPS = 2_000.0
 TARGET_304_P99_MS = 20.0
@@ -374,11 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="syndicator-web-bench-") as workdir:
             results = run(Path(workdir), args)
-    print_table(results.rows)
-    if results.wrong:
-        print("\nWRONG RESULTS:", *results.wrong, sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    return results.finish()
 
 
 if __name__ == "__main__":
