@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 
 from syndicator.config import Config, DkimConfig, parse_config
 from syndicator.delivery import Digests, explain, send_digests
+from syndicator.digest import Digest
 from syndicator.ingest import ingest
 from syndicator.items import NewsItem, parse_file
-from syndicator.ledger import Ledger
+from syndicator.ledger import Ledger, LedgerRow
 from syndicator.store import Store
 from syndicator.taxonomy import term_key
 from syndicator.territoires import Hierarchy
@@ -243,15 +244,20 @@ def test_an_item_title_cannot_add_a_header(tmp_path: Path) -> None:
     assert b"\r\nBcc:" not in data
 
 
-def test_a_digest_left_sending_by_a_dead_run_is_delivered_again_with_its_message_id(tmp_path: Path) -> None:
-    """A crash between claim and confirmation: the next run sends the same Message-ID, once more."""
-    project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
+def recorded(project: Project, email: str) -> tuple[Digests, Digest, LedgerRow]:
+    """The subscriber's next digest, recorded in the ledger as pending, with its run."""
     digests = project.digests()
-    subscriber = digests.subscriber("a@example.org")
+    subscriber = digests.subscriber(email)
     assert subscriber is not None
     digest = digests.next_digest(subscriber)
     assert digest is not None
-    row = digests.record(digest)
+    return digests, digest, digests.record(digest)
+
+
+def test_a_digest_left_sending_by_a_dead_run_is_delivered_again_with_its_message_id(tmp_path: Path) -> None:
+    """A crash between claim and confirmation: the next run sends the same Message-ID, once more."""
+    project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
+    _, _, row = recorded(project, "a@example.org")
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
     )
@@ -270,12 +276,7 @@ def test_a_digest_left_sending_by_a_dead_run_is_delivered_again_with_its_message
 def test_a_recorded_digest_is_the_row_the_ledger_gives_back(tmp_path: Path) -> None:
     """What `record` returns (made without reading the row back) is the stored row, dates included."""
     project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
-    digests = project.digests()
-    subscriber = digests.subscriber("a@example.org")
-    assert subscriber is not None
-    digest = digests.next_digest(subscriber)
-    assert digest is not None
-    row = digests.record(digest)
+    digests, digest, row = recorded(project, "a@example.org")
     stored = Ledger(project.store).last("a@example.org")
     assert row == stored
     assert stored is not None and (str(row.issued), str(row.since)) == (str(stored.issued), str(stored.since))
