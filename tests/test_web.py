@@ -227,10 +227,13 @@ def test_saved_preferences_win_over_config_and_drive_the_next_digest(site: Site,
     assert answer.status_code == 200, answer.text
     shown = text_of(answer.text)
     assert "Préférences enregistrées" in shown
-    assert (
-        "Fréquence Chaque jour Thématiques Santé Territoires Métropole Européenne de Lille "
-        "Types d'actualités tous"
-    ) in shown
+    summary = lxml.html.fromstring(answer.text).xpath("//dl")[0]
+    assert dict(zip(summary.xpath("dt/text()"), summary.xpath("dd/text()"), strict=True)) == {
+        "Fréquence": "Chaque jour",
+        "Thématiques": "Santé",
+        "Territoires": "Métropole Européenne de Lille",
+        "Types d'actualités": "tous",
+    }
     stored = load_choice(site.store, MARIE)
     assert stored is not None
     assert stored.subscriber.thematiques == ("Santé",)
