@@ -104,12 +104,14 @@ class Daemon:
         config = self.config  # the cycle keeps the config it started with, whatever reloads
         try:
             report = run_cycle(config, self.store, changed=self._changed_files(), stop=self.stop)
-        except SyndicatorError as exc:
-            for problem in exc.problems():
-                log.error("job %s failed: %s", job, problem)
-            return
-        except Exception:  # a bug must not end the service: logged whole, retried next time
-            log.exception("job %s failed", job)
+        except Exception as exc:  # a bug or a bad input must not end the service
+            if isinstance(exc, SyndicatorError):
+                for problem in exc.problems():
+                    log.error("job %s failed: %s", job, problem)
+            else:
+                log.exception("job %s failed", job)
+            # The watcher's list was taken: the next cycle scans everything, so no change is lost.
+            self._last_full = None
             return
         for problem in [*report.ingest.errors, *report.ingest.warnings]:
             log.warning("%s", problem)

@@ -24,7 +24,7 @@ from syndicator.daemon import Daemon
 from syndicator.ingest import ingest
 from syndicator.ledger import Ledger
 from syndicator.runlock import LockHeld, RunnerLock
-from syndicator.scheduler import WallClockCron, is_due, last_run, record_run
+from syndicator.scheduler import WallClockCron, is_due, last_result, last_run, record_run
 from syndicator.store import Store
 
 from .conftest import Run
@@ -278,6 +278,36 @@ def test_a_config_broken_on_disk_is_logged_and_the_old_one_keeps_working(
             service.maybe_reload()
         assert [s.email for s in service.config.subscribers] == ["s0@example.org", "s9@example.org"]
         assert "config reloaded" in caplog.text
+
+
+def test_a_failed_cycle_loses_no_change_the_watcher_saw(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cycle that fails after taking the watcher's list (here the feeds folder is a file) is
+    logged, and the next cycle scans every file rather than trusting a list it no longer has;
+    the new item's feeds are written then."""
+    config_file = write_config(tmp_path)
+    config = load_config(config_file)
+    with Store.open(config.database_url) as store:
+        service = Daemon(config_file, config, store)
+        service.watcher.start()
+        try:
+            service.run_job("start")
+            (tmp_path / "items" / "zz_new.txt").write_text(item_text("https://www.irev.fr/actualites/vue"))
+            time.sleep(1.5)  # the watcher's debounce and poll
+            (tmp_path / "blocker").write_text("not a folder")
+            feeds = config.feeds.model_copy(update={"output": Path("blocker")})
+            service.config = config.model_copy(update={"feeds": feeds})
+            with caplog.at_level(logging.INFO, logger="syndicator"):
+                service.run_job("refresh")
+            assert "job refresh failed" in caplog.text
+            service.config = config
+            service.run_job("refresh")
+        finally:
+            service.watcher.stop()
+        result = last_result(store, "refresh")
+        assert result is not None
+        assert result[1].startswith("items 0 new, 0 updated, 28 unchanged, 0 errors; feeds 3 written"), result
 
 
 def test_sighup_with_a_broken_config_keeps_the_daemon_running(tmp_path: Path) -> None:
