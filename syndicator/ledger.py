@@ -26,7 +26,9 @@ from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from .schema import AwareDateTime, digest_items, digests, suppressions
 from .store import Store
@@ -64,6 +66,13 @@ _CLAIM_PENDING = (
     .where(digests.c.id == bindparam("b_id"), digests.c.state == "pending")
     .values(state="sending", claimed_by=bindparam("b_by"), claimed_at=bindparam("b_at"),
             attempts=digests.c.attempts + 1)
+)  # fmt: skip
+_CLAIM_ALL_PENDING = (
+    update(digests)
+    .where(digests.c.state == "pending")
+    .values(state="sending", claimed_by=bindparam("b_by"), claimed_at=bindparam("b_at"),
+            attempts=digests.c.attempts + 1)
+    .returning(digests.c.id)
 )  # fmt: skip
 _SENT = (
     update(digests)
@@ -243,9 +252,23 @@ class Ledger:
         return self.write([partial(_claim, row=row, now=now)])[0]
 
     def claim_all(self, rows: Sequence[LedgerRow], now: datetime) -> set[int]:
-        """`claim` each digest, in one transaction; the ids of those taken."""
-        taken = self.write([partial(_claim, row=row, now=now) for row in rows])
-        return {row.id for row, ok in zip(rows, taken, strict=True) if ok}
+        """`claim` each digest, in one transaction; the ids of those taken. The pending ones, the
+        usual case, in a statement per `_ROWS` (a batch holds the write lock for a moment, not
+        for a statement per row), then the others one by one."""
+        with self._writing, self.engine.begin() as connection:
+            taken: set[int] = set()
+            if connection.dialect.update_returning:
+                ids = [row.id for row in rows]
+                for start in range(0, len(ids), _ROWS):
+                    claimed = connection.execute(
+                        _CLAIM_ALL_PENDING.where(digests.c.id.in_(ids[start : start + _ROWS])),
+                        {"b_by": RUN_ID, "b_at": now},
+                    )
+                    taken.update(int(digest_id) for digest_id in claimed.scalars())
+            taken.update(
+                row.id for row in rows if row.id not in taken and _claim(connection, row=row, now=now)
+            )
+            return taken
 
     def release(self, rows: Sequence[LedgerRow]) -> None:
         """Give back digests this run claimed and did not hand to a transport: pending again."""
@@ -288,7 +311,7 @@ def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_
     the database driver. A digest may hold hundreds of items: SQLAlchemy's work for each row
     would cost more than the row, and the driver's executemany runs (and lets other threads
     run, then waits to get back) once per row."""
-    compiled = insert(digest_items).compile(dialect=connection.dialect)
+    compiled = _items_insert(connection.dialect)
     fixed = {"digest_id": digest_id, "subscriber": subscriber}
     if not compiled.positional:  # named parameters: one row each
         rows = [{**fixed, "item_id": item_id} for item_id in item_ids]
@@ -306,6 +329,14 @@ def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_
     for start in range(0, len(values), _ROWS * width):
         chunk = values[start : start + _ROWS * width]
         connection.exec_driver_sql(_rows_statement(str(compiled), len(chunk) // width), tuple(chunk))
+
+
+@lru_cache(maxsize=4)
+def _items_insert(dialect: Dialect) -> SQLCompiler:
+    """The INSERT of one row of `digest_items`, compiled once per database (not once per digest)."""
+    compiled = insert(digest_items).compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    return compiled
 
 
 _ROWS = 100  # rows per INSERT: 300 parameters, under SQLite's oldest limit of 999

@@ -273,6 +273,30 @@ def test_a_digest_left_sending_by_a_dead_run_is_delivered_again_with_its_message
     assert Ledger(project.store).counts() == {"sent": 1}
 
 
+def test_claiming_a_batch_takes_the_pending_and_the_dead_runs_digests_only(tmp_path: Path) -> None:
+    """`claim_all` over digests pending, left sending by a dead run, sending by a living run and
+    sent: it takes the first two, and leaves the others as they are."""
+    addresses = [f"{name}@example.org" for name in ("pending", "dead", "living", "sent")]
+    project = Project(tmp_path, "".join(subscriber_yaml(a, "weekly", [], [], []) for a in addresses))
+    rows = [recorded(project, address)[2] for address in addresses]
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    from syndicator.schema import digests as table
+
+    host = os.uname().nodename
+    with project.store.engine.begin() as connection:
+        for row, values in zip(rows[1:], [
+            {"state": "sending", "claimed_by": f"{host}:{dead.stdout.strip()}:0", "claimed_at": NOW},
+            {"state": "sending", "claimed_by": f"{host}:{os.getpid()}:0", "claimed_at": NOW},
+            {"state": "sent", "sent_at": NOW},
+        ], strict=True):  # fmt: skip
+            connection.execute(table.update().where(table.c.id == row.id).values(**values))
+    ledger = Ledger(project.store)
+    assert ledger.claim_all(rows, NOW + timedelta(minutes=1)) == {rows[0].id, rows[1].id}
+    assert ledger.counts() == {"sending": 3, "sent": 1}
+
+
 def test_a_recorded_digest_is_the_row_the_ledger_gives_back(tmp_path: Path) -> None:
     """What `record` returns (made without reading the row back) is the stored row, dates included."""
     project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
