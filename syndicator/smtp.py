@@ -12,6 +12,10 @@ a failed login, a server that does not offer the STARTTLS we asked for, a TLS ha
 certificate that fails. Nothing ever falls back to plain text. Once stopped, no message is
 claimed any more; those already on the wire finish and are reported (a refused one as
 `temporary`, so that nobody is suppressed), then `RunStopped` is raised.
+
+Within `async with transport.connections():` the connections outlive each `send` and serve the
+next one (a run's batches), instead of a STARTTLS handshake and a login per batch; they are
+closed when the block ends, and one left idle for more than `IDLE` seconds is not used again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -36,9 +40,8 @@ from aiosmtplib import (
     SMTPConnectError,
     SMTPException,
     SMTPHeloError,
-    SMTPRecipientsRefused,
+    SMTPResponse,
     SMTPResponseException,
-    SMTPSenderRefused,
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
@@ -58,6 +61,7 @@ _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _AUTH_CODES = frozenset({530, 534, 535, 538})  # RFC 4954 replies, for servers without 5.7.x codes
 _SENDER_DETAILS = frozenset({7, 8})  # 5.1.7 and 5.1.8 are about the sender's address, not ours to fix
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+IDLE = 10.0  # seconds a kept connection may wait for the next `send`: far below servers' timeouts
 
 
 class Secret:
@@ -192,6 +196,8 @@ class SmtpTransport:
         self.local_hostname, self.source = local_hostname, source
         self._tls_context: ssl.SSLContext | None = None
         self._random = random.Random()
+        self._keeping = False
+        self._idle: list[tuple[SMTP, int, float]] = []  # kept: connection, messages sent, since
         if username is not None and not (tls or starttls) and host.lower() not in _LOOPBACK:
             raise RunStopped(
                 f"will not send the SMTP password to {self.address} over plain text; "
@@ -277,14 +283,33 @@ class SmtpTransport:
                 f"{len(run.queue)} messages were left for the next run"
             )
 
+    @contextlib.asynccontextmanager
+    async def connections(self) -> AsyncIterator[None]:
+        """Keep connections open from one `send` to the next while the block runs."""
+        self._keeping = True
+        try:
+            yield
+        finally:
+            self._keeping = False
+            idle, self._idle = self._idle, []
+            await asyncio.gather(*(self._quit(client) for client, _, _ in idle))
+
+    def _kept(self) -> tuple[SMTP | None, int]:
+        """A connection an earlier `send` left open, with its count of messages; else (None, 0)."""
+        while self._idle:
+            client, used, since = self._idle.pop()
+            if client.is_connected and time.monotonic() - since < IDLE:
+                return client, used
+            client.close()
+        return None, 0
+
     async def _worker(self, run: _Run) -> None:
         """Send messages from the queue over one connection, renewed as needed, until none is left.
 
-        A message's `done` is written while the worker gets the next one and claims it, but
-        always before that one goes on the wire: as before, at most one message per worker is
-        on the wire or accepted and not yet on record."""
-        client: SMTP | None = None
-        used = 0
+        A message's `done` is written while the worker claims the next one and sends its
+        envelope, but always before that one's DATA: at most one message per worker is on the
+        wire or accepted and not yet on record."""
+        client, used = self._kept()
         reporting: asyncio.Future[None] | None = None  # the previous message's `done`, being written
         try:
             while run.queue and not run.stopping.is_set():
@@ -299,14 +324,17 @@ class SmtpTransport:
                     run.bucket.give_back()
                     break
                 message = run.queue.popleft()
-                claimed = await run.claim(message)
-                if reporting is not None:
-                    await reporting
-                    reporting = None
-                if not claimed:
+                if not await run.claim(message):
                     run.bucket.give_back()
                     continue
-                client, result = await self._deliver(run, client, message)
+                written = reporting  # the previous message's outcome: on record before this DATA
+
+                async def ready(written: asyncio.Future[None] | None = written) -> None:
+                    if written is not None:
+                        await written
+
+                client, result = await self._deliver(run, client, message, ready)
+                await ready()
                 used += 1
                 reporting = asyncio.ensure_future(run.done(message, result))
             if reporting is not None:
@@ -317,10 +345,18 @@ class SmtpTransport:
             if reporting is not None:  # the outcome is written whatever stops this worker
                 await asyncio.wait([reporting])
             raise
-        await self._quit(client)
+        usable = client is not None and client.is_connected and used < self.messages_per_connection
+        if self._keeping and usable and not run.stopping.is_set():
+            assert client is not None
+            self._idle.append((client, used, time.monotonic()))
+        else:
+            await self._quit(client)
 
-    async def _deliver(self, run: _Run, client: SMTP | None, message: Outgoing) -> tuple[SMTP | None, Result]:
-        """Try a claimed message until it has a fate; the connection to go on with, and the result."""
+    async def _deliver(
+        self, run: _Run, client: SMTP | None, message: Outgoing, ready: Callable[[], Awaitable[None]]
+    ) -> tuple[SMTP | None, Result]:
+        """Try a claimed message until it has a fate; the connection to go on with, and the result.
+        `ready()` returns once its DATA may go (see `_try_once`)."""
         detail = ""
         for attempt in range(1, self.tries + 1):
             if attempt > 1:
@@ -341,7 +377,7 @@ class SmtpTransport:
                 except RunStopped as error:
                     run.stop(error)
                     return None, Result("temporary", f"not sent: {error.message}")
-            verdict, detail = await self._try_once(client, message)
+            verdict, detail = await self._try_once(client, message, ready)
             if verdict == "sent":
                 return client, Result("sent", detail)
             if verdict == "stop":
@@ -351,29 +387,67 @@ class SmtpTransport:
                 return client, Result(verdict, detail)
         return client, Result("temporary", detail)
 
-    async def _try_once(self, client: SMTP, message: Outgoing) -> tuple[Verdict | Literal["sent"], str]:
-        """Send one message once: MAIL, RCPT, DATA; the verdict and the server's words."""
+    async def _try_once(
+        self, client: SMTP, message: Outgoing, ready: Callable[[], Awaitable[None]]
+    ) -> tuple[Verdict | Literal["sent"], str]:
+        """Send one message once: MAIL and RCPT, then DATA once `ready()` has returned (the
+        previous message's outcome is on record by then: the wait is hidden behind the envelope's
+        round trips); the verdict and the server's words. Each stage has `timeout` seconds.
+
+        What `ready()` raises is raised, the envelope given up: the message is not sent."""
         addresses = message.sender + message.recipient
-        options = [] if addresses.isascii() else ["SMTPUTF8"]
+        utf8 = not addresses.isascii()
+        if utf8 and not client.supports_extension("smtputf8"):
+            return "failed", f"{self.address} does not offer SMTPUTF8, needed for {message.recipient}"
+        options = ["SMTPUTF8"] if utf8 else []
+        if client.supports_extension("size"):  # RFC 1870; the bytes are CRLF already
+            options.insert(0, f"SIZE={len(message.data)}")
+        encoding = "utf-8" if utf8 else "ascii"
+        reply = await self._exchange(
+            client, "mail", client.mail(message.sender, options=options, encoding=encoding)
+        )
+        if isinstance(reply, SMTPResponse):
+            reply = await self._exchange(client, "rcpt", client.rcpt(message.recipient, encoding=encoding))
+        if not isinstance(reply, SMTPResponse):  # refused: the verdict and why
+            return reply
+        try:
+            await ready()
+        except BaseException:
+            client.close()  # an envelope is open: this connection is out of step now
+            raise
+        reply = await self._exchange(client, "data", client.data(message.data))
+        return ("sent", reply.message) if isinstance(reply, SMTPResponse) else reply
+
+    async def _exchange(
+        self, client: SMTP, stage: Stage, command: Awaitable[SMTPResponse]
+    ) -> SMTPResponse | tuple[Verdict, str]:
+        """Run one stage of a message within `timeout`: the server's reply if it took it, else the
+        verdict and the server's words (the envelope reset, or the connection closed)."""
         try:
             async with asyncio.timeout(self.timeout):
-                _, reply = await client.sendmail(
-                    message.sender, [message.recipient], message.data, mail_options=options
-                )
-        except SMTPRecipientsRefused as error:
-            refused = error.recipients[0]
-            return classify(refused.code, refused.message, stage="rcpt"), _reply(refused)
+                return await command
         except SMTPResponseException as error:
             if error.code == 421:  # the server is closing this connection
                 client.close()
-            stage: Stage = "mail" if isinstance(error, SMTPSenderRefused) else "data"
+            elif stage != "data":
+                await self._reset(client)
             return classify(error.code, error.message, stage=stage), _reply(error)
         except (SMTPServerDisconnected, SMTPTimeoutError, TimeoutError, OSError) as error:
             client.close()  # whatever the server got, this connection is out of step now
             return "temporary", f"connection lost: {self._why(error)}"
         except (SMTPException, ValueError) as error:  # an address SMTP cannot carry
+            if stage != "mail":
+                await self._reset(client)
             return "failed", str(error)
-        return "sent", reply
+
+    async def _reset(self, client: SMTP) -> None:
+        """RSET after a refused envelope, so that the connection can carry the next message."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await client.rset()
+        except (SMTPException, OSError, TimeoutError) as error:
+            log.debug("RSET to %s: %s", self.address, error)
+            client.close()
 
     async def _open_with_retries(self, run: _Run) -> SMTP | None:
         """A new connection, tried `tries` times; None when the run stops or the server stays away."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import ssl
@@ -12,7 +13,10 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 import pytest
+from aiosmtpd.smtp import SMTP as ServerSMTP
+from aiosmtpd.smtp import Envelope, Session
 
+from syndicator import smtp
 from syndicator.config import Config
 from syndicator.mailer import Outgoing, Result, RunStopped
 from syndicator.smtp import Secret, SmtpTransport, TokenBucket, classify
@@ -309,6 +313,70 @@ def test_connections_are_reused_then_renewed() -> None:
         ledger.run(transport(port, max_connections=1, messages_per_connection=3),
                    [outgoing(n) for n in range(10)])  # fmt: skip
     assert len(handler.accepted) == 10 and len(handler.peers) == 4
+
+
+class Timed(Handler):
+    """Notes when each MAIL and each end of DATA reached the server, by recipient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail_at: list[float] = []
+        self.data_at: dict[str, float] = {}
+
+    async def handle_MAIL(
+        self, server: ServerSMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.mail_at.append(time.monotonic())
+        envelope.mail_from, envelope.mail_options = address, list(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: ServerSMTP, session: Session, envelope: Envelope) -> str:
+        self.data_at[envelope.rcpt_tos[0]] = time.monotonic()
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_the_next_envelope_goes_while_the_last_outcome_is_written_but_not_its_data() -> None:
+    """One connection, outcomes that take 0.3 s to record: the next MAIL goes meanwhile, its DATA
+    only once the outcome is on record (at most one message per connection unrecorded)."""
+    handler, recorded_at = Timed(), {}
+    messages = [outgoing(n) for n in range(3)]
+
+    async def claim(message: Outgoing) -> bool:
+        return True
+
+    async def done(message: Outgoing, result: Result) -> None:
+        await asyncio.sleep(0.3)
+        recorded_at[message.recipient] = time.monotonic()
+
+    with smtp_server(handler) as port:
+        asyncio.run(transport(port, max_connections=1).send(messages, claim=claim, done=done))
+    assert len(handler.accepted) == 3
+    for previous, following in itertools.pairwise(messages):
+        assert handler.data_at[following.recipient] > recorded_at[previous.recipient]
+    assert handler.mail_at[1] < recorded_at[messages[0].recipient]  # not waiting for the record
+
+
+def test_kept_connections_serve_the_next_send_and_are_closed_after() -> None:
+    """Within `connections()`, two sends share one connection, closed when the block ends; a
+    connection idle for longer than IDLE is not used again."""
+    handler, ledger = Handler(), Ledger()
+
+    async def twice(sender: SmtpTransport, pause: float) -> None:
+        async with sender.connections():
+            await sender.send([outgoing(1)], claim=ledger.claim, done=ledger.done)
+            await asyncio.sleep(pause)
+            await sender.send([outgoing(2)], claim=ledger.claim, done=ledger.done)
+        assert sender._idle == []  # nothing is left open
+
+    with smtp_server(handler) as port:
+        asyncio.run(twice(transport(port, max_connections=1), 0))
+    assert len(handler.accepted) == 2 and len(handler.peers) == 1
+
+    handler = Handler()
+    with smtp_server(handler) as port, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(smtp, "IDLE", 0.05)
+        asyncio.run(twice(transport(port, max_connections=1), 0.1))
+    assert len(handler.accepted) == 2 and len(handler.peers) == 2
 
 
 def test_a_message_the_ledger_will_not_claim_is_not_sent() -> None:
