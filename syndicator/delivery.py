@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from .tokens import Signer, secret_keys
 
 Progress = Callable[[int, int], None]
 BATCH = 200  # digests built, recorded, then delivered together
+FIRST_BATCH = 25  # the first batches are smaller (25, 50, 100, …): the first messages leave sooner
 
 
 @dataclass(slots=True)
@@ -196,22 +198,46 @@ class _Pending:
     subscriber: Subscriber
 
 
-async def _deliver_all(
-    digests: Digests, pending: Sequence[_Pending], transport: Transport, stop: Event | None = None
-) -> dict[str, str]:
-    """Hand every recorded digest to the transport; the outcome per message name. Once `stop` is
-    set, nothing more goes on the wire: the messages on it finish, the others stay pending.
+@dataclass(slots=True)
+class _Claimed:
+    """A batch's recorded digests, claimed in the ledger and ready for the transport."""
 
-    The batch is claimed in the ledger at once, in one transaction, before any of it is sent; a
-    digest claimed and not handed to the transport is given back at the end (pending again).
-    Each confirmation is written once its message is accepted, the confirmations of messages
-    accepted at the same moment in one transaction (`GroupedWrites`)."""
-    by_name = {f"{p.row.id:08d}": p for p in pending}
-    outcomes: dict[str, str] = {}
-    ledger, suppressed = digests.ledger, await asyncio.to_thread(digests.ledger.suppressed)
-    writes = GroupedWrites(ledger)
+    by_name: dict[str, _Pending]  # by message name
+    taken: set[int]  # the ledger rows this run claimed
+    suppressed: Collection[str]  # the suppressed addresses when it was claimed
+
+
+async def _claim_batch(digests: Digests, pending: Sequence[_Pending]) -> _Claimed:
+    """Claim the batch in the ledger at once, in one transaction, before any of it is sent (those
+    whose address is suppressed aside)."""
+    ledger = digests.ledger
+    suppressed = await asyncio.to_thread(ledger.suppressed)
     rows = [p.row for p in pending if p.subscriber.key not in suppressed]
     taken = await asyncio.to_thread(ledger.claim_all, rows, datetime.now(UTC))
+    return _Claimed({f"{p.row.id:08d}": p for p in pending}, taken, suppressed)
+
+
+async def _release(digests: Digests, claimed: _Claimed, handed: Collection[str] = ()) -> None:
+    """Give back what the batch claimed and did not hand to the transport: pending again."""
+    unsent = [
+        p.row for name, p in claimed.by_name.items() if p.row.id in claimed.taken and name not in handed
+    ]
+    if unsent:
+        await asyncio.to_thread(digests.ledger.release, unsent)
+
+
+async def _deliver_all(
+    digests: Digests, claimed: _Claimed, transport: Transport, stop: Event | None = None
+) -> dict[str, str]:
+    """Hand every claimed digest to the transport; the outcome per message name. Once `stop` is
+    set, nothing more goes on the wire: the messages on it finish, the others stay pending.
+
+    A digest claimed and not handed to the transport is given back at the end (pending again).
+    Each confirmation is written once its message is accepted, the confirmations of messages
+    accepted at the same moment in one transaction (`GroupedWrites`)."""
+    by_name, taken, suppressed = claimed.by_name, claimed.taken, claimed.suppressed
+    outcomes: dict[str, str] = {}
+    writes = GroupedWrites(digests.ledger)
     handed: set[str] = set()  # claimed and given to the transport
 
     async def claim(message: Outgoing) -> bool:
@@ -255,9 +281,7 @@ async def _deliver_all(
     try:
         await transport.send(messages, claim=claim, done=done)
     finally:
-        unsent = [p.row for name, p in by_name.items() if p.row.id in taken and name not in handed]
-        if unsent:
-            await asyncio.to_thread(ledger.release, unsent)
+        await _release(digests, claimed, handed)
     return outcomes
 
 
@@ -326,6 +350,14 @@ class _ThreadBatches:
                 await self._upcoming
 
 
+@dataclass(slots=True)
+class _Ready:
+    """A batch built and claimed, waiting for its turn with the transport."""
+
+    built: Built
+    claimed: _Claimed | None  # None: nothing to send
+
+
 def send_digests(
     digests: Digests,
     *,
@@ -349,7 +381,8 @@ def send_digests(
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
     suppressed = digests.ledger.suppressed()
     waiting = digests.ledger.unfinished_counts()  # one query, not one per subscriber
-    batches = [chosen[start : start + BATCH] for start in range(0, len(chosen), BATCH)]
+    starts = _batch_starts(len(chosen))
+    batches = [chosen[start:end] for start, end in itertools.pairwise([*starts, len(chosen)])]
     halt = Event()  # delivery failed: build no more
 
     def halted() -> bool:
@@ -358,12 +391,31 @@ def send_digests(
     def build(number: int) -> Built:
         def done(count: int) -> None:
             if progress:
-                progress(number * BATCH + count, len(chosen))
+                progress(starts[number] + count, len(chosen))
 
         return build_batch(
             digests, batches[number], suppressed=suppressed, waiting=waiting, dry_run=dry_run,
             halted=halted, progress=done,
         )  # fmt: skip
+
+    async def fetch(number: int, worker: BuildingProcess | None, threads: _ThreadBatches | None) -> _Ready:
+        """Batch `number` built (by the worker or a thread) and, unless a dry run, claimed."""
+        if threads is not None:
+            built = await threads.batch()
+        elif halted():
+            built = Built()  # the worker builds no more either
+        else:
+            assert worker is not None
+            built = await worker.batch()
+            for entry in built.pending:  # as record() does in this process
+                if entry.row.id in built.items:
+                    row, items = entry.row, built.items[entry.row.id]
+                    digests.lasts[row.subscriber] = row
+                    digests.sent.setdefault(row.subscriber, set()).update(items)
+            if progress:
+                progress(starts[number], len(chosen))
+        claimed = await _claim_batch(digests, built.pending) if built.pending else None
+        return _Ready(built, claimed)
 
     async def deliver(transport: Transport | None) -> None:
         threads: _ThreadBatches | None = None
@@ -373,26 +425,22 @@ def send_digests(
             writing = digests.ledger.share_turns(worker.turns)
         else:
             threads = _ThreadBatches(build, len(batches))
+        kept, keeping = contextlib.AsyncExitStack(), False  # the SMTP connections, kept open
+        # The next batch is fetched and claimed while this one is sent: no pause between them.
+        upcoming: asyncio.Future[_Ready] | None = None
         try:
             for number, batch in enumerate(batches):
-                if threads is not None:
-                    built = await threads.batch()
-                elif halted():
-                    built = Built()  # the worker builds no more either
-                else:
-                    assert worker is not None
-                    built = await worker.batch()
-                    for entry in built.pending:  # as record() does in this process
-                        if entry.row.id in built.items:
-                            row, items = entry.row, built.items[entry.row.id]
-                            digests.lasts[row.subscriber] = row
-                            digests.sent.setdefault(row.subscriber, set()).update(items)
-                    if progress:
-                        progress(number * BATCH, len(chosen))
-                outcomes: dict[str, str] = {}
-                if built.pending:
-                    transport = transport or transport_for(digests.config)
-                    outcomes = await _deliver_all(digests, built.pending, transport, stop)
+                ready = await (upcoming or fetch(number, worker, threads))
+                more = number + 1 < len(batches)
+                upcoming = asyncio.ensure_future(fetch(number + 1, worker, threads)) if more else None
+                built, outcomes = ready.built, {}
+                if ready.claimed is not None:
+                    if transport is None:
+                        transport = transport_for(digests.config)
+                    if isinstance(transport, SmtpTransport) and not keeping:
+                        await kept.enter_async_context(transport.connections())  # for every batch
+                        keeping = True
+                    outcomes = await _deliver_all(digests, ready.claimed, transport, stop)
                 results: dict[str, list[str]] = {}
                 for entry in built.pending:
                     outcome = outcomes.get(f"{entry.row.id:08d}", "busy")
@@ -403,6 +451,12 @@ def send_digests(
                            suppressed=subscriber.key in suppressed, would_send=would_send)  # fmt: skip
         finally:
             halt.set()  # the batch being built ends at its next digest, and is left pending
+            if upcoming is not None:  # fetched, not delivered: what it claimed is given back
+                await asyncio.wait([upcoming])
+                fetched = not upcoming.cancelled() and upcoming.exception() is None
+                if fetched and (claimed := upcoming.result().claimed) is not None:
+                    await _release(digests, claimed)
+            await kept.aclose()
             if threads is not None:
                 await threads.aclose()
             if worker is not None:
@@ -413,6 +467,16 @@ def send_digests(
     if progress:
         progress(len(chosen), len(chosen))
     return report
+
+
+def _batch_starts(count: int) -> list[int]:
+    """Where each batch of `count` subscribers starts: FIRST_BATCH, then twice as many each time,
+    up to BATCH."""
+    starts, size, start = [], min(FIRST_BATCH, BATCH), 0
+    while start < count:
+        starts.append(start)
+        start, size = start + size, min(size * 2, BATCH)
+    return starts
 
 
 def _on_disk(store: Store) -> bool:

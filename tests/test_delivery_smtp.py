@@ -164,7 +164,8 @@ def test_batches_built_by_a_worker_process_are_each_delivered_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Several batches: a worker process builds and records them while this one sends; every
-    subscriber gets one digest, and the ledger has them all sent."""
+    subscriber gets one digest, the ledger has them all sent, and the connections opened for the
+    first batch serve the others."""
     monkeypatch.setattr(delivery, "BATCH", 5)  # 12 subscribers: 3 batches
     handler = Handler()
     seen: list[tuple[int, int]] = []
@@ -180,6 +181,23 @@ def test_batches_built_by_a_worker_process_are_each_delivered_once(
         f"s{n}@example.org": 1 for n in range(SUBSCRIBERS)
     }
     assert seen[-1] == (SUBSCRIBERS, SUBSCRIBERS)
+    assert len(handler.peers) <= 2  # max_connections, for the 3 batches
+
+
+def test_a_run_stopped_in_a_batch_gives_back_the_next_one_it_had_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next batch is claimed while this one is sent: when a policy refusal stops the run, it
+    is given back, and every digest is left pending for the next run, none claimed."""
+    monkeypatch.setattr(delivery, "BATCH", 5)
+    handler = SlowHandler(0.2, data_replies=["550 5.7.1 Relaying denied"] * 50)
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port, connections=1))
+        with Store.open(config.database_url) as store:
+            with pytest.raises(RunStopped, match=r"5\.7\.1"):
+                send_digests(Digests(store, config, now=_now()))
+            assert Ledger(store).counts() == {"pending": SUBSCRIBERS}
+    assert handler.accepted == []
 
 
 def test_an_error_in_the_worker_process_stops_the_run_with_that_error(
