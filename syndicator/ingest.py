@@ -8,10 +8,7 @@ outcome does not depend on the order files are read in) and a warning names both
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +18,7 @@ from pathlib import Path
 from .errors import ItemError, Problem
 from .items import NewsItem, ParsedItem, parse_file, pickled_by_fields
 from .store import FileStamp, Store, StoredItem, content_hash
+from .workers import forkserver
 
 CHUNK = 512  # files decided and saved per transaction: bounds memory, keeps progress moving
 # From this many files to parse, worker processes: starting them takes about half a second,
@@ -112,17 +110,7 @@ def parse_chunks(chunks: Sequence[Sequence[str]]) -> Iterator[list[Parsed | Item
         for chunk in chunks:
             yield [parse_one(path) for path in chunk]
         return
-    # forkserver, not fork: the daemon has threads, and forking a threaded process can deadlock.
-    context = multiprocessing.get_context("forkserver")
-    # Workers start with this package's modules that this process has imported: each worker
-    # runs the main module again (the console script imports syndicator.cli and with it nearly
-    # everything), which then costs nothing instead of half a second of CPU a worker. Never
-    # `__main__`, which would run the command line in the forkserver.
-    preload = [name for name in sys.modules if name.startswith("syndicator.") and "__main__" not in name]
-    context.set_forkserver_preload(sorted(preload))
-    # The forkserver takes about half a second to import them: start it, and parse the first
-    # chunk here meanwhile rather than wait for it.
-    multiprocessing.forkserver.ensure_running()
+    context = forkserver()  # started: parse the first chunk here meanwhile rather than wait
     first = [parse_one(path) for path in chunks[0]]
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         ahead = pool.map(parse_one, chunks[1], chunksize=16)
