@@ -2,18 +2,20 @@
 
 Choosing, rendering and recording digests is Python work, and so is speaking SMTP: in one
 process they take turns at the interpreter lock, and the connections wait. `BuildingProcess`
-starts a worker (forkserver, like ingest's workers: the daemon has threads) that opens the
-store, makes its own `Digests` for the same config and moment, and builds the batches of
-subscribers it is given, in order, each digest recorded in the ledger before it is handed back.
-It is at most two batches ahead, so that messages never pile up in memory. It stops before its
-next digest when told to, or when the process that started it is gone: what it recorded is
-pending in the ledger, and the next run delivers it.
+starts a worker (from the forkserver, syndicator/workers.py) that opens the store, makes its own
+`Digests` for the same config and moment, and builds batches of subscribers, each digest
+recorded in the ledger before it is handed back. Batches are numbered; a shared counter says
+which one is next, and the worker takes them in turn. Until the worker is ready (the forkserver
+takes about a second to start), the delivering process takes the first ones itself
+(`take_first`), so that the first messages leave at once. The worker is at most two batches
+ahead, so that messages never pile up in memory. It stops before its next digest when told to,
+or when the process that started it is gone: what it recorded is pending in the ledger, and the
+next run delivers it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import pickle
 import queue
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Config
 from .store import Store
 from .subscribers import Subscriber
+from .workers import forkserver
 
 if TYPE_CHECKING:
     from .delivery import Built, Digests
@@ -46,6 +49,8 @@ class _Job:
     waiting: Collection[str]
     parent: int  # this process, whose end ends the worker
     turns: Any  # a lock both ledgers take to write: no waiting on SQLite's sleeping lock
+    next_batch: Any  # multiprocessing Value: the number of the next batch nobody has taken
+    ready: Any  # multiprocessing Event: set once the worker can build
 
 
 class BuildingProcess:
@@ -60,13 +65,13 @@ class BuildingProcess:
         waiting: Collection[str],
         stop: threading.Event | None = None,
     ) -> None:
-        """Start the worker on `batches`; once `stop` is set it builds no more."""
-        context = multiprocessing.get_context("forkserver")
+        """Prepare the worker on `batches` (`start` starts it); once `stop` is set it builds no more."""
+        context = forkserver()
         self._stop = stop
-        self._results: multiprocessing.Queue[tuple[str, Any]] = context.Queue(maxsize=1)
+        self._results: Any = context.Queue(maxsize=1)  # ("batch", (number, Built)), "end", "error"
         self._halt: ProcessEvent = context.Event()
         self.turns = context.Lock()  # for this process's ledger too (`Ledger.share_turns`)
-        job = _Job(
+        self._job = _Job(
             database_url=digests.store.engine.url.render_as_string(hide_password=False),
             config=digests.config,
             now=digests.now,
@@ -75,16 +80,37 @@ class BuildingProcess:
             waiting=set(waiting),
             parent=os.getpid(),
             turns=self.turns,
+            next_batch=context.Value("i", 0),
+            ready=context.Event(),
         )
         self._process = context.Process(
-            target=_work, args=(job, self._results, self._halt), name="syndicator-digests", daemon=True
+            target=_work, args=(self._job, self._results, self._halt), name="syndicator-digests", daemon=True
         )
-        self._process.start()
+        self._arrived: dict[int, Built] = {}
+        self._started = threading.Event()
         self._ended = False
 
-    async def batch(self) -> Built:
-        """The next batch, once built and recorded; raises what the worker raised."""
-        return await asyncio.to_thread(self._receive)
+    def start(self) -> None:
+        """Start the worker (this waits for the forkserver, up to a second when it is new)."""
+        self._process.start()
+        self._started.set()
+
+    def take_first(self, number: int) -> bool:
+        """Whether this process should build batch `number` itself: nobody has taken it, the
+        worker is not ready yet, and it is one of the small first batches (a full one would keep
+        this process from sending for a while). If so, it is this process's from now on."""
+        if self._job.ready.is_set() or len(self._job.batches[number]) >= max(map(len, self._job.batches)):
+            return False
+        with self._job.next_batch.get_lock():
+            if self._job.next_batch.value != number:
+                return False
+            self._job.next_batch.value = number + 1
+            return True
+
+    async def batch(self, number: int) -> Built:
+        """Batch `number`, which the worker took, once built and recorded; raises what the
+        worker raised."""
+        return await asyncio.to_thread(self._receive, number)
 
     def halt(self) -> None:
         """Build nothing more: the batch under way ends before its next digest."""
@@ -93,6 +119,8 @@ class BuildingProcess:
     def close(self) -> None:
         """Halt the worker and wait for it (what it built and was not taken stays pending)."""
         self._halt.set()
+        if not self._started.is_set():
+            return
         while not self._ended and self._process.is_alive():
             try:  # take what it hands over, or it would wait forever to hand it
                 kind, _ = self._results.get(timeout=POLL)
@@ -104,8 +132,8 @@ class BuildingProcess:
             self._process.terminate()
             self._process.join()
 
-    def _receive(self) -> Built:
-        while True:
+    def _receive(self, number: int) -> Built:
+        while number not in self._arrived:
             try:
                 kind, value = self._results.get(timeout=POLL)
             except queue.Empty:
@@ -117,16 +145,19 @@ class BuildingProcess:
                     raise RuntimeError(f"the process building digests ended (exit code {code})") from None
                 continue
             if kind == "batch":
-                built: Built = value
-                return built
+                arrived, built = value
+                self._arrived[arrived] = built
+                continue
             self._ended = True
             if kind == "error":
                 raise value
             raise RuntimeError("the process building digests had no more batches")
+        return self._arrived.pop(number)
 
 
-def _work(job: _Job, results: multiprocessing.Queue[tuple[str, Any]], halt: ProcessEvent) -> None:
-    """The worker: each batch built and recorded, handed over in order, then "end"."""
+def _work(job: _Job, results: Any, halt: ProcessEvent) -> None:
+    """The worker: the batches nobody has taken, each built and recorded and handed over in
+    turn, then "end"."""
     from .delivery import Digests, build_batch  # noqa: PLC0415 -- delivery imports this module
 
     def halted() -> bool:
@@ -136,13 +167,21 @@ def _work(job: _Job, results: multiprocessing.Queue[tuple[str, Any]], halt: Proc
         with Store.open(job.database_url) as store:
             digests = Digests(store, job.config, now=job.now)
             digests.ledger.share_turns(job.turns)
-            for batch in job.batches:
-                if halted():
-                    break
+            job.ready.set()
+            while not halted():
+                with job.next_batch.get_lock():
+                    number = job.next_batch.value
+                    if number >= len(job.batches):
+                        break
+                    job.next_batch.value = number + 1
                 built = build_batch(
-                    digests, batch, suppressed=job.suppressed, waiting=job.waiting, halted=halted
+                    digests,
+                    job.batches[number],
+                    suppressed=job.suppressed,
+                    waiting=job.waiting,
+                    halted=halted,
                 )
-                results.put(("batch", built))
+                results.put(("batch", (number, built)))
         results.put(("end", None))
     except BaseException as error:  # handed over whole, to be raised where the run is
         results.put(("error", _portable(error)))

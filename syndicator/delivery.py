@@ -351,6 +351,26 @@ class _ThreadBatches:
 
 
 @dataclass(slots=True)
+class _Building:
+    """Who builds a run's batches: a worker process (being started), or a thread."""
+
+    worker: BuildingProcess | None = None
+    starting: asyncio.Future[None] | None = None  # the worker's start
+    threads: _ThreadBatches | None = None
+
+    async def aclose(self) -> None:
+        """Wait for the batch under way and the worker's end (both halted by then)."""
+        if self.threads is not None:
+            await self.threads.aclose()
+        if self.starting is not None:
+            await asyncio.wait([self.starting])
+            if not self.starting.cancelled():
+                self.starting.exception()  # raised where it was awaited, if it was
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.close)
+
+
+@dataclass(slots=True)
 class _Ready:
     """A batch built and claimed, waiting for its turn with the transport."""
 
@@ -398,15 +418,21 @@ def send_digests(
             halted=halted, progress=done,
         )  # fmt: skip
 
-    async def fetch(number: int, worker: BuildingProcess | None, threads: _ThreadBatches | None) -> _Ready:
-        """Batch `number` built (by the worker or a thread) and, unless a dry run, claimed."""
-        if threads is not None:
-            built = await threads.batch()
+    async def fetch(number: int, building: _Building) -> _Ready:
+        """Batch `number` built (by the worker, or here while it starts, or by a thread) and,
+        unless a dry run, claimed."""
+        worker = building.worker
+        if building.threads is not None:
+            built = await building.threads.batch()
         elif halted():
             built = Built()  # the worker builds no more either
+        elif worker is not None and worker.take_first(number):
+            built = await asyncio.to_thread(build, number)  # recorded by this process's `Digests`
         else:
             assert worker is not None
-            built = await worker.batch()
+            assert building.starting is not None
+            await building.starting
+            built = await worker.batch(number)
             for entry in built.pending:  # as record() does in this process
                 if entry.row.id in built.items:
                     row, items = entry.row, built.items[entry.row.id]
@@ -418,21 +444,23 @@ def send_digests(
         return _Ready(built, claimed)
 
     async def deliver(transport: Transport | None) -> None:
-        threads: _ThreadBatches | None = None
-        worker: BuildingProcess | None = None
+        building = _Building()
         if len(batches) > 1 and not dry_run and _on_disk(digests.store):
-            worker = BuildingProcess(digests, batches, suppressed=suppressed, waiting=waiting, stop=stop)
+            worker = building.worker = BuildingProcess(
+                digests, batches, suppressed=suppressed, waiting=waiting, stop=stop
+            )
             writing = digests.ledger.share_turns(worker.turns)
+            building.starting = asyncio.ensure_future(asyncio.to_thread(worker.start))
         else:
-            threads = _ThreadBatches(build, len(batches))
+            building.threads = _ThreadBatches(build, len(batches))
         kept, keeping = contextlib.AsyncExitStack(), False  # the SMTP connections, kept open
         # The next batch is fetched and claimed while this one is sent: no pause between them.
         upcoming: asyncio.Future[_Ready] | None = None
         try:
             for number, batch in enumerate(batches):
-                ready = await (upcoming or fetch(number, worker, threads))
+                ready = await (upcoming or fetch(number, building))
                 more = number + 1 < len(batches)
-                upcoming = asyncio.ensure_future(fetch(number + 1, worker, threads)) if more else None
+                upcoming = asyncio.ensure_future(fetch(number + 1, building)) if more else None
                 built, outcomes = ready.built, {}
                 if ready.claimed is not None:
                     if transport is None:
@@ -457,10 +485,8 @@ def send_digests(
                 if fetched and (claimed := upcoming.result().claimed) is not None:
                     await _release(digests, claimed)
             await kept.aclose()
-            if threads is not None:
-                await threads.aclose()
-            if worker is not None:
-                await asyncio.to_thread(worker.close)
+            await building.aclose()
+            if building.worker is not None:
                 digests.ledger.share_turns(writing)
 
     asyncio.run(deliver(transport))

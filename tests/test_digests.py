@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from syndicator.builder import BuildingProcess
 from syndicator.config import Config, DkimConfig, parse_config
 from syndicator.delivery import Digests, explain, send_digests
 from syndicator.digest import Digest
@@ -295,6 +296,27 @@ def test_claiming_a_batch_takes_the_pending_and_the_dead_runs_digests_only(tmp_p
     ledger = Ledger(project.store)
     assert ledger.claim_all(rows, NOW + timedelta(minutes=1)) == {rows[0].id, rows[1].id}
     assert ledger.counts() == {"sending": 3, "sent": 1}
+
+
+def test_this_process_takes_the_small_first_batches_only_while_the_worker_is_not_ready(
+    tmp_path: Path,
+) -> None:
+    """Batches of 1, 2, 4 and 4 subscribers, the worker not started: this process may take the
+    next untaken small batch; never one already taken, out of turn, or full-sized."""
+    addresses = [f"s{n}@example.org" for n in range(11)]
+    project = Project(tmp_path, "".join(subscriber_yaml(a, "weekly", [], [], []) for a in addresses))
+    digests = project.digests()
+    people = digests.subscribers()
+    batches = [people[0:1], people[1:3], people[3:7], people[7:11]]
+    worker = BuildingProcess(digests, batches, suppressed=(), waiting=())
+    try:
+        assert worker.take_first(0)
+        assert not worker.take_first(0)  # taken
+        assert not worker.take_first(2)  # not its turn: batch 1 is next
+        assert worker.take_first(1)
+        assert not worker.take_first(2)  # full-sized: the worker's
+    finally:
+        worker.close()
 
 
 def test_a_recorded_digest_is_the_row_the_ledger_gives_back(tmp_path: Path) -> None:
