@@ -109,9 +109,35 @@ class Handler:
         return AuthResult(success=self._logins.get(user) == password, handled=False)
 
 
+class _DistantSMTP(SMTP):
+    """aiosmtpd's server, waiting `reply_delay` seconds before each reply (the greeting, 354 and
+    STARTTLS's 220 included), as a server a few milliseconds away would seem. A reply of several
+    lines (EHLO's) is pushed a line at a time: the wait comes before its first line only."""
+
+    reply_delay = 0.0
+    _continued = False  # the last line pushed said more lines follow ("250-…")
+
+    async def push(self, status: Any) -> None:
+        if not self._continued:
+            await asyncio.sleep(self.reply_delay)
+        line = status.encode() if isinstance(status, str) else status
+        self._continued = line[3:4] == b"-"
+        await super().push(status)
+
+
 class _Controller(Controller):
     """aiosmtpd's Controller on port 0: its start() connects to `self.port` to check the server is
-    up, which fails for 0 (aiosmtpd issues #276, #388), so read the port the OS chose first."""
+    up, which fails for 0 (aiosmtpd issues #276, #388), so read the port the OS chose first.
+    With `reply_delay`, its server waits that long before each reply."""
+
+    reply_delay = 0.0
+
+    def factory(self) -> SMTP:
+        if not self.reply_delay:
+            return super().factory()  # type: ignore[no-untyped-call,no-any-return]  # unannotated
+        server = _DistantSMTP(self.handler, **self.SMTP_kwargs)
+        server.reply_delay = self.reply_delay
+        return server
 
     def _trigger_server(self) -> None:
         assert isinstance(self.server, asyncio.Server)
@@ -126,11 +152,13 @@ def smtp_server(
     starttls: ssl.SSLContext | None = None,
     implicit_tls: ssl.SSLContext | None = None,
     auth: bool = False,
+    reply_delay: float = 0.0,
 ) -> Iterator[int]:
     """Serve `handler` on 127.0.0.1 while the block runs; yields the port.
 
     `starttls` offers STARTTLS with that context, `implicit_tls` speaks TLS from the start,
-    `auth` offers AUTH PLAIN/LOGIN (after TLS only, as aiosmtpd does by default)."""
+    `auth` offers AUTH PLAIN/LOGIN (after TLS only, as aiosmtpd does by default), and the
+    server waits `reply_delay` seconds before each reply."""
     extra: dict[str, Any] = {}
     if auth:
         extra["authenticator"] = handler.authenticate
@@ -144,6 +172,7 @@ def smtp_server(
         ready_timeout=5.0,
         **extra,
     )
+    controller.reply_delay = reply_delay
     controller.start()
     try:
         yield int(controller.port)
