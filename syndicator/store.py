@@ -527,13 +527,22 @@ class Store:
             return connection.execute(update(state).where(matching).values(value=new)).rowcount == 1
 
     def ensure_state(self, key: str, make: Callable[[], str]) -> str:
-        """The value of `key`, set to `make()` first if it has none (the first writer wins)."""
-        with self.engine.begin() as connection:
-            value = self._get_state(connection, key)
-            if value is None:
-                value = make()
-                connection.execute(insert(state).values(key=key, value=value))
-            return value
+        """The value of `key`, set to `make()` first if it has none. The first writer wins: two
+        processes starting on a new store (`run` and `serve`) may both find none, and the one
+        whose write comes second reads the other's value."""
+        try:
+            with self.engine.begin() as connection:
+                value = self._get_state(connection, key)
+                if value is None:
+                    value = make()
+                    connection.execute(insert(state).values(key=key, value=value))
+                return value
+        except IntegrityError:
+            with self.engine.connect() as connection:
+                found = self._get_state(connection, key)
+            if found is None:
+                raise
+            return found
 
     @staticmethod
     def _get_state(connection: Connection, key: str) -> str | None:

@@ -157,6 +157,19 @@ def test_sqlite_store_uses_wal_and_a_versioned_schema(store: Store, tmp_path: Pa
     assert Store.open(f"sqlite:///{tmp_path / 'store.db'}").version == len(MIGRATIONS)
 
 
+def test_a_state_set_by_another_process_meanwhile_wins(store: Store, tmp_path: Path) -> None:
+    """Two processes on a new store both find no secret and make one: the second to write does
+    not fail, it takes the first one's (as `run` and `serve` started together would)."""
+    other = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+
+    def make() -> str:  # the other process writes between this one's read and its write
+        assert other.ensure_state("secret", lambda: "theirs") == "theirs"
+        return "ours"
+
+    assert store.ensure_state("secret", make) == "theirs"
+    assert store.ensure_state("secret", lambda: "never") == "theirs"
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     """A database written by a newer syndicator is not touched."""
     from syndicator.errors import StoreError
