@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -103,7 +104,9 @@ class Digests:
         self.ids = {c.item.url: c.id for c in self.candidates}
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
-        self.sent = self.ledger.sent_by_subscriber()
+        # Only what can still be chosen (a day wider, whatever the zone of the dates): the
+        # ledger holds every item ever sent to anyone.
+        self.sent = self.ledger.sent_by_subscriber(oldest.date() - timedelta(days=1))
         self.dkim = dkim_key(config)
         # config.yaml's, with their own choices made on the web, and the web sign-ups
         self.everyone = effective_subscribers(config, store)
@@ -185,8 +188,10 @@ class Digests:
                 digest, rendered, digest_id, unsubscribe=links.unsubscribe
             ),
         )
-        self.lasts[row.subscriber] = row  # later digests of this run build on this one
-        self.sent.setdefault(row.subscriber, set()).update(item_ids)
+        # A later digest of this run would build on this one: nothing first seen before its
+        # issue, which rules out its items without keeping their ids (10,000 digests of 600
+        # items would be 6 million of them). Its bytes are not kept either.
+        self.lasts[row.subscriber] = dataclasses.replace(row, message=None)
         return row
 
 
@@ -288,11 +293,11 @@ async def _deliver_all(
 @dataclass(slots=True)
 class Built:
     """A batch built: the digests to deliver (those recorded now, and those earlier runs left
-    unconfirmed), the subscribers who have a new digest, and the items of each recorded one."""
+    unconfirmed), the subscribers who have a new digest, and which rows were recorded now."""
 
     pending: list[_Pending] = field(default_factory=list)
     subscribers: set[str] = field(default_factory=set)
-    items: dict[int, list[int]] = field(default_factory=dict)  # by ledger row id
+    recorded: set[int] = field(default_factory=set)  # the ledger rows recorded now
 
 
 def build_batch(
@@ -325,7 +330,7 @@ def build_batch(
                 with contextlib.suppress(AlreadyRecorded):
                     row = digests.record(digest)
                     built.pending.append(_Pending(row, subscriber))
-                    built.items[row.id] = [digests.ids[item.url] for item in digest.items]
+                    built.recorded.add(row.id)
     return built
 
 
@@ -434,10 +439,8 @@ def send_digests(
             await building.starting
             built = await worker.batch(number)
             for entry in built.pending:  # as record() does in this process
-                if entry.row.id in built.items:
-                    row, items = entry.row, built.items[entry.row.id]
-                    digests.lasts[row.subscriber] = row
-                    digests.sent.setdefault(row.subscriber, set()).update(items)
+                if entry.row.id in built.recorded:
+                    digests.lasts[entry.row.subscriber] = dataclasses.replace(entry.row, message=None)
             if progress:
                 progress(starts[number], len(chosen))
         claimed = await _claim_batch(digests, built.pending) if built.pending else None

@@ -21,16 +21,16 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from .schema import AwareDateTime, digest_items, digests, suppressions
+from .schema import AwareDateTime, digest_items, digests, items, suppressions
 from .store import Store
 
 LEASE = timedelta(minutes=15)  # a claim older than this is taken over whatever its host
@@ -158,12 +158,23 @@ class Ledger:
             )
             return {row.item_id for row in rows}
 
-    def sent_by_subscriber(self) -> dict[str, set[int]]:
-        """For every subscriber, the ids of the items already in one of their digests."""
+    def sent_by_subscriber(self, since: date | None = None) -> dict[str, set[int]]:
+        """For every subscriber, the ids of the items already in one of their digests; with
+        `since`, only items published (or, undated, first seen) on or after that day: those that
+        can still be chosen. The ledger keeps every item ever sent, which grows for years.
+
+        The items are chosen first, then `digest_items` is read through once: an index by item
+        would make every digest's recording slower (measured: 3× for digests of 600 items)."""
+        query = select(digest_items.c.subscriber, digest_items.c.item_id)
+        if since is not None:
+            start = datetime.combine(since, time(), UTC)
+            undated = and_(items.c.published.is_(None), items.c.first_seen >= start)
+            recent = select(items.c.id).where(or_(items.c.published >= since, undated))
+            query = query.where(digest_items.c.item_id.in_(recent))
         found: dict[str, set[int]] = {}
         with self.engine.connect() as connection:
-            for row in connection.execute(select(digest_items.c.subscriber, digest_items.c.item_id)):
-                found.setdefault(row.subscriber, set()).add(row.item_id)
+            for subscriber, item_id in connection.execute(query):
+                found.setdefault(subscriber, set()).add(item_id)
         return found
 
     def sent_on(self, subscriber: str, item_id: int) -> LedgerRow | None:

@@ -319,6 +319,23 @@ def test_this_process_takes_the_small_first_batches_only_while_the_worker_is_not
         worker.close()
 
 
+def test_items_sent_are_read_back_only_as_far_as_they_can_still_be_chosen(tmp_path: Path) -> None:
+    """`sent_by_subscriber(since)` leaves out items published before that day: the ledger keeps
+    every item ever sent, and a run needs only those its look-back can still reach."""
+    project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
+    _, digest, _ = recorded(project, "a@example.org")
+    ledger = Ledger(project.store)
+    everything = ledger.sent_by_subscriber()
+    assert len(everything["a@example.org"]) == len(digest.items) > 1
+    days = sorted(item.published or NOW.date() for item in digest.items)
+    middle = days[len(days) // 2]
+    kept = ledger.sent_by_subscriber(middle)["a@example.org"]
+    ids = project.digests().ids
+    assert kept == {ids[i.url] for i in digest.items if (i.published or NOW.date()) >= middle}
+    assert 0 < len(kept) < len(everything["a@example.org"])
+    assert ledger.sent_by_subscriber(max(days) + timedelta(days=1)) == {}
+
+
 def test_a_recorded_digest_is_the_row_the_ledger_gives_back(tmp_path: Path) -> None:
     """What `record` returns (made without reading the row back) is the stored row, dates included."""
     project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
