@@ -57,10 +57,10 @@ class SlowHandler(Handler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def project(root: Path, port: int, *, connections: int = 2) -> Path:
+def project(root: Path, port: int, *, connections: int = 2, subscribers: int = SUBSCRIBERS) -> Path:
     """A folder with the samples and a config sending through the test server."""
     shutil.copytree(ITEMS, root / "items")
-    subscribers = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(SUBSCRIBERS))
+    listed = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(subscribers))
     (root / "config.yaml").write_text(
         "email:\n"
         "  from: 'IREV <lettre@example.org>'\n"
@@ -69,7 +69,7 @@ def project(root: Path, port: int, *, connections: int = 2) -> Path:
         f"  max_connections: {connections}\n"
         "  rate_per_second: 1000\n"
         "  lookback_days: {weekly: 4000}\n"
-        f"subscribers:\n{subscribers}",
+        f"subscribers:\n{listed}",
         encoding="utf-8",
     )
     config = load_config(root / "config.yaml")
@@ -119,27 +119,32 @@ def test_a_policy_refusal_stops_the_run_and_suppresses_no_one(tmp_path: Path) ->
     assert handler.accepted == []
 
 
-def test_killed_mid_run_the_next_run_delivers_the_rest_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("subscribers", "kill_after"), [(SUBSCRIBERS, 3), (60, 30)])
+def test_killed_mid_run_the_next_run_delivers_the_rest_once(
+    tmp_path: Path, subscribers: int, kill_after: int
+) -> None:
     """SIGKILL during delivery: the restart sends every digest not confirmed, same Message-IDs;
-    only a message that was on the wire at the kill may arrive twice."""
-    handler = SlowHandler(0.3)
+    only a message that was on the wire at the kill may arrive twice. With 60 subscribers the
+    run has two batches (25, then 35): killed in the second, which the worker process built and
+    which was claimed while the first was sent."""
+    handler = SlowHandler(0.3 if subscribers == SUBSCRIBERS else 0.1)
     with smtp_server(handler) as port:
-        config_file = project(tmp_path, port, connections=2)
+        config_file = project(tmp_path, port, connections=2, subscribers=subscribers)
         first = send(config_file)
         deadline = time.monotonic() + 60
-        while len(handler.received) < 3 and time.monotonic() < deadline:
+        while len(handler.received) < kill_after and time.monotonic() < deadline:
             time.sleep(0.02)
         os.kill(first.pid, signal.SIGKILL)
         first.communicate(timeout=30)
         before = len(handler.accepted)
-        assert 0 < before < SUBSCRIBERS, "killed mid-run"
+        assert kill_after <= before < subscribers, "killed mid-run"
         handler.delay = 0.0
         second = send(config_file)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
     ids = message_ids(handler)
     recipients = {recipient for recipient, _ in ids}
-    assert recipients == {f"s{n}@example.org" for n in range(SUBSCRIBERS)}, "none lost"
+    assert recipients == {f"s{n}@example.org" for n in range(subscribers)}, "none lost"
     per_recipient = Counter(recipient for recipient, _ in ids)
     assert set(per_recipient.values()) == {1}, "one digest, one Message-ID, per subscriber"
     duplicates = sum(count - 1 for count in ids.values())
@@ -177,6 +182,7 @@ def test_batches_built_by_a_worker_process_are_each_delivered_once(
             assert (report.sent, report.failed, report.empty) == (SUBSCRIBERS, 0, 0)
             assert Ledger(store).counts() == {"sent": SUBSCRIBERS}
             assert set(digests.lasts) == {f"s{n}@example.org" for n in range(SUBSCRIBERS)}
+            assert all(row.message is None for row in digests.lasts.values())  # bytes not kept
     assert Counter(r.recipients[0] for r in handler.accepted) == {
         f"s{n}@example.org": 1 for n in range(SUBSCRIBERS)
     }
