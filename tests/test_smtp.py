@@ -336,7 +336,7 @@ class Timed(Handler):
 
 
 def test_the_next_envelope_goes_while_the_last_outcome_is_written_but_not_its_data() -> None:
-    """One connection, outcomes that take 0.3 s to record: the next MAIL goes meanwhile, its DATA
+    """One connection, outcomes that take 0.5 s to record: the next MAIL goes meanwhile, its DATA
     only once the outcome is on record (at most one message per connection unrecorded)."""
     handler, recorded_at = Timed(), {}
     messages = [outgoing(n) for n in range(3)]
@@ -345,7 +345,7 @@ def test_the_next_envelope_goes_while_the_last_outcome_is_written_but_not_its_da
         return True
 
     async def done(message: Outgoing, result: Result) -> None:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         recorded_at[message.recipient] = time.monotonic()
 
     with smtp_server(handler) as port:
