@@ -394,11 +394,13 @@ def send_digests(
 ) -> SendReport:
     """Build and deliver now the digests of the subscribers of `frequency` (default: all).
 
-    In batches, so that the messages waiting for the transport never pile up in memory: each
-    digest of a batch is built and recorded (with those earlier runs left unconfirmed), then the
-    transport delivers them all, the batch claimed in the ledger before any goes on the wire,
-    while the next batch is being built: by a worker process when there are several batches to
-    send (syndicator/builder.py), else by a thread. When `stop` is set (the daemon got SIGTERM)
+    In batches (25, 50, 100, then 200 subscribers), so that the messages waiting for the
+    transport never pile up in memory: each digest of a batch is built and recorded (with those
+    earlier runs left unconfirmed), then the transport delivers them all, the batch claimed in
+    the ledger before any goes on the wire. Meanwhile the next batch is built and claimed: by a
+    worker process when there are several batches (syndicator/builder.py; this process builds
+    the small first ones while it starts), else by a thread. SMTP connections stay open from one
+    batch to the next. When `stop` is set (the daemon got SIGTERM)
     the run ends after the messages on the wire; what it did not send stays in the ledger for
     the next run. The worker makes its own `Digests` from the store and config: a custom `env`
     given to this one is not used there."""
