@@ -324,10 +324,12 @@ def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_
     run, then waits to get back) once per row."""
     compiled = _items_insert(connection.dialect)
     fixed = {"digest_id": digest_id, "subscriber": subscriber}
-    if not compiled.positional:  # named parameters: one row each
+    if not compiled.positional:  # named parameters (psycopg): multi-row INSERTs made by SQLAlchemy
+        # Not executemany: psycopg pipelines it, and a pair already recorded by a concurrent
+        # run (AlreadyRecorded) then also logs "error ignored terminating <psycopg.Pipeline>".
         rows = [{**fixed, "item_id": item_id} for item_id in item_ids]
-        if rows:
-            connection.exec_driver_sql(str(compiled), rows)
+        for start in range(0, len(rows), _ROWS):
+            connection.execute(insert(digest_items).values(rows[start : start + _ROWS]))
         return
     order = compiled.positiontup or ()
     at = order.index("item_id")
