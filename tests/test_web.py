@@ -4,6 +4,7 @@ stored and used by the digests; and `syndicator serve` itself as a process."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import lxml.html
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from syndicator.choices import Consent, load_choice, save_choice
 from syndicator.delivery import Digests
@@ -136,15 +138,19 @@ def test_unsubscribing_twice_changes_nothing_more(site: Site) -> None:
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_tampered_link_gets_a_400_page_that_leaks_nothing(site: Site, method: str) -> None:
-    """A changed signature, a changed address, a preferences token used to unsubscribe, or
-    garbage: a French 400 page that names no address and shows no detail; nothing changes."""
+    """A token with a character changed, one sealed with another secret, a preferences token used
+    to unsubscribe, a first-release token with its address or signature changed, or garbage: a
+    French 400 page that names no address and shows no detail; nothing changes."""
     token = Signer([SECRET], "unsubscribe").sign(MARIE)
-    payload, signature = token.split(".")
-    forged = Signer(["un-autre-secret"], "unsubscribe").sign("claire.martin@example.org").split(".")[0]
+    middle = len(token) // 2
+    payload, signature = legacy_token(SECRET, "unsubscribe", MARIE).split(".")
+    forged = legacy_token(SECRET + "x", "unsubscribe", "claire.martin@example.org").split(".")[0]
     for bad in (
+        token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :],
+        Signer(["un-autre-secret"], "unsubscribe").sign(MARIE),
+        Signer([SECRET], "preferences").sign(MARIE),
         f"{payload}.{signature[:-2]}xy",
         f"{forged}.{signature}",
-        Signer([SECRET], "preferences").sign(MARIE),
         "n'importe-quoi",
     ):
         answer = site.client.request(method, f"/unsubscribe/{bad}", content=b"List-Unsubscribe=One-Click",
@@ -155,6 +161,22 @@ def test_tampered_link_gets_a_400_page_that_leaks_nothing(site: Site, method: st
         for leak in ("example.org", "Traceback", "itsdangerous", "Signature", bad):
             assert leak not in answer.text, leak
     assert site.suppressed() == {}
+
+
+def legacy_token(secret: str, purpose: str, email: str) -> str:
+    """A link token as the first releases made them: the address signed, readable."""
+    return str(URLSafeSerializer([secret], salt=f"syndicator.{purpose}").dumps({"e": email}))
+
+
+def test_a_link_does_not_show_the_address_and_old_links_still_work(site: Site) -> None:
+    """The address cannot be read from a link's token, even base64-decoded (a mail scanner
+    that logs links learns nothing); links of the first releases, signed but readable, still
+    unsubscribe."""
+    token = Signer([SECRET], "unsubscribe").sign(MARIE)
+    decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert MARIE.encode() not in decoded and b"example" not in decoded and "example" not in token
+    assert token == Signer([SECRET], "unsubscribe").sign(MARIE)  # the same every time
+    assert site.client.get(f"/unsubscribe/{legacy_token(SECRET, 'unsubscribe', MARIE)}").status_code == 200
 
 
 def test_links_signed_before_a_key_rotation_still_work(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
