@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
 from .choices import FREQUENCIES, Consent, load_choice, save_choice
@@ -29,6 +28,7 @@ from .ledger import Ledger
 from .schema import signup_requests
 from .store import Store
 from .subscribers import Subscriber
+from .tokens import Sealer
 
 EXPIRY = timedelta(hours=48)  # a confirmation link works this long
 KEEP_CONFIRMED = timedelta(days=30)  # then a confirmed request goes; the proof stays in subscriber_choices
@@ -244,22 +244,19 @@ class TokenData:
 
 
 class ConfirmTokens:
-    """The tokens of confirmation links, signed with the app's secrets (syndicator/tokens.py):
-    the newest signs, any of them verifies. Expiry is the request's own, kept in the store."""
+    """The tokens of confirmation links, sealed with the app's secrets (syndicator/tokens.py):
+    the newest seals, any of them opens. Expiry is the request's own, kept in the store."""
 
     def __init__(self, keys: list[str]) -> None:
-        self._serializer = URLSafeSerializer(keys, salt="syndicator.confirm")
+        self._sealer = Sealer(keys, "confirm")
 
     def sign(self, request: SignupRequest) -> str:
         data = {"r": request.id, "e": request.subscriber.key, "c": int(request.created.timestamp())}
-        return str(self._serializer.dumps(data))
+        return self._sealer.dumps(data)
 
     def read(self, token: str) -> TokenData | None:
         """What the token names, or None when it is not one of ours."""
-        try:
-            data = self._serializer.loads(token)
-        except BadSignature:
-            return None
+        data = self._sealer.loads(token)
         if not isinstance(data, dict):
             return None
         request_id, email, created = data.get("r"), data.get("e"), data.get("c")

@@ -18,6 +18,7 @@ years-old email must still work.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import secrets
@@ -50,22 +51,29 @@ def _key(secret: str, purpose: Purpose) -> bytes:
     return derive.derive(secret.encode())
 
 
-class Signer:
-    """Makes and reads the tokens of one purpose."""
+class Sealer:
+    """Seals small JSON values into URL-safe tokens for one purpose, and opens them: like
+    itsdangerous's serializer (whose tokens of the first releases it still opens), but the value
+    cannot be read from the token."""
 
     def __init__(self, keys: list[str], purpose: Purpose) -> None:
         self._purpose = [purpose.encode()]  # bound to the token as associated data too
         self._ciphers = [AESSIV(_key(key, purpose)) for key in reversed(keys)]  # newest first
         self._legacy = URLSafeSerializer(keys, salt=f"syndicator.{purpose}")
 
-    def sign(self, email: str) -> str:
-        sealed = self._ciphers[0].encrypt(email.strip().lower().encode(), self._purpose)
+    def dumps(self, value: object) -> str:
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        sealed = self._ciphers[0].encrypt(data, self._purpose)
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
-    def read(self, token: str) -> str | None:
-        """The address a token was made for, or None when it is not one of ours."""
-        if "." in token:
-            return self._read_legacy(token)
+    def loads(self, token: str) -> object | None:
+        """The value sealed in the token, or None when it is not one of ours."""
+        if "." in token:  # signed by the first releases, never sealed (no "." in base64url)
+            try:
+                legacy: object = self._legacy.loads(token)
+            except BadSignature:
+                return None
+            return legacy
         if not _TOKEN.fullmatch(token):
             return None
         sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -73,15 +81,24 @@ class Signer:
             return None  # other spare bits in the last character: not the token we made
         for cipher in self._ciphers:
             try:
-                return cipher.decrypt(sealed, self._purpose).decode()
+                value: object = json.loads(cipher.decrypt(sealed, self._purpose))
             except (InvalidTag, ValueError):  # another key's, or not a token at all
                 continue
+            return value
         return None
 
-    def _read_legacy(self, token: str) -> str | None:
-        try:
-            data = self._legacy.loads(token)
-        except BadSignature:
-            return None
+
+class Signer:
+    """Makes and reads the tokens of one purpose that name an address."""
+
+    def __init__(self, keys: list[str], purpose: Purpose) -> None:
+        self._sealer = Sealer(keys, purpose)
+
+    def sign(self, email: str) -> str:
+        return self._sealer.dumps({"e": email.strip().lower()})
+
+    def read(self, token: str) -> str | None:
+        """The address a token was made for, or None when it is not one of ours."""
+        data = self._sealer.loads(token)
         email = data.get("e") if isinstance(data, dict) else None
         return email if isinstance(email, str) else None

@@ -91,8 +91,8 @@ def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> 
     """Run the app under uvicorn until SIGTERM or SIGINT. Behind a proxy on this machine, its
     X-Forwarded-For and X-Forwarded-Proto are trusted (uvicorn's default: from 127.0.0.1).
 
-    No access log unless asked (`serve -v`): links in old emails carry readable addresses
-    (syndicator/tokens.py), and sign-up confirmation links too."""
+    No access log unless asked (`serve -v`): links in emails of the first releases carry
+    readable addresses (syndicator/tokens.py)."""
     uvicorn.run(
         create_app(config), host=host, port=port, proxy_headers=True, server_header=False,
         log_level="info", access_log=access_log,
