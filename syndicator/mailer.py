@@ -3,8 +3,8 @@
 A transport is given the messages of a run and two callbacks. It calls `claim(message)` just
 before a message goes on the wire (False: skip it; another run has it, say), and
 `done(message, result)` once its fate is known: sent, a temporary failure (left for the next
-run), a permanent one, or a bad mailbox; it waits for `done` before its next message goes out
-on that connection. A policy refusal (5.7.x) stops the whole run: `RunStopped`. Reporting each
+run), a permanent one, or a bad mailbox; it waits for `done` before its next message's content
+goes out on that connection. A policy refusal (5.7.x) stops the whole run: `RunStopped`. Reporting each
 message as soon as it is accepted is what limits duplicates after a crash to the messages that
 were on the wire.
 """

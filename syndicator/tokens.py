@@ -1,12 +1,13 @@
-"""The tokens of the links in emails (unsubscribe, preferences): the address, sealed.
+"""The tokens of the links in emails (unsubscribe, preferences, sign-up confirmation), sealed.
 
-A token is the subscriber's address encrypted and authenticated with AES-SIV (the
-`cryptography` package), with a key derived (HKDF-SHA256) from the secret for each purpose: it
-cannot be forged, a preferences token does not unsubscribe, and nobody who sees a link (in a
-forwarded email, or in the log of a mail scanner that follows links) can read the address in
-it. AES-SIV is deterministic: the same address gives the same token, so a digest's bytes do not
-change when it is built again. Tokens made by the first releases (itsdangerous, signed but
-readable) are still accepted, so links in old emails keep working.
+A token is the subscriber's address (for a confirmation, the request) as JSON, encrypted and
+authenticated with AES-SIV (the `cryptography` package), with a key derived (HKDF-SHA256) from
+the secret for each purpose: it cannot be forged, a preferences token does not unsubscribe,
+and nobody who sees a link (in a forwarded email, or in the log of a mail scanner that follows
+links) can read the address in it. AES-SIV is deterministic: the same address gives the same
+token, so a digest's bytes do not change when it is built again. Tokens made by the first
+releases (itsdangerous, signed but readable) are still accepted, so links in old emails keep
+working.
 
 The secret comes from `$SYNDICATOR_SECRET`; several secrets separated by spaces or commas may be
 given, the newest last: tokens are sealed with the newest and read with any of them, so a key
