@@ -86,6 +86,7 @@ class BuildingProcess:
         self._process = context.Process(
             target=_work, args=(self._job, self._results, self._halt), name="syndicator-digests", daemon=True
         )
+        self._full = max(map(len, batches), default=0)  # the size of a full batch
         self._arrived: dict[int, Built] = {}
         self._started = threading.Event()
         self._ended = False
@@ -99,7 +100,7 @@ class BuildingProcess:
         """Whether this process should build batch `number` itself: nobody has taken it, the
         worker is not ready yet, and it is one of the small first batches (a full one would keep
         this process from sending for a while). If so, it is this process's from now on."""
-        if self._job.ready.is_set() or len(self._job.batches[number]) >= max(map(len, self._job.batches)):
+        if self._job.ready.is_set() or len(self._job.batches[number]) >= self._full:
             return False
         with self._job.next_batch.get_lock():
             if self._job.next_batch.value != number:

@@ -334,39 +334,15 @@ def build_batch(
     return built
 
 
-class _ThreadBatches:
-    """Batches built in a worker thread, the next one while the transport sends this one."""
-
-    def __init__(self, build: Callable[[int], Built], count: int) -> None:
-        self._build, self._count, self._next = build, count, 0
-        self._upcoming: asyncio.Future[Built] | None = None
-
-    async def batch(self) -> Built:
-        current = self._upcoming or asyncio.ensure_future(asyncio.to_thread(self._build, self._next))
-        self._next += 1
-        more = self._next < self._count
-        self._upcoming = asyncio.ensure_future(asyncio.to_thread(self._build, self._next)) if more else None
-        return await current
-
-    async def aclose(self) -> None:
-        """Wait for the batch under way (halted, it ends at its next digest)."""
-        if self._upcoming is not None and not self._upcoming.done():
-            with contextlib.suppress(Exception):
-                await self._upcoming
-
-
 @dataclass(slots=True)
 class _Building:
-    """Who builds a run's batches: a worker process (being started), or a thread."""
+    """Who builds a run's batches besides this process: a worker process (being started), if any."""
 
     worker: BuildingProcess | None = None
     starting: asyncio.Future[None] | None = None  # the worker's start
-    threads: _ThreadBatches | None = None
 
     async def aclose(self) -> None:
-        """Wait for the batch under way and the worker's end (both halted by then)."""
-        if self.threads is not None:
-            await self.threads.aclose()
+        """Wait for the worker's end (halted by then)."""
         if self.starting is not None:
             await asyncio.wait([self.starting])
             if not self.starting.cancelled():
@@ -399,10 +375,10 @@ def send_digests(
     earlier runs left unconfirmed), then the transport delivers them all, the batch claimed in
     the ledger before any goes on the wire. Meanwhile the next batch is built and claimed: by a
     worker process when there are several batches (syndicator/builder.py; this process builds
-    the small first ones while it starts), else by a thread. SMTP connections stay open from one
-    batch to the next. When `stop` is set (the daemon got SIGTERM)
-    the run ends after the messages on the wire; what it did not send stays in the ledger for
-    the next run. The worker makes its own `Digests` from the store and config: a custom `env`
+    the small first ones while it starts), else by a thread of this one. SMTP connections stay
+    open from one batch to the next. When `stop` is set (the daemon got SIGTERM) the run ends
+    after the messages on the wire; what it did not send stays in the ledger for the next run.
+    The worker makes its own `Digests` from the store and config: a custom `env`
     given to this one is not used there."""
     report = SendReport()
     chosen: Sequence[Subscriber] = digests.subscribers(frequency)
@@ -429,14 +405,11 @@ def send_digests(
         """Batch `number` built (by the worker, or here while it starts, or by a thread) and,
         unless a dry run, claimed."""
         worker = building.worker
-        if building.threads is not None:
-            built = await building.threads.batch()
+        if worker is None or worker.take_first(number):
+            built = await asyncio.to_thread(build, number)  # recorded by this process's `Digests`
         elif halted():
             built = Built()  # the worker builds no more either
-        elif worker is not None and worker.take_first(number):
-            built = await asyncio.to_thread(build, number)  # recorded by this process's `Digests`
         else:
-            assert worker is not None
             assert building.starting is not None
             await building.starting
             built = await worker.batch(number)
@@ -456,8 +429,6 @@ def send_digests(
             )
             writing = digests.ledger.share_turns(worker.turns)
             building.starting = asyncio.ensure_future(asyncio.to_thread(worker.start))
-        else:
-            building.threads = _ThreadBatches(build, len(batches))
         kept, keeping = contextlib.AsyncExitStack(), False  # the SMTP connections, kept open
         # The next batch is fetched and claimed while this one is sent: no pause between them.
         upcoming: asyncio.Future[_Ready] | None = None
