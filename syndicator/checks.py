@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
 from .ledger import Ledger
 from .store import Store
-from .taxonomy import term_key
+from .taxonomy import close_matches, term_key
 from .templating import environment, template_problems
 from .territoires import Hierarchy
 
@@ -155,8 +154,12 @@ def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hier
             return None
     if term_key(label) in known:
         return None
-    names = list(known.values())
-    guesses = difflib.get_close_matches(label, names, n=3, cutoff=0.6)
+    if vocabulary == "territoires" and (elsewhere := hierarchy.outside(label)):
+        return (
+            f"territoire '{label}' is {' or '.join(elsewhere)}, outside Hauts-de-France; items name "
+            "places of Hauts-de-France only: follow one of those, or remove it"
+        )
+    guesses = close_matches(label, list(known.values()))
     if vocabulary == "territoires":
         guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
     hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -249,29 +249,63 @@ def _line_of(root: Any, loc: Sequence[int | str]) -> int | None:
     return None if line is None else line + 1
 
 
-def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
-    loc = [str(part) for part in error["loc"]]
-    where = ".".join(loc) or "(top level)"
+def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The section model that holds the last key of `loc` (list positions skipped)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if current is None:
+            return None
+        fields = current.model_fields
+        info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        current = _section_type(info.annotation) if info else None
+    return current
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The section model inside an annotation (`X`, `X | None`, `list[X]`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((found for arg in get_args(annotation) if (found := _section_type(arg))), None)
+
+
+def _where(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
+    """Where a problem is, in an admin's words: positions from 1, a subscriber by address."""
+    if len(loc) >= 2 and loc[0] == "subscribers" and isinstance(loc[1], int):
+        subscribers = data.get("subscribers")
+        entry = subscribers[loc[1]] if isinstance(subscribers, list) and loc[1] < len(subscribers) else None
+        email = entry.get("email") if isinstance(entry, Mapping) else None
+        who = f"subscriber #{loc[1] + 1}" + (f" ({email})" if isinstance(email, str) else "")
+        rest = [f"entry {part + 1}" if isinstance(part, int) else str(part) for part in loc[2:]]
+        return ", ".join([who, " ".join(rest)] if rest else [who])
+    return ".".join(str(part + 1) if isinstance(part, int) else str(part) for part in loc) or "(top level)"
+
+
+def _message(error: Mapping[str, Any], model: type[BaseModel], data: Mapping[str, Any]) -> str:
+    loc = list(error["loc"])
+    where = _where(loc, data)
     if error["type"] == "extra_forbidden":
-        parent: Any = model
-        for part in error["loc"][:-1]:
-            info = getattr(parent, "model_fields", {}).get(part)
-            annotation = getattr(info, "annotation", None) if info else None
-            parent = (
-                annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-            )
-            if parent is None:
-                break
-        known = [f.alias or name for name, f in getattr(parent, "model_fields", {}).items()]
+        parent = _model_at(model, loc[:-1])
+        known = [f.alias or name for name, f in (parent.model_fields.items() if parent else ())]
         known = [k for k in known if k not in ("base_dir", "source")]
-        guess = difflib.get_close_matches(loc[-1], known, n=1)
+        key = str(loc[-1])
+        guess = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean '{guess[0]}'?" if guess else f"; known keys: {', '.join(known)}"
-        return f"unknown key '{where}'{hint}"
+        if len(loc) > 1:
+            return f"{_where(loc[:-1], data)}: unknown key '{key}'{hint}"
+        return f"unknown key '{key}'{hint}"
     if error["type"] == "missing":
+        if len(loc) > 1:
+            return f"{_where(loc[:-1], data)}: '{loc[-1]}' is required"
         return f"'{where}' is required"
+    value = error.get("input")
+    if error["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        # `59350` unquoted reads as a number; a name or code must be written as text.
+        return f"{where}: {value} is a number here; write it in quotes ('{value}') to mean the name or code"
     text = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] in ("literal_error", "int_parsing", "float_parsing", "bool_parsing"):
-        text += f", not {error['input']!r}"
+        text += f", not {value!r}"
     return f"{where}: {text}"
 
 
@@ -310,10 +344,20 @@ def _missing_secrets(config: Config) -> list[Located]:
 
 def _yaml_error(name: str, exc: MarkedYAMLError) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
-    return ConfigError(
-        [Problem(name, mark.line + 1 if mark else None, f"not valid YAML: {exc.problem or exc.context}")],
-        hint="check the indentation and the quotes around values holding ':' or '#'",
-    )
+    problem = str(exc.problem or exc.context)
+    hint = "check the indentation and the quotes around values holding ':' or '#'"
+    if "'\\t'" in problem:
+        problem, hint = "tabs are not allowed, use spaces", "indent with spaces only (YAML forbids tabs)"
+    elif exc.context_mark and str(exc.context).startswith("while parsing a flow "):
+        # The parser notices an unclosed bracket lines later; the admin needs the bracket's line.
+        bracket = "[" if "sequence" in str(exc.context) else "{"
+        closing = "]" if bracket == "[" else "}"
+        at = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        problem = f"the '{bracket}' opened here is not closed ({problem}{at})"
+        hint = f"close it with '{closing}' after its last value, and separate the values with ','"
+        mark = exc.context_mark
+    line = mark.line + 1 if mark else None
+    return ConfigError([Problem(name, line, f"not valid YAML: {problem}")], hint=hint)
 
 
 def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
@@ -339,7 +383,7 @@ def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
     try:
         config = Config.model_validate({**fields, "base_dir": path.parent, "source": name})
     except ValidationError as exc:
-        located += [(error["loc"], _message(error, Config)) for error in exc.errors()]
+        located += [(error["loc"], _message(error, Config, data)) for error in exc.errors()]
     if config is not None and environment:
         located += _missing_secrets(config)
     if not located and not duplicates and config is not None:

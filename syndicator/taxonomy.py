@@ -41,6 +41,46 @@ def term_key(name: str) -> str:
     return slugify(name) or " ".join(name.split()).lower()
 
 
+def _typos(a: str, b: str) -> int:
+    """Edits from a to b: letters added, removed, replaced or swapped with their neighbour
+    (optimal string alignment distance)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def typo_allowance(key: str) -> int:
+    """How many typos a "did you mean" forgives in a name of that length: one in a short word
+    (`Paris` is not `Paars`), two from 7 letters, three from 13."""
+    return 1 if len(key) < 7 else 2 if len(key) < 13 else 3
+
+
+def is_close(key: str, other: str) -> bool:
+    """Whether two normalised names differ by a few typos only, for "did you mean"."""
+    allowed = typo_allowance(key)
+    return abs(len(key) - len(other)) <= allowed and _typos(key, other) <= allowed
+
+
+def close_matches(label: str, names: Sequence[str], n: int = 3) -> list[str]:
+    """Up to n of `names` that `label` looks like a typo of, closest first; none rather than a
+    guess: a suggestion must be a few typos away (accents and case do not count)."""
+    key = term_key(label)
+    scored = sorted(
+        (_typos(key, term_key(name)), index)
+        for index, name in enumerate(names)
+        if is_close(key, term_key(name))
+    )
+    return [names[index] for _, index in scored[:n]]
+
+
 # --- interest matching -------------------------------------------------------------------
 
 

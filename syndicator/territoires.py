@@ -43,7 +43,6 @@ CSV row has no parent) get as `parent` the département holding most of their co
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import re
 import unicodedata
@@ -54,10 +53,13 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from .taxonomy import is_close
+
 Level = Literal["region", "departement", "epci", "commune", "local"]
 REGION = "32"
 LOCAL_PREFIX = "local:"
 DATA_FILE = "territoires-hauts-de-france.csv"
+OUTSIDE_FILE = "places-outside-hauts-de-france.csv"  # not a hierarchy: for messages only
 
 # Built-in aliases, label → code. `Hauts de France` needs none: it is the official name once
 # hyphens are ignored. The EPCI long and prefix-less forms are derived in `_official`.
@@ -199,18 +201,36 @@ class Hierarchy:
         return self._related[code]
 
     def suggest(self, label: str, n: int = 3) -> list[str]:
-        """Up to n names close to a label, for "did you mean"; homonyms come with their `(dd)`."""
+        """Up to n names close to a label, for "did you mean"; homonyms come with their `(dd)`.
+
+        Close means a few typos away (`taxonomy.is_close`), or, for a label of several words,
+        a name holding all of them (`Lille Métropole` → Métropole Européenne de Lille): never a
+        place that merely looks alike (`Paris` is not `Paars`)."""
         key = _label_key(label)
         if not key or n <= 0:
             return []
-        keys = [*self._names, *self._aliases]
+        words = set(key.split())
+        scored: list[tuple[int, str]] = []
+        for candidate in (*self._names, *self._aliases):
+            if is_close(key, candidate):
+                scored.append((0, candidate))
+            elif len(words) > 1 and words <= set(candidate.split()):
+                scored.append((1, candidate))
         found: dict[str, str] = {}  # code → its closest spelling
-        for close in difflib.get_close_matches(key, keys, n=n, cutoff=0.75):
+        for _, close in sorted(scored):
             if close in self._aliases:
                 found.setdefault(self._aliases[close], self._alias_labels[close])
             for code in sorted(self._names.get(close, ())):
                 found.setdefault(code, self._display(code))
         return list(found.values())[:n]
+
+    def outside(self, label: str) -> list[str]:
+        """What a label names outside Hauts-de-France, from a short shipped list of régions,
+        départements and large communes (`Marseille` → `a commune of Bouches-du-Rhône (13)`);
+        empty when it names nothing there or a place of this hierarchy."""
+        if self.resolve(label).place is not None:
+            return []
+        return list(_outside().get(_label_key(label), ()))
 
     # --- internals -----------------------------------------------------------------------
 
@@ -430,3 +450,23 @@ def _official() -> _Official:
         ancestors=MappingProxyType(ancestors),
         descendants=MappingProxyType({code: frozenset(below) for code, below in descendants.items()}),
     )
+
+
+@cache
+def _outside() -> Mapping[str, tuple[str, ...]]:
+    """Label key → descriptions of the places of that name outside the région (see the data README)."""
+    text = resources.files("syndicator.data").joinpath(OUTSIDE_FILE).read_text(encoding="utf-8")
+    rows = csv.DictReader(io.StringIO(text))
+    departements = {row["departement"]: row["nom"] for row in rows if row["niveau"] == "departement"}
+    found: dict[str, tuple[str, ...]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        name, level, code = row["nom"], row["niveau"], row["departement"]
+        if level == "region":
+            what = f"a région of France ({name})"
+        elif level == "departement":
+            what = f"a département ({name}, {code})"
+        else:
+            what = f"a commune of {departements.get(code, code)} ({code})"
+        key = _label_key(name)
+        found[key] = (*found.get(key, ()), what)
+    return MappingProxyType(found)

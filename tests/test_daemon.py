@@ -269,7 +269,7 @@ def test_a_config_broken_on_disk_is_logged_and_the_old_one_keeps_working(
         with caplog.at_level(logging.INFO, logger="syndicator"):
             service.maybe_reload()
             assert service.config is config
-            assert f"{config_file}:10: subscribers.0.frequency: " in caplog.text
+            assert f"{config_file}:10: subscriber #1 (s0@example.org), frequency: " in caplog.text
             assert "keeping the last good config" in caplog.text
             service.run_job("refresh")
         assert outbox_recipients(tmp_path) == {"s0@example.org": 1, "s1@example.org": 1}
@@ -320,7 +320,7 @@ def test_sighup_with_a_broken_config_keeps_the_daemon_running(tmp_path: Path) ->
         config_file.write_text(good + "  - email: not-an-address\n", encoding="utf-8")
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: "keeping the last good config" in logged(config_file), "the reload error")
-        assert "config.yaml:15: subscribers.3.email: " in logged(config_file)
+        assert "config.yaml:15: subscriber #4 (not-an-address), email: " in logged(config_file)
         assert process.poll() is None
         config_file.write_text(good + "  - email: s7@example.org\n", encoding="utf-8")
         wait_for(lambda: "config reloaded" in logged(config_file), "the reload of the fixed file")

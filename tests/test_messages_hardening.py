@@ -1,0 +1,118 @@
+"""Messages an admin can act on: config.yaml and `check` say what is wrong, where, and what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syndicator.config import parse_config
+from syndicator.errors import ConfigError
+
+from .conftest import Run
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, Path("config.yaml"))
+    return [str(p) for p in caught.value.problems()]
+
+
+def hint(text: str) -> str | None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, Path("config.yaml"))
+    return caught.value.hint
+
+
+def test_an_unknown_key_under_a_subscriber_lists_the_keys_that_exist() -> None:
+    """`interests:` under a subscriber names the subscriber and lists the keys a subscriber has."""
+    text = "subscribers:\n  - email: a@example.org\n    interests: [Santé]\n"
+    assert problems(text) == [
+        "config.yaml:3: subscriber #1 (a@example.org): unknown key 'interests'; "
+        "known keys: email, name, frequency, thematiques, territoires, types"
+    ]
+
+
+def test_an_unquoted_number_says_to_quote_it() -> None:
+    """A commune code written bare (`59350`) is read as a number: the message says to quote it."""
+    text = "subscribers:\n  - email: a@example.org\n    territoires: [Roubaix, 59350]\n"
+    assert problems(text) == [
+        "config.yaml:3: subscriber #1 (a@example.org), territoires entry 2: 59350 is a number here; "
+        "write it in quotes ('59350') to mean the name or code"
+    ]
+
+
+def test_positions_count_from_one_and_name_the_subscribers_email() -> None:
+    """A problem in the second subscriber says #2 and its address, not `subscribers.1`."""
+    text = (
+        "subscribers:\n  - email: a@example.org\n  - email: b@example.org\n    frequency: hourly\n"
+        "  - name: Sans Adresse\n"
+    )
+    found = problems(text)
+    assert found[0].startswith("config.yaml:4: subscriber #2 (b@example.org), frequency: ")
+    assert found[1] == "config.yaml:5: subscriber #3: 'email' is required"
+    assert not any("subscribers.1" in p or "subscribers.2" in p for p in found)
+
+
+def test_a_tab_says_tabs_are_not_allowed() -> None:
+    """A tab in the indentation is named as such, at its line, with the fix."""
+    text = "subscribers:\n  - email: a@example.org\n\tfrequency: daily\n"
+    assert problems(text) == ["config.yaml:3: not valid YAML: tabs are not allowed, use spaces"]
+    assert hint(text) == "indent with spaces only (YAML forbids tabs)"
+
+
+def test_an_unclosed_bracket_is_reported_at_the_brackets_line() -> None:
+    """`[` never closed: the line given is the bracket's, not the line where the parser gave up."""
+    text = (
+        "subscribers:\n  - email: a@example.org\n    territoires: [Roubaix,\n      Lille\n\n"
+        "    thematiques: [Santé]\n"
+    )
+    [message] = problems(text)
+    assert message.startswith("config.yaml:3: not valid YAML: the '[' opened here is not closed")
+    assert "at line 6" in message
+    assert hint(text) == "close it with ']' after its last value, and separate the values with ','"
+
+
+def _check_with(project: Path, run: Run, replacement: str) -> list[str]:
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert "territoires: [Nord]" in text
+    config.write_text(text.replace("territoires: [Nord]", replacement, 1), encoding="utf-8")
+    result = run("check")
+    assert result.code == 1
+    return [line for line in result.err.splitlines() if "territoire" in line]
+
+
+def test_did_you_mean_proposes_nothing_rather_than_a_wrong_place(run: Run, project: Path) -> None:
+    """`Paris` is not `Paars`, `Lille Métropole` is not `Amiens Métropole`: only close matches
+    (a few typos, or every word of the label) are proposed."""
+    lines = _check_with(project, run, "territoires: [Lille Métropole, Roubiax, Amiens Metropol, Xyzzyville]")
+    assert len(lines) == 4
+    joined = "\n".join(lines)
+    assert "Paars" not in joined and "'Amiens Métropole'" not in lines[0]
+    assert lines[0].endswith(
+        "unknown territoire 'Lille Métropole'; did you mean 'Métropole Européenne de Lille'?"
+    )
+    assert lines[1].endswith("unknown territoire 'Roubiax'; did you mean 'Roubaix'?")
+    assert lines[2].endswith("unknown territoire 'Amiens Metropol'; did you mean 'Amiens Métropole'?")
+    assert lines[3].endswith("unknown territoire 'Xyzzyville'")
+
+
+def test_a_commune_outside_the_region_is_named_as_such(run: Run, project: Path) -> None:
+    """`Paris` and `Marseille` are real places outside Hauts-de-France: the message says so
+    instead of guessing a look-alike commune of the région."""
+    lines = _check_with(project, run, "territoires: [Marseille, Paris]")
+    assert len(lines) == 2
+    assert "territoire 'Marseille' is a commune of Bouches-du-Rhône (13), outside Hauts-de-France" in lines[0]
+    assert "territoire 'Paris' is" in lines[1] and "a commune of Paris (75)" in lines[1]
+    assert all("did you mean" not in line for line in lines)
+
+
+def test_a_misspelt_thematique_still_gets_its_suggestion(run: Run, project: Path) -> None:
+    """A typo a letter away from a thématique is still suggested, accents aside."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8").replace("thematiques: [Éducation]", "thematiques: [Educaton]")
+    config.write_text(text, encoding="utf-8")
+    result = run("check")
+    assert result.code == 1
+    assert "unknown thématique 'Educaton'; did you mean 'Éducation'?" in result.err
