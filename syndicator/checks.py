@@ -143,6 +143,41 @@ def subscription_problems(
     return problems
 
 
+def known_terms(config: Config) -> dict[str, dict[str, str]]:
+    """The term names items use, by vocabulary then key: the store's, or when it holds none yet
+    (no `ingest` run), those of the item files under items.path."""
+    known: dict[str, dict[str, str]] = {v: {} for v in VOCABULARIES}
+    url = config.database_url
+    if not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file():
+        with Store.open(url) as store:
+            for term in store.terms().values():
+                known[term.vocabulary].setdefault(term_key(term.name), term.name)
+    if any(known.values()):
+        return known
+    files = scan([config.items_path], IngestReport())
+    for result in parse_many([f.path for f in files]):
+        if isinstance(result, ParsedItem):
+            for found in result.item.terms:
+                known[found.vocabulary].setdefault(term_key(found.name), found.name)
+    return known
+
+
+def official_spelling(
+    vocabulary: str, label: str, known: dict[str, dict[str, str]], hierarchy: Hierarchy
+) -> tuple[str, str | None]:
+    """The spelling to store for a term an admin typed, and a warning when it names nothing known.
+
+    A territoire of the hierarchy is stored under its official name (with its département for a
+    homonym: `Saint-Aubin (59)`); another term as items spell it (`sante` → `Santé`); an unknown
+    one as typed, with the message `check` would give."""
+    label = " ".join(label.split())
+    if vocabulary == "territoires" and (place := hierarchy.resolve(label).place) is not None:
+        return hierarchy.label(place.code), None
+    if (key := term_key(label)) in known[vocabulary]:
+        return known[vocabulary][key], None
+    return label, _unknown(vocabulary, label, known[vocabulary], hierarchy)
+
+
 def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hierarchy) -> str | None:
     kind = _SINGULAR[vocabulary]
     if vocabulary == "territoires":

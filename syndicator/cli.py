@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
-from .checks import check
+from .checks import check, known_terms, official_spelling
 from .choices import load_choices, signups
 from .config import Config, config_path, load_config
 from .config_edit import add_subscriber, remove_subscriber
@@ -30,11 +30,13 @@ from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
 from .ledger import Ledger
 from .progress import progress_bar
+from .render import mark_sample
 from .runlock import RunnerLock
 from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
 from .subscribers import Subscriber, from_config, with_choices
 from .taxonomy import slugify
+from .territoires import Hierarchy
 
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
@@ -124,11 +126,18 @@ def cmd_digest_preview(args: argparse.Namespace) -> int:
     with _open(config) as store:
         digests = _digests(store, config)
         subscriber = _subscriber(digests, args.email)
-        digest = digests.next_digest(subscriber)
+        digest, sample = digests.next_digest(subscriber), False
         if digest is None:
-            print(f"{subscriber.email}: nothing new to send")
+            # Nothing new: show what their digest looks like with the latest matching items,
+            # marked as a sample; nothing goes to the ledger either way.
+            digest, sample = digests.sample_digest(subscriber), True
+        if digest is None:
+            print(f"{subscriber.email}: nothing new to send, and no stored item matches their interests")
             return 0
         rendered = digests.render(digest)
+        if sample:
+            print(f"{subscriber.email}: nothing new to send; here is a sample with the latest matching items")
+            rendered = mark_sample(rendered)
         _, data = digests.message(digest, rendered, 0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,11 +223,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_subscribers_add(args: argparse.Namespace) -> int:
     path = config_path(args.config)
+    # The terms are checked against the current file's territoires and the items' terms, and
+    # stored as those spell them, so that what is written is what `check` accepts.
+    config = load_config(path, environment=False)
+    hierarchy, _ = Hierarchy.load(config.territoires)
+    known = known_terms(config)
+    lists: dict[str, list[str]] = {}
+    warnings: list[tuple[str, int, str]] = []
+    for vocabulary, typed in (
+        ("thematiques", args.thematique), ("territoires", args.territoire), ("types", args.type)
+    ):  # fmt: skip
+        lists[vocabulary] = []
+        for label in (t for t in typed if t.strip()):
+            spelling, warning = official_spelling(vocabulary, label, known, hierarchy)
+            if warning:
+                warnings.append((vocabulary, len(lists[vocabulary]), warning))
+            lists[vocabulary].append(spelling)
+    email = args.email.strip()
     add_subscriber(
-        path, args.email, name=args.name, frequency=args.frequency,
-        thematiques=args.thematique, territoires=args.territoire, types=args.type,
+        path, email, name=args.name, frequency=args.frequency,
+        thematiques=lists["thematiques"], territoires=lists["territoires"], types=lists["types"],
     )  # fmt: skip
-    print(f"{args.email.strip()} added to {path}")
+    print(f"{email} added to {path}")
+    if warnings:
+        added = load_config(path, environment=False)
+        index = next(i for i, s in enumerate(added.subscribers) if s.email.strip().lower() == email.lower())
+        _print_problems([
+            Problem(str(path), added.line_of(["subscribers", index, vocabulary, position]),
+                    f"{email}: {warning}", "warning")
+            for vocabulary, position, warning in warnings
+        ])  # fmt: skip
+        print("hint: it matches no item until one has that term; fix it with 'syndicator subscribers "
+              "remove' then 'add', or by hand", file=sys.stderr)  # fmt: skip
     return 0
 
 

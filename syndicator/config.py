@@ -398,8 +398,10 @@ def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
     raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the config file. Without one at the default place, use the defaults."""
+def load_config(explicit: str | os.PathLike[str] | None = None, *, environment: bool = True) -> Config:
+    """Read and validate the config file. Without one at the default place, use the defaults.
+
+    `environment=False`: see `parse_config`."""
     path = config_path(explicit)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -412,4 +414,4 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         return Config(base_dir=Path("."), source=str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(str(path), None, f"cannot read: {exc}")]) from None
-    return parse_config(text, path)
+    return parse_config(text, path, environment=environment)

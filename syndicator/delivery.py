@@ -26,14 +26,16 @@ from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_digest, newest_first
 from .dkim import DkimKey, load_key, sign
 from .emails import Envelope, address, digest_bytes, message_id
+from .errors import SyndicatorError
 from .french_dates import PARIS
+from .items import NewsItem
 from .ledger import AlreadyRecorded, GroupedWrites, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
 from .smtp import SmtpTransport
 from .store import Store
 from .subscribers import Subscriber
-from .taxonomy import Interests, MatchIndex, verdicts
+from .taxonomy import Interests, MatchIndex, matches, verdicts
 from .templating import environment
 from .territoires import Hierarchy
 from .tokens import Signer, secret_keys
@@ -140,6 +142,25 @@ class Digests:
             subscriber, self.pool.items_at(chosen), since=last.issued if last else None,
             issued=self.now, max_items=self.config.email.max_items,
         )  # fmt: skip
+
+    def sample_digest(self, subscriber: Subscriber, *, chunk: int = 500) -> Digest | None:
+        """The latest stored items that match the subscriber's interests, sent already or old,
+        up to email.max_items, as a digest (newest first); None when no item matches at all.
+        For `digest preview` when nothing is new: what their digest looks like."""
+        interests, wanted = self.interests(subscriber), self.config.email.max_items
+        stamps = sorted(
+            self.store.item_stamps(),
+            key=lambda s: (s.published or s.first_seen.astimezone(PARIS).date(), s.first_seen, s.url),
+            reverse=True,
+        )
+        chosen: list[NewsItem] = []
+        for start in range(0, len(stamps), chunk):  # newest first, loaded only as far as needed
+            part = stamps[start : start + chunk]
+            loaded = self.store.items_by_id(s.id for s in part)
+            chosen += [loaded[s.id] for s in part if matches(interests, loaded[s.id], self.hierarchy)]
+            if len(chosen) >= wanted:
+                break
+        return build_digest(subscriber, chosen[:wanted], since=None, issued=self.now, max_items=wanted)
 
     def links(self, subscriber: Subscriber) -> DigestLinks:
         web = self.config.web.base_url.rstrip("/")
@@ -506,12 +527,22 @@ def _tally(report: SendReport, subscriber: Subscriber, results: list[str], *, su
 
 
 def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, list[str]]:
-    """Whether an item goes to a subscriber's next digest, and each rule's say, in plain words."""
+    """Whether an item goes to a subscriber's next digest, and each rule's say, in plain words.
+
+    Raises `SyndicatorError` when the store has no item of that URL (with the stored URL it
+    looks like, if one differs only by scheme, `www.`, case or a trailing slash)."""
     candidate = next((c for c in digests.candidates if c.item.url == url), None)
     if candidate is None:
-        stamp = next((s for s in digests.store.item_stamps() if s.url == url), None)
+        stamps = digests.store.item_stamps()
+        stamp = next((s for s in stamps if s.url == url), None)
         if stamp is None:
-            return False, [f"no item with the URL {url} in the store; run 'syndicator ingest'"]
+            alike = [s.url for s in stamps if _url_key(s.url) == _url_key(url)]
+            raise SyndicatorError(
+                f"no item with the URL {url} in the store",
+                hint=f"did you mean {alike[0]}?" if alike else (
+                    "run 'syndicator ingest' first; 'syndicator parse FILE' shows an item's URL"
+                ),
+            )  # fmt: skip
         candidate = Candidate(stamp.id, digests.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
     item, lines, ok = candidate.item, [], True
     for verdict in verdicts(digests.interests(subscriber), item, digests.hierarchy):
@@ -546,3 +577,9 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
         else:
             lines.append(f"passes: published {day:%Y-%m-%d}, within the {lookback}-day look-back")
     return ok, lines
+
+
+def _url_key(url: str) -> str:
+    """A URL as an admin may mistype it: no scheme, no `www.`, no trailing slash, any case."""
+    rest = url.strip().lower().partition("://")[2] or url.strip().lower()
+    return rest.removeprefix("www.").rstrip("/")

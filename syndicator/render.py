@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -139,6 +140,29 @@ def render_digest(env: Environment, digest: Digest, links: DigestLinks, site: Si
     text = _limit_lines(_layout(text_env, TEXT_TEMPLATE).text(context))
     html = _layout(html_env, HTML_TEMPLATE).html(context)
     return RenderedDigest(subject=subject, text=text, html=html)
+
+
+SAMPLE_SUBJECT = "Exemple — "
+SAMPLE_NOTICE = (
+    "Exemple : cette lettre montre les dernières actualités qui correspondent aux centres "
+    "d'intérêt de l'abonné, même déjà envoyées ou anciennes. Elle n'a pas été envoyée."
+)
+_BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def mark_sample(rendered: RenderedDigest) -> RenderedDigest:
+    """A rendered digest marked as a sample (`digest preview` with nothing new): « Exemple » at
+    the head of its subject, and a notice at the top of its text and of its HTML body. Done on
+    the output, so that an admin's own templates get the mark too."""
+    notice = f'<p style="background:#fff3cd;padding:8px;font-weight:bold">{SAMPLE_NOTICE}</p>'
+    html = rendered.html
+    body = _BODY.search(html)
+    at = body.end() if body else 0
+    return RenderedDigest(
+        subject=SAMPLE_SUBJECT + rendered.subject,
+        text=textwrap.fill(SAMPLE_NOTICE, 76) + "\n\n" + rendered.text,
+        html=html[:at] + notice + html[at:],
+    )
 
 
 def digest_context(digest: Digest, links: DigestLinks, site: SiteConfig) -> dict[str, Any]:

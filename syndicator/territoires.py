@@ -180,6 +180,11 @@ class Hierarchy:
         """The place of that code; KeyError when there is none."""
         return self._places[code]
 
+    def label(self, code: str) -> str:
+        """How to write a place so that it names it alone: its name, with its département in
+        brackets when other places share the name (`Saint-Aubin (59)`)."""
+        return self._display(code)
+
     def places(self) -> list[Place]:
         """Every place, official and config.yaml's (for the web pages' search)."""
         return list(self._places.values())

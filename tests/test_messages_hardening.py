@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 
 from syndicator.config import parse_config
 from syndicator.errors import ConfigError
+from syndicator.ledger import Ledger
+from syndicator.store import Store
 
 from .conftest import Run
 
@@ -116,3 +120,107 @@ def test_a_misspelt_thematique_still_gets_its_suggestion(run: Run, project: Path
     result = run("check")
     assert result.code == 1
     assert "unknown thématique 'Educaton'; did you mean 'Éducation'?" in result.err
+
+
+WATTRELOS = (
+    "https://www.irev.fr/actualites-0/wattrelos-lance-son-premier-budget-participatif-dans-les-quartiers"
+)
+
+
+def test_explain_with_an_unknown_url_exits_1(run: Run, project: Path) -> None:
+    """An URL the store does not hold is an error (exit 1), with the stored URL it looks like."""
+    run("ingest")
+    unknown = run("explain", "claire.martin@example.org", "https://www.irev.fr/nulle-part")
+    assert (unknown.code, unknown.out) == (1, "")
+    assert unknown.err.splitlines() == [
+        "syndicator: no item with the URL https://www.irev.fr/nulle-part in the store",
+        "hint: run 'syndicator ingest' first; 'syndicator parse FILE' shows an item's URL",
+    ]
+    mistyped = WATTRELOS.replace("https://www.", "http://") + "/"
+    near = run("explain", "claire.martin@example.org", mistyped)
+    assert near.code == 1
+    assert near.err.splitlines()[-1] == f"hint: did you mean {WATTRELOS}?"
+    assert run("explain", "claire.martin@example.org", WATTRELOS).code == 0
+
+
+def test_subscribers_add_stores_official_spellings_and_warns_at_once(run: Run, project: Path) -> None:
+    """`subscribers add` writes known terms as items and the hierarchy spell them, and warns,
+    at the new entry's lines, about the terms nothing knows; the subscriber is added anyway."""
+    result = run(
+        "subscribers", "add", "nouveau@example.org",
+        "--thematique", "sante", "--thematique", "Educaton",
+        "--territoire", "mel", "--territoire", "saint-aubin (59)", "--territoire", "Marseille",
+        "--type", "actu de l'irev",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert result.out == "nouveau@example.org added to config.yaml\n"
+    text = (project / "config.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    entry = lines[lines.index("  - email: nouveau@example.org") :]
+    assert entry[2] == "    thematiques: [Santé, Educaton]"
+    assert entry[3] == "    territoires: [Métropole Européenne de Lille, Saint-Aubin (59), Marseille]"
+    assert entry[4] == "    types: [Actu de l'IREV]"
+    thematiques_line, territoires_line = len(lines) - len(entry) + 3, len(lines) - len(entry) + 4
+    warnings = result.err.splitlines()
+    assert warnings[0] == (
+        f"config.yaml:{thematiques_line}: warning: nouveau@example.org: unknown thématique 'Educaton'; "
+        "did you mean 'Éducation'?"
+    )
+    assert warnings[1].startswith(
+        f"config.yaml:{territoires_line}: warning: nouveau@example.org: territoire 'Marseille' is a "
+        "commune of Bouches-du-Rhône (13), outside Hauts-de-France"
+    )
+    assert warnings[2].startswith("hint: ")
+    assert len(warnings) == 3
+
+
+def test_subscribers_add_with_known_terms_is_silent(run: Run, project: Path) -> None:
+    """Terms that items and the hierarchy know give no warning, with or without a store."""
+    run("ingest")
+    result = run("subscribers", "add", "n@example.org", "--territoire", "ROUBAIX", "--thematique", "Santé")
+    assert (result.code, result.err) == (0, "")
+    assert "    territoires: [Roubaix]\n" in (project / "config.yaml").read_text(encoding="utf-8")
+
+
+def _ledger_counts(project: Path) -> dict[str, int]:
+    with Store.open(f"sqlite:///{project / 'syndicator.db'}") as store:
+        return Ledger(store).counts()
+
+
+def test_digest_preview_with_nothing_new_writes_a_marked_sample(run: Run, project: Path) -> None:
+    """After a send, `digest preview` still writes the digest, with the latest matching items,
+    marked « Exemple » in its subject, text and HTML; the ledger is left as it was."""
+    run("ingest")
+    first = run("digest", "preview", "claire.martin@example.org", "--out", "avant")
+    assert first.code == 0, first.err
+    assert "Exemple" not in (project / "avant" / "digest-claire-martin-example-org.txt").read_text("utf-8")
+    assert run("run", "--once").code == 0
+    counts = _ledger_counts(project)
+    result = run("digest", "preview", "claire.martin@example.org", "--out", "apres")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == (
+        "claire.martin@example.org: nothing new to send; here is a sample with the latest matching items"
+    )
+    stem = project / "apres" / "digest-claire-martin-example-org"
+    text = stem.with_suffix(".txt").read_text(encoding="utf-8")
+    assert text.startswith("Exemple : cette lettre montre les dernières actualités")
+    assert "Bonjour Claire Martin," in text
+    html = stem.with_suffix(".html").read_text(encoding="utf-8")
+    assert "Elle n'a pas été envoyée." in html.replace("&#39;", "'")
+    message = BytesParser(policy=policy.default).parsebytes(stem.with_suffix(".eml").read_bytes())
+    assert str(message["Subject"]).startswith("Exemple — IREV — ")
+    assert result.out.rstrip().endswith("items)") and "Exemple — " in result.out
+    assert _ledger_counts(project) == counts
+    assert run("digest", "send").out.startswith("sent 0, ")
+
+
+def test_digest_preview_when_nothing_matches_writes_nothing(run: Run, project: Path) -> None:
+    """A subscriber whose interests match no stored item gets no sample: the command says so."""
+    run("ingest")
+    assert run("subscribers", "add", "rien@example.org", "--thematique", "Astronomie").code == 0
+    result = run("digest", "preview", "rien@example.org", "--out", "vide")
+    assert (result.code, result.out) == (
+        0,
+        "rien@example.org: nothing new to send, and no stored item matches their interests\n",
+    )
+    assert not (project / "vide").exists()
