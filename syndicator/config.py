@@ -303,6 +303,10 @@ def _message(error: Mapping[str, Any], model: type[BaseModel], data: Mapping[str
     if error["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         # `59350` unquoted reads as a number; a name or code must be written as text.
         return f"{where}: {value} is a number here; write it in quotes ('{value}') to mean the name or code"
+    if error["type"] == "string_type" and isinstance(value, bool):
+        return f"{where}: {str(value).lower()} reads as yes/no here; write it in quotes to mean a name"
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{where}: expected `key: value` lines here, not {value!r}"
     text = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] in ("literal_error", "int_parsing", "float_parsing", "bool_parsing"):
         text += f", not {value!r}"

@@ -58,9 +58,10 @@ def _typos(a: str, b: str) -> int:
 
 
 def typo_allowance(key: str) -> int:
-    """How many typos a "did you mean" forgives in a name of that length: one in a short word
-    (`Paris` is not `Paars`), two from 7 letters, three from 13."""
-    return 1 if len(key) < 7 else 2 if len(key) < 13 else 3
+    """How many typos a "did you mean" forgives in a name of that length: none under 4 letters
+    (any two-letter name is a typo away from another), one up to 6 (`Paris` is not `Paars`),
+    two from 7 letters, three from 13."""
+    return 0 if len(key) < 4 else 1 if len(key) < 7 else 2 if len(key) < 13 else 3
 
 
 def is_close(key: str, other: str) -> bool:

@@ -46,6 +46,16 @@ def test_an_unquoted_number_says_to_quote_it() -> None:
     ]
 
 
+def test_a_bare_yes_no_word_or_a_scalar_for_a_section_says_what_to_write() -> None:
+    """`true` where a name belongs says to quote it; a subscriber that is not keys says so."""
+    text = "subscribers:\n  - email: a@example.org\n    types: [true]\n  - 3\n"
+    assert problems(text) == [
+        "config.yaml:3: subscriber #1 (a@example.org), types entry 1: true reads as yes/no here; "
+        "write it in quotes to mean a name",
+        "config.yaml:4: subscriber #2: expected `key: value` lines here, not 3",
+    ]
+
+
 def test_positions_count_from_one_and_name_the_subscribers_email() -> None:
     """A problem in the second subscriber says #2 and its address, not `subscribers.1`."""
     text = (
