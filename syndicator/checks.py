@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -149,7 +150,8 @@ def known_terms(config: Config) -> dict[str, dict[str, str]]:
     known: dict[str, dict[str, str]] = {v: {} for v in VOCABULARIES}
     url = config.database_url
     if not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file():
-        with Store.open(url) as store:
+        # An unreadable store: the item files still tell.
+        with contextlib.suppress(StoreError), Store.open(url) as store:
             for term in store.terms().values():
                 known[term.vocabulary].setdefault(term_key(term.name), term.name)
     if any(known.values()):

@@ -23,7 +23,7 @@ from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
 from .daemon import Daemon
 from .delivery import Digests, explain, send_digests
-from .errors import Problem, SyndicatorError
+from .errors import ConfigError, Problem, SyndicatorError
 from .feeds import update_feeds
 from .french_dates import PARIS
 from .ingest import IngestReport, ingest, parse_many
@@ -225,7 +225,10 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     # The terms are checked against the current file's territoires and the items' terms, and
     # stored as those spell them, so that what is written is what `check` accepts.
-    config = load_config(path, environment=False)
+    try:
+        config = load_config(path, environment=False)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems(), hint=f"{path} was not changed; fix it first") from None
     hierarchy, _ = Hierarchy.load(config.territoires)
     known = known_terms(config)
     lists: dict[str, list[str]] = {}
