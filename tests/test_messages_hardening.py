@@ -234,3 +234,24 @@ def test_digest_preview_when_nothing_matches_writes_nothing(run: Run, project: P
         "rien@example.org: nothing new to send, and no stored item matches their interests\n",
     )
     assert not (project / "vide").exists()
+
+
+def test_subscribers_add_with_an_unreadable_store_uses_the_item_files(run: Run, project: Path) -> None:
+    """A store that cannot be read does not stop `subscribers add`: the items' terms come from
+    the item files, and known terms still get their spelling without a warning."""
+    (project / "syndicator.db").write_bytes(b"pas une base SQLite\n" * 100)
+    result = run("subscribers", "add", "n@example.org", "--thematique", "sante")
+    assert (result.code, result.err) == (0, "")
+    assert "    thematiques: [Santé]\n" in (project / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_subscribers_add_to_a_broken_config_changes_nothing(run: Run, project: Path) -> None:
+    """A config with a problem elsewhere is reported, located, and left as it was."""
+    config = project / "config.yaml"
+    broken = config.read_text(encoding="utf-8").replace("max_items: 50", "max_items: beaucoup")
+    config.write_text(broken, encoding="utf-8")
+    result = run("subscribers", "add", "n@example.org")
+    assert result.code == 1
+    assert "feeds.max_items" in result.err.splitlines()[0]
+    assert result.err.splitlines()[-1] == "hint: config.yaml was not changed; fix it first"
+    assert config.read_text(encoding="utf-8") == broken
