@@ -35,6 +35,7 @@ from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
 from .subscribers import Subscriber, from_config, with_choices
 from .taxonomy import slugify
+from .tokens import environment_secrets
 
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
@@ -206,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve  # noqa: PLC0415 -- the web stack loads for this command only
 
     config = load_config(args.config)
+    environment_secrets()  # a bad secret stops the service at start, not at the first link
     logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     port = config.web.port if args.port is None else args.port
     serve(config, args.host or config.web.host, port, access_log=args.verbose)
@@ -258,6 +260,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    environment_secrets()  # a bad secret stops the service at start, not at the first digest
     if not args.once:
         logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
         with _open(config) as store:
