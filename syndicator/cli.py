@@ -207,7 +207,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve  # noqa: PLC0415 -- the web stack loads for this command only
 
     config = load_config(args.config)
-    environment_secrets()  # a bad secret stops the service at start, not at the first link
     logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     port = config.web.port if args.port is None else args.port
     serve(config, args.host or config.web.host, port, access_log=args.verbose)

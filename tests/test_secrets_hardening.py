@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -118,6 +120,19 @@ def test_a_short_secret_is_refused_with_a_hint(
     assert preview.code == 1
     assert preview.err.startswith("$SYNDICATOR_SECRET: the secret is 18 bytes long")
     assert not (project / "preview").exists()
+
+
+def test_serve_refuses_a_short_secret_at_start(project: Path) -> None:
+    """`serve` stops at once on a short secret (exit 1, with the hint) instead of serving pages
+    whose links would be sealed with it."""
+    env = {**os.environ, "SYNDICATOR_SECRET": "court, mais secret"}
+    command = [sys.executable, "-m", "syndicator", "serve", "--port", "0"]
+    result = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("$SYNDICATOR_SECRET: the secret is 18 bytes long")
+    assert "hint: make one with:" in result.stderr
 
 
 def test_a_short_former_secret_is_refused_too(
