@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,14 @@ from .store import Store
 from .taxonomy import close_matches, term_key
 from .templating import environment, template_problems
 from .territoires import Hierarchy
+from .tokens import (
+    OLD_SECRET_ENV,
+    SECRET_ENV,
+    SecretError,
+    environment_secrets,
+    list_like_secret,
+    misnamed_secrets,
+)
 
 
 @dataclass(slots=True)
@@ -48,6 +57,8 @@ def check(config_file: str | None) -> CheckReport:
         dkim_key(report.config)
     except ConfigError as exc:
         report.problems.extend(exc.problems())
+    _check_secrets(report)
+    _check_private_files(report, report.config)
     scanned = IngestReport()
     files = scan([report.config.items_path], scanned)
     report.problems.extend(scanned.errors)
@@ -79,6 +90,58 @@ def check(config_file: str | None) -> CheckReport:
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
     return report
+
+
+def _check_secrets(report: CheckReport) -> None:
+    """The secrets in the environment: long enough, and not a list of the first releases."""
+    try:
+        environment_secrets()
+    except SecretError as exc:
+        report.problems.extend(exc.problems())
+        report.hints.extend([exc.hint] if exc.hint else [])
+        return
+    for name in misnamed_secrets():
+        report.problems.append(Problem(
+            f"${name}", None,
+            f"syndicator reads no such variable; a former secret goes in {OLD_SECRET_ENV} or "
+            f"{OLD_SECRET_ENV}_<name>, the current one in {SECRET_ENV}",
+            "warning",
+        ))  # fmt: skip
+    if list_like_secret():
+        report.problems.append(Problem(
+            f"${SECRET_ENV}", None,
+            "holds spaces or commas between parts as long as secrets: it is one secret, whole, no "
+            "longer a list; links sealed with its last part no longer open",
+            "warning",
+        ))  # fmt: skip
+        report.hints.append(
+            f"keep the newest part in {SECRET_ENV} and each older one in SYNDICATOR_OLD_SECRET_<name>"
+        )
+
+
+def _check_private_files(report: CheckReport, config: Config) -> None:
+    """A warning for the DKIM key or the SQLite database (it may hold the links' secret, and holds
+    every address) when users other than the owner may read them."""
+    files = []
+    if config.email.dkim is not None:
+        files.append(("the DKIM private key", config.resolve(config.email.dkim.key)))
+    url = config.database_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        database = Path(url.removeprefix("sqlite:///"))
+        files += [
+            ("the database", database.with_name(database.name + suffix)) for suffix in ("", "-wal", "-shm")
+        ]
+    for what, path in files:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue  # not made yet, or reported above
+        if mode & 0o066:
+            report.problems.append(Problem(
+                str(path), None,
+                f"{what} is open to other users (mode {mode:04o}); make it private: chmod 600 {path}",
+                "warning",
+            ))  # fmt: skip
 
 
 def _suppressed(config: Config) -> dict[str, tuple[str, datetime]]:

@@ -37,6 +37,7 @@ from .store import Store
 from .subscribers import Subscriber, from_config, with_choices
 from .taxonomy import slugify
 from .territoires import Hierarchy
+from .tokens import environment_secrets
 
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
@@ -297,6 +298,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    environment_secrets()  # a bad secret stops the service at start, not at the first digest
     if not args.once:
         logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
         with _open(config) as store:

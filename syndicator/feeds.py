@@ -24,7 +24,7 @@ from jinja2 import Environment
 
 from .config import Config
 from .feedxml import Channel, Entry, build_atom, build_rss
-from .files import staged
+from .files import public_folder, staged
 from .french_dates import PARIS
 from .items import Vocabulary
 from .store import ItemStamp, Store, StoredTerm
@@ -205,7 +205,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    public_folder(path.parent)
     with staged(path.parent, data, prefix=f".{path.name}.") as temporary:
         os.replace(temporary, path)
     return True

@@ -23,3 +23,15 @@ def staged(folder: Path, data: bytes, *, prefix: str = ".staged.", mode: int = 0
         yield Path(temporary)
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def public_folder(folder: Path) -> None:
+    """Make `folder` and its missing parents, each readable by everyone whatever the umask (the
+    daemon's systemd unit sets 0077): a web server publishes what is in it."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+        os.chmod(made, 0o755)

@@ -57,10 +57,11 @@ class Transport(Protocol):
 
 
 def write_eml(folder: Path, message: Outgoing, now: datetime) -> Path:
-    """Write a message as an .eml file, atomically, under a name no other message has."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a message as an .eml file, atomically, under a name no other message has; readable by
+    its owner only, in a folder made so: a digest holds its reader's unsubscribe and preferences links."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stem = f"{now:%Y%m%dT%H%M%S}-{message.name}"
-    with staged(folder, message.data, prefix=".outgoing.") as temporary:
+    with staged(folder, message.data, prefix=".outgoing.", mode=0o600) as temporary:
         for number in range(1, 10_000):
             target = folder / (f"{stem}.eml" if number == 1 else f"{stem}-{number}.eml")
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -104,6 +105,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_private(database: str | None, *, uri: bool) -> None:
+    """Create a new SQLite file readable by its owner only, whatever the umask: it holds every
+    address and may hold the links' secret. SQLite gives its -wal and -shm files the same mode."""
+    if not database or database == ":memory:" or uri:
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return  # already there; or SQLite says why when it opens it (no such folder, no permission)
+
+
 class Store:
     """The database behind every command. Open with `Store.open(url)`."""
 
@@ -121,6 +133,7 @@ class Store:
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(f"cannot use database {url!r}: {exc}", path="config.yaml") from None
         if engine.dialect.name == "sqlite":
+            _create_private(engine.url.database, uri=bool(engine.url.query.get("uri")))
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
         try:

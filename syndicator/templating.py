@@ -1,7 +1,9 @@
 """The Jinja2 environment for every page and email: admins' templates first, then the shipped ones.
 
 Templates live in `templates/` beside config.yaml (the `templates` key); a file missing there is
-taken from the templates shipped with syndicator. Autoescape is on. French formatting of dates
+taken from the templates shipped with syndicator: inside the installed package (a wheel holds the
+repository's `templates/` as `syndicator/templates`), else, in a source checkout or an editable
+install, the repository's `templates/` itself. Autoescape is on. French formatting of dates
 and sizes comes from babel, as filters.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from babel.dates import format_date, format_datetime
@@ -26,7 +29,16 @@ from jinja2.filters import do_wordwrap
 from .errors import Problem
 from .french_dates import PARIS
 
-SHIPPED = Path(__file__).resolve().parent.parent / "templates"
+
+def shipped_templates() -> Path:
+    """The folder of the default templates: the package's own in a wheel, else the checkout's."""
+    packaged = resources.files("syndicator") / "templates"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+SHIPPED = shipped_templates()
 _PLAIN = Environment(autoescape=False)  # what cached wrapping runs in: plain text, "\n" lines
 LOCALE = "fr_FR"
 

@@ -9,11 +9,12 @@ token, so a digest's bytes do not change when it is built again. Tokens made by 
 releases (itsdangerous, signed but readable) are still accepted, so links in old emails keep
 working.
 
-The secret comes from `$SYNDICATOR_SECRET`; several secrets separated by spaces or commas may be
-given, the newest last: tokens are sealed with the newest and read with any of them, so a key
-rotation keeps old links working. Without the variable, a random secret is made once and kept in
-the store, so the quick start needs none. Tokens do not expire: an unsubscribe link in a
-years-old email must still work.
+The secret comes from `$SYNDICATOR_SECRET`, whole: spaces and commas are part of it (only the
+whitespace around it is dropped), and it must be at least 32 bytes long. A key rotation keeps old
+links working through `$SYNDICATOR_OLD_SECRET` and `$SYNDICATOR_OLD_SECRET_<anything>`: one former
+secret each, used only to open tokens, never to seal them. Without `$SYNDICATOR_SECRET`, a random
+secret is made once and kept in the store, so the quick start needs none. Tokens do not expire:
+an unsubscribe link in a years-old email must still work.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Literal
 
 from cryptography.exceptions import InvalidTag
@@ -31,19 +33,74 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from .errors import SyndicatorError
 from .store import Store
 
 SECRET_ENV = "SYNDICATOR_SECRET"
+OLD_SECRET_ENV = "SYNDICATOR_OLD_SECRET"  # also SYNDICATOR_OLD_SECRET_<anything>, one secret each
+MIN_SECRET_BYTES = 32  # a shorter one could be guessed offline from a single link
+_OLD_NAME = re.compile(rf"{OLD_SECRET_ENV}(_\w+)?")
+_MAKE_ONE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 Purpose = Literal["unsubscribe", "preferences", "confirm"]
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22,}")  # base64url, unpadded: at least the 16-byte tag
 
 
+class SecretError(SyndicatorError, ValueError):
+    """A secret given in the environment that cannot be used (too short, or old ones without a
+    current one)."""
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets the environment gives, oldest first and the current one last (empty when
+    `$SYNDICATOR_SECRET` is unset); `SecretError` for one that is too short."""
+    environ = os.environ if environ is None else environ
+    current = environ.get(SECRET_ENV, "").strip()
+    old_names = sorted(name for name in environ if _OLD_NAME.fullmatch(name))
+    if not current:
+        if old_names:
+            raise SecretError(
+                f"{old_names[0]} is set but {SECRET_ENV} is not: former secrets only open links, "
+                "a current one must seal them",
+                path=f"${old_names[0]}",
+                hint=f"set {SECRET_ENV} to the current secret (make one with: {_MAKE_ONE})",
+            )
+        return []
+    named = [(name, environ[name].strip()) for name in old_names if environ[name].strip()]
+    for name, secret in [*named, (SECRET_ENV, current)]:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise SecretError(
+                f"the secret is {len(secret.encode())} bytes long, shorter than the "
+                f"{MIN_SECRET_BYTES} needed: one link sealed with it is enough to guess it",
+                path=f"${name}",
+                hint=f"make one with: {_MAKE_ONE}; it is one secret, spaces and commas included "
+                f"(keep a former one in {OLD_SECRET_ENV}_<name> to keep its links working)",
+            )
+    return [secret for _, secret in named if secret != current] + [current]
+
+
 def secret_keys(store: Store) -> list[str]:
-    """The signing secrets, oldest first: from the environment, else the store's own."""
-    configured = [k for k in re.split(r"[\s,]+", os.environ.get(SECRET_ENV, "")) if k]
-    if configured:
-        return configured
-    return [store.ensure_state("secret", lambda: secrets.token_urlsafe(32))]
+    """The signing secrets, oldest first, the one that seals last: from the environment, else the
+    store's own."""
+    return environment_secrets() or [store.ensure_state("secret", lambda: secrets.token_urlsafe(32))]
+
+
+def misnamed_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Variables named like a secret of ours that syndicator does not read (a typo such as
+    `SYNDICATOR_OLD_SECRETS`), which would leave their links unopened without a word."""
+    names = (os.environ if environ is None else environ).keys()
+    return sorted(
+        n
+        for n in names
+        if n.startswith("SYNDICATOR_") and "SECRET" in n and n != SECRET_ENV and not _OLD_NAME.fullmatch(n)
+    )
+
+
+def list_like_secret(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `$SYNDICATOR_SECRET` looks like the list of secrets of the first releases (spaces
+    or commas between parts each long enough to be a secret): now it is one secret, whole."""
+    value = (os.environ if environ is None else environ).get(SECRET_ENV, "").strip()
+    parts = [p for p in re.split(r"[\s,]+", value) if p]
+    return len(parts) > 1 and all(len(p.encode()) >= MIN_SECRET_BYTES for p in parts)
 
 
 def _key(secret: str, purpose: Purpose) -> bytes:

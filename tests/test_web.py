@@ -180,11 +180,12 @@ def test_a_link_does_not_show_the_address_and_old_links_still_work(site: Site) -
 
 
 def test_links_signed_before_a_key_rotation_still_work(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With `SYNDICATOR_SECRET="old new"`, a link signed with the old secret still unsubscribes;
-    once the old secret is dropped, it no longer does."""
-    old = f"/unsubscribe/{Signer(['ancien-secret'], 'unsubscribe').sign(MARIE)}"
+    """With the former secret in `SYNDICATOR_OLD_SECRET_<name>`, a link sealed with it still
+    unsubscribes; once the former secret is dropped, it no longer does."""
+    former = "l'ancien secret de la lettre, avant la rotation"
+    old = f"/unsubscribe/{Signer([former], 'unsubscribe').sign(MARIE)}"
     assert site.client.get(old).status_code == 400
-    monkeypatch.setenv("SYNDICATOR_SECRET", f"ancien-secret {SECRET}")
+    monkeypatch.setenv("SYNDICATOR_OLD_SECRET_2025", former)
     with TestClient(create_app(site.config)) as client:
         assert client.get(old).status_code == 200
 

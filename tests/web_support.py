@@ -32,7 +32,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     from starlette.testclient import TestClient
 
-SECRET = "secret-pour-les-tests"  # several secrets are separated by spaces
+SECRET = "secret pour les tests, assez long pour en être un"  # one secret, spaces and all
 __all__ = [
     "SECRET", "TestClient", "WebSite", "built_project", "listening_socket", "served", "serving", "text_of",
 ]  # fmt: skip
