@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
-from .checks import check
+from .checks import check, database_error
 from .choices import load_choices, signups
 from .config import Config, config_path, load_config
 from .config_edit import add_subscriber, remove_subscriber
@@ -47,6 +47,9 @@ def _print_problems(problems: Sequence[Problem]) -> None:
 
 
 def _open(config: Config) -> Store:
+    problem = database_error(config)  # a located message, rather than SQLAlchemy's
+    if problem is not None:
+        raise problem
     return Store.open(config.database_url)
 
 
@@ -284,6 +287,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="syndicator", description="News items into RSS/Atom feeds and email digests."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Also before the command (`syndicator --config c.yaml check`); given after it too, that wins.
+    parser.add_argument("--config", dest="config_before", metavar="PATH", help="as after COMMAND")
+    parser.add_argument("-v", "--verbose", dest="verbose_before", action="store_true", help="idem")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
@@ -357,6 +363,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `syndicator` console script."""
     args = _parser().parse_args(argv)
+    args.config = getattr(args, "config", None) or args.config_before
+    args.verbose = getattr(args, "verbose", False) or args.verbose_before
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
