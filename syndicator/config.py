@@ -310,9 +310,12 @@ def _missing_secrets(config: Config) -> list[Located]:
 
 def _yaml_error(name: str, exc: MarkedYAMLError) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
+    hint = "check the indentation and the quotes around values holding ':' or '#'"
+    if "alias" in str(exc.problem):  # YAML reads a leading '*' as an alias: `refresh: */10 * * * *`
+        hint = "a value starting with '*', like a cron time, needs quotes: refresh: \"*/10 * * * *\""
     return ConfigError(
         [Problem(name, mark.line + 1 if mark else None, f"not valid YAML: {exc.problem or exc.context}")],
-        hint="check the indentation and the quotes around values holding ':' or '#'",
+        hint=hint,
     )
 
 

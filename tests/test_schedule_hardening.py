@@ -174,3 +174,18 @@ def test_a_reload_that_fails_for_an_unforeseen_reason_keeps_the_last_good_config
         assert service.config.schedule.weekly == "45 8 * * 1"
         assert str(service.scheduler.get_job("weekly").trigger) == "cron[45 8 * * 1] in Europe/Paris"
         assert "config reloaded" in caplog.text
+
+
+def test_an_unquoted_cron_time_starting_with_a_star_gets_a_hint_about_quotes(run: Run, project: Path) -> None:
+    """`refresh: */10 * * * *` without quotes is a YAML alias, not text: the error names the line
+    and the hint says to quote the time, not to look at the indentation."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('refresh: "*/10 * * * *"', "refresh: */10 * * * *"), encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("  refresh:"))
+    result = run("check")
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"config.yaml:{line}: not valid YAML: found undefined alias '/10'",
+        "hint: a value starting with '*', like a cron time, needs quotes: refresh: \"*/10 * * * *\"",
+    ]
