@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -89,6 +91,7 @@ def check(config_file: str | None) -> CheckReport:
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
     report.problems += audience_problems(report.config)
+    report.problems += link_problems(report.config)
     return report
 
 
@@ -258,3 +261,26 @@ def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hier
         guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
     hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""
     return f"unknown {kind} '{label}'{hint}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.endswith(".localhost")
+
+
+def link_problems(config: Config) -> list[Problem]:
+    """A warning when digests go out by SMTP while `web.base_url`, which every unsubscribe and
+    preferences link starts with, is still this machine's own address (the default)."""
+    url = config.web.base_url
+    if config.email.transport != "smtp" or not _loopback(urlsplit(url).hostname or ""):
+        return []
+    line = config.line_of(["web", "base_url"]) if "web" in _keys(config) else None
+    return [Problem(
+        config.source, line,
+        f"web.base_url is {url}, this machine's own address: the unsubscribe and preferences "
+        "links of the digests sent by SMTP would lead subscribers nowhere; set it to the public "
+        "address of 'syndicator serve', like https://lettre.example.org",
+        "warning",
+    )]  # fmt: skip
