@@ -46,10 +46,16 @@ def _print_problems(problems: Sequence[Problem]) -> None:
         print(problem, file=sys.stderr)
 
 
-def _open(config: Config) -> Store:
-    problem = database_error(config)  # a located message, rather than SQLAlchemy's
+def _database_ready(config: Config) -> None:
+    """Raise a located `ConfigError` for a SQLite file that cannot be made, rather than let
+    SQLAlchemy say it."""
+    problem = database_error(config)
     if problem is not None:
         raise problem
+
+
+def _open(config: Config) -> Store:
+    _database_ready(config)
     return Store.open(config.database_url)
 
 
@@ -209,6 +215,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve  # noqa: PLC0415 -- the web stack loads for this command only
 
     config = load_config(args.config)
+    _database_ready(config)
     logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     port = config.web.port if args.port is None else args.port
     serve(config, args.host or config.web.host, port, access_log=args.verbose)

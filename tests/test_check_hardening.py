@@ -61,7 +61,7 @@ def test_a_confirmed_web_sign_up_is_an_audience(run: Run, project: Path) -> None
 
 def test_check_and_status_name_a_database_folder_that_does_not_exist(run: Run, project: Path) -> None:
     """`database:` pointing into a missing folder: `check` reports it at its line with what to
-    do; `status` and `ingest` say the same instead of SQLAlchemy's message and link."""
+    do; `status`, `ingest` and `serve` say the same instead of SQLAlchemy's message and link."""
     config = project / "config.yaml"
     text = config.read_text(encoding="utf-8")
     config.write_text(text.replace("sqlite:///syndicator.db", "sqlite:///donnees/syndicator.db"))
@@ -75,7 +75,7 @@ def test_check_and_status_name_a_database_folder_that_does_not_exist(run: Run, p
     checked = run("check")
     assert checked.code == 1
     assert checked.err.splitlines() == expected
-    for command in ("status", "ingest"):
+    for command in ("status", "ingest", "serve"):
         result = run(command)
         assert result.code == 1, command
         assert result.err.splitlines() == expected, command
