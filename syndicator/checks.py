@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import os
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .choices import UNSUBSCRIBED
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .choices import UNSUBSCRIBED, load_choices, signups
 from .config import Config, load_config
 from .delivery import dkim_key
 from .errors import ConfigError, Problem, StoreError
 from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
 from .ledger import Ledger
+from .scheduler import JOBS, next_run
 from .store import Store
 from .taxonomy import close_matches, term_key
 from .templating import environment, template_problems
@@ -52,6 +59,11 @@ def check(config_file: str | None) -> CheckReport:
         report.problems.extend(exc.problems())
         report.hints.extend([exc.hint] if exc.hint else [])
         return report
+    database = database_error(report.config)
+    if database is not None:
+        report.problems.extend(database.problems())
+        report.hints.extend([database.hint] if database.hint else [])
+    report.problems += schedule_problems(report.config, datetime.now(UTC))
     report.problems.extend(template_problems(environment(report.config.templates_path)))
     try:
         dkim_key(report.config)
@@ -89,6 +101,8 @@ def check(config_file: str | None) -> CheckReport:
         first_file.setdefault(url, file.path)
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
+    report.problems += audience_problems(report.config)
+    report.problems += link_problems(report.config)
     return report
 
 
@@ -142,6 +156,92 @@ def _check_private_files(report: CheckReport, config: Config) -> None:
                 f"{what} is open to other users (mode {mode:04o}); make it private: chmod 600 {path}",
                 "warning",
             ))  # fmt: skip
+
+
+def database_error(config: Config) -> ConfigError | None:
+    """Why the SQLite file `database:` names cannot be opened or made (its folder missing, or
+    not writable; the name a folder), located at the `database:` line; None when it can, and
+    for other databases, which only connecting tells about."""
+    try:
+        url = make_url(config.database_url)
+    except ArgumentError:
+        return None  # opening the store says what is wrong with the URL
+    name = url.database
+    if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or "uri" in url.query:
+        return None
+    path = Path(name)  # a relative name is taken from the current folder, as SQLite does
+    folder = path.parent
+    if path.is_dir():
+        message = f"{path} is a folder, not a database file"
+        hint = f"name a file in it: database: sqlite:///{path / 'syndicator.db'}"
+    elif not folder.is_dir():
+        message = f"the folder {folder} does not exist, so {path.name} cannot be made there"
+        hint = f"create the folder (mkdir -p {folder}) or correct database: in {config.source}"
+    elif not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        message = f"cannot create {path.name} in {folder}: permission denied"
+        hint = f"run syndicator as a user who may write in {folder}, or choose another folder"
+    else:
+        return None
+    line = config.line_of(["database"]) if "database" in _keys(config) else None
+    return ConfigError([Problem(config.source, line, f"database: {message}")], hint=hint)
+
+
+def _keys(config: Config) -> set[str]:
+    """The top-level keys the config file sets (not those left to their defaults)."""
+    return set(config.model_fields_set)
+
+
+_NEVER = {
+    "refresh": "items would never be read, feeds never rebuilt, immediate digests never sent",
+    "daily": "the daily digests would never be sent",
+    "weekly": "the weekly digests would never be sent",
+    "monthly": "the monthly digests would never be sent",
+}
+
+
+def schedule_problems(config: Config, now: datetime) -> list[Problem]:
+    """A warning for each schedule: time that never comes, like the 31st of February."""
+    return [
+        Problem(
+            config.source,
+            config.line_of(["schedule", job]) if "schedule" in _keys(config) else None,
+            f"schedule.{job}: {getattr(config.schedule, job)!r} never comes (none of its months has "
+            f"such a day): {_NEVER[job]}",
+            "warning",
+        )
+        for job in JOBS
+        if next_run(config, job, now) is None
+    ]
+
+
+def _signed_up(config: Config) -> int:
+    """How many confirmed web sign-ups the store holds; 0 when it does not exist yet."""
+    url = config.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return 0
+    with Store.open(url) as store:
+        return len(signups(load_choices(store)))
+
+
+def audience_problems(config: Config) -> list[Problem]:
+    """A warning when no one would receive a digest: config.yaml lists no subscriber and the
+    store holds no confirmed web sign-up."""
+    if config.subscribers:
+        return []
+    try:
+        signed_up = _signed_up(config)
+    except StoreError:
+        signed_up = 0  # the database problem is reported on its own; say what is missing too
+    if signed_up:
+        return []
+    line = config.line_of(["subscribers"]) if "subscribers" in _keys(config) else None
+    return [Problem(
+        config.source, line,
+        "no subscribers, so no digest will be sent: list some under subscribers: "
+        "('syndicator subscribers add EMAIL' does it), or let people sign up at "
+        f"{config.web.base_url.rstrip('/')}/subscribe ('syndicator serve')",
+        "warning",
+    )]  # fmt: skip
 
 
 def _suppressed(config: Config) -> dict[str, tuple[str, datetime]]:
@@ -264,3 +364,26 @@ def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hier
         guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
     hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""
     return f"unknown {kind} '{label}'{hint}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.endswith(".localhost")
+
+
+def link_problems(config: Config) -> list[Problem]:
+    """A warning when digests go out by SMTP while `web.base_url`, which every unsubscribe and
+    preferences link starts with, is still this machine's own address (the default)."""
+    url = config.web.base_url
+    if config.email.transport != "smtp" or not _loopback(urlsplit(url).hostname or ""):
+        return []
+    line = config.line_of(["web", "base_url"]) if "web" in _keys(config) else None
+    return [Problem(
+        config.source, line,
+        f"web.base_url is {url}, this machine's own address: the unsubscribe and preferences "
+        "links of the digests sent by SMTP would lead subscribers nowhere; set it to the public "
+        "address of 'syndicator serve', like https://lettre.example.org",
+        "warning",
+    )]  # fmt: skip

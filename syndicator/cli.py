@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
-from .checks import check, known_terms, official_spelling
+from .checks import check, database_error, known_terms, official_spelling
 from .choices import load_choices, signups
 from .config import Config, config_path, load_config
 from .config_edit import add_subscriber, remove_subscriber
@@ -49,7 +49,16 @@ def _print_problems(problems: Sequence[Problem]) -> None:
         print(problem, file=sys.stderr)
 
 
+def _database_ready(config: Config) -> None:
+    """Raise a located `ConfigError` for a SQLite file that cannot be made, rather than let
+    SQLAlchemy say it."""
+    problem = database_error(config)
+    if problem is not None:
+        raise problem
+
+
 def _open(config: Config) -> Store:
+    _database_ready(config)
     return Store.open(config.database_url)
 
 
@@ -216,6 +225,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web import serve  # noqa: PLC0415 -- the web stack loads for this command only
 
     config = load_config(args.config)
+    _database_ready(config)
     logging.getLogger("syndicator").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     port = config.web.port if args.port is None else args.port
     serve(config, args.host or config.web.host, port, access_log=args.verbose)
@@ -325,6 +335,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="syndicator", description="News items into RSS/Atom feeds and email digests."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Also before the command (`syndicator --config c.yaml check`); given after it too, that wins.
+    parser.add_argument("--config", dest="config_before", metavar="PATH", help="as after COMMAND")
+    parser.add_argument("-v", "--verbose", dest="verbose_before", action="store_true", help="idem")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
@@ -398,6 +411,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `syndicator` console script."""
     args = _parser().parse_args(argv)
+    args.config = getattr(args, "config", None) or args.config_before
+    args.verbose = getattr(args, "verbose", False) or args.verbose_before
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

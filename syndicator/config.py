@@ -20,12 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")
 Frequency = Literal["immediate", "daily", "weekly", "monthly"]
-_CRON_FIELD = re.compile(r"^[\w*/,\-?]+$")
+SCHEDULE_HINT = (
+    f"a schedule: time is a cron line, minute hour day month weekday, like {EXAMPLE}; "
+    "days and months in English (mon…sun, jan…dec) or as numbers (0 or 7 is Sunday)"
+)
 
 
 class _Section(BaseModel):
@@ -118,11 +122,7 @@ class ScheduleConfig(_Section):
     @field_validator("refresh", "daily", "weekly", "monthly")
     @classmethod
     def _cron(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-            raise ValueError(
-                f"{value!r} is not a cron expression: five fields, minute hour day month weekday"
-            )
+        cron_fields(value)  # every field, as the scheduler will read it
         return value
 
 
@@ -350,7 +350,9 @@ def _yaml_error(name: str, exc: MarkedYAMLError) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
     problem = str(exc.problem or exc.context)
     hint = "check the indentation and the quotes around values holding ':' or '#'"
-    if "'\\t'" in problem:
+    if "alias" in str(exc.problem):  # YAML reads a leading '*' as an alias: `refresh: */10 * * * *`
+        hint = "a value starting with '*', like a cron time, needs quotes: refresh: \"*/10 * * * *\""
+    elif "'\\t'" in problem:
         problem, hint = "tabs are not allowed, use spaces", "indent with spaces only (YAML forbids tabs)"
     elif exc.context_mark and str(exc.context).startswith("while parsing a flow "):
         # The parser notices an unclosed bracket lines later; the admin needs the bracket's line.
@@ -399,7 +401,8 @@ def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
         problems.append(
             Problem(name, line, f"subscriber {email} is listed twice (first at line {first_line})")
         )
-    raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    schedule = any(loc and loc[0] == "schedule" for loc, _ in located)
+    raise ConfigError(sorted(problems, key=lambda p: p.line or 0), hint=SCHEDULE_HINT if schedule else None)
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None, *, environment: bool = True) -> Config:

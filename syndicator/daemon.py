@@ -4,7 +4,8 @@ APScheduler 3 fires the jobs of `schedule:` on one worker thread, so cycles neve
 firing runs a cycle (cycle.py): ingest what the watcher saw change, feeds, then every frequency
 whose time has come since it last completed — which is also how missed times are caught up,
 at start and after the machine slept. The main thread only waits: for a signal, and for
-config.yaml to change, which it reloads, keeping the last good config when the new one is bad.
+config.yaml to change, which it reloads, keeping the last good config when the new one is bad
+or cannot be applied, for whatever reason.
 """
 
 from __future__ import annotations
@@ -121,34 +122,58 @@ class Daemon:
     # --- config ----------------------------------------------------------------------------
 
     def maybe_reload(self) -> None:
-        """Reload config.yaml if it changed on disk or SIGHUP asked; keep the old one if the
-        new one is invalid, logging its problems as `file:line: message`."""
+        """Reload config.yaml if it changed on disk or SIGHUP asked. Whatever goes wrong while
+        reading or applying the new file (problems in it, logged as `file:line: message`, or
+        anything unforeseen, logged with its traceback), the last good config stays in use,
+        its jobs on their times, and the daemon runs on."""
         stamp = _stamp(self.config_path)
         if not self._reload.is_set() and stamp == self._config_stamp:
             return
         self._reload.clear()
-        self._config_stamp = stamp
+        self._config_stamp = stamp  # a bad file is reported once, not every second
         try:
             fresh = load_config(self.config_path)
+            self._apply(fresh)
         except SyndicatorError as exc:
             for problem in exc.problems():
                 log.error("%s", problem)
+            if exc.hint:
+                log.error("hint: %s", exc.hint)
             log.error("%s is not valid: keeping the last good config", self.config_path)
             return
-        old, self.config = self.config, fresh
-        for job in JOBS:
-            if getattr(old.schedule, job) != getattr(fresh.schedule, job) or (
-                old.site.timezone != fresh.site.timezone
-            ):
-                self.scheduler.reschedule_job(job, trigger=trigger(fresh, job))
-        if fresh.items_path != old.items_path:
+        except Exception:  # a reload must never end the service; the file is the admin's to fix
+            log.exception("%s could not be applied: keeping the last good config", self.config_path)
+            return
+        log.info("config reloaded from %s: %d subscribers", self.config_path, len(fresh.subscribers))
+
+    def _apply(self, fresh: Config) -> None:
+        """Make `fresh` the config in use. Everything that can fail is built first; if
+        rescheduling fails midway, the jobs already moved go back to their old times."""
+        old = self.config
+        zone_changed = old.site.timezone != fresh.site.timezone
+        triggers = {
+            job: trigger(fresh, job)
+            for job in JOBS
+            if zone_changed or getattr(old.schedule, job) != getattr(fresh.schedule, job)
+        }
+        watcher = ItemWatcher(fresh.items_path) if fresh.items_path != old.items_path else None
+        moved: list[Job] = []
+        try:
+            for job, new_trigger in triggers.items():
+                self.scheduler.reschedule_job(job, trigger=new_trigger)
+                moved.append(job)
+        except Exception:
+            for job in moved:
+                self.scheduler.reschedule_job(job, trigger=trigger(old, job))
+            raise
+        self.config = fresh
+        if watcher is not None:
             self.watcher.stop()
-            self.watcher = ItemWatcher(fresh.items_path)
+            self.watcher = watcher
             self.watcher.start()
             self._last_full = None
         if fresh.database_url != old.database_url:
             log.warning("database changed in %s: restart syndicator to use it", self.config_path)
-        log.info("config reloaded from %s: %d subscribers", self.config_path, len(fresh.subscribers))
 
     # --- the loop --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from .config import Config, Frequency
+from .crontab import cron_fields
 from .store import Store
 
 _SEARCH_LIMIT = 10_000  # wall times tried before giving up: a cron never needs nearly as many
@@ -36,7 +37,8 @@ class WallClockCron(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships n
     def __init__(self, expression: str, zone: tzinfo) -> None:
         self.expression, self.zone = expression, zone
         # UTC has no daylight saving: the naive cron arithmetic runs on it as on a plain clock.
-        self._naive = CronTrigger.from_crontab(expression, timezone=UTC)
+        # cron_fields, not CronTrigger.from_crontab, which reads weekday 1 as Tuesday.
+        self._naive = CronTrigger(**cron_fields(expression), timezone=UTC)
 
     def instant(self, wall: datetime) -> datetime:
         """The real time at which the clocks in `zone` show `wall` (naive), the first time they

@@ -1,0 +1,135 @@
+"""`check` on a config an admin has only begun: it says what is missing (subscribers, a folder
+for the database) instead of a run that silently sends nothing, or an SQLAlchemy message later;
+and `--config` works before the command as after it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from syndicator.choices import Consent, save_choice
+from syndicator.config import load_config
+from syndicator.store import Store
+from syndicator.subscribers import Subscriber
+
+from .conftest import Run
+
+NO_SUBSCRIBERS = (
+    "warning: no subscribers, so no digest will be sent: list some under subscribers: "
+    "('syndicator subscribers add EMAIL' does it), or let people sign up at "
+)
+
+
+def test_check_on_an_empty_config_says_no_one_would_receive_a_digest(run: Run, project: Path) -> None:
+    """An empty config.yaml (the sample items beside it) used to pass `check`, and `run` sent
+    nothing, silently. Now `check` warns that there is no subscriber and how to add one."""
+    (project / "config.yaml").write_text("", encoding="utf-8")
+    result = run("check")
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"config.yaml: {NO_SUBSCRIBERS}http://127.0.0.1:8080/subscribe ('syndicator serve')"
+    ]
+
+
+def test_an_empty_subscribers_list_is_named_at_its_line(run: Run, project: Path) -> None:
+    """A near-empty config with `subscribers:` left empty gets the warning at that line, with
+    the sign-up address of its own web app."""
+    (project / "config.yaml").write_text(
+        "site:\n  title: IREV\nweb:\n  base_url: https://lettre.example.org/\nsubscribers:\n",
+        encoding="utf-8",
+    )
+    result = run("check")
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"config.yaml:5: {NO_SUBSCRIBERS}https://lettre.example.org/subscribe ('syndicator serve')"
+    ]
+
+
+def test_a_confirmed_web_sign_up_is_an_audience(run: Run, project: Path) -> None:
+    """With no subscriber in config.yaml but a confirmed sign-up in the store, someone will get
+    digests: no warning."""
+    (project / "config.yaml").write_text("subscribers: []\n", encoding="utf-8")
+    now = datetime.now(UTC)
+    with Store.open(load_config(project / "config.yaml").database_url) as store:
+        save_choice(
+            store, Subscriber("inscrite@example.org", None, "weekly"), now=now,
+            consent=Consent(now, "192.0.2.1", "2026-01"),
+        )  # fmt: skip
+    result = run("check")
+    assert result.code == 0, result.err
+
+
+def test_check_and_status_name_a_database_folder_that_does_not_exist(run: Run, project: Path) -> None:
+    """`database:` pointing into a missing folder: `check` reports it at its line with what to
+    do; `status`, `ingest` and `serve` say the same instead of SQLAlchemy's message and link."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("sqlite:///syndicator.db", "sqlite:///donnees/syndicator.db"))
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("database:"))
+    expected = [
+        f"config.yaml:{line}: database: the folder {project.resolve() / 'donnees'} does not exist, "
+        "so syndicator.db cannot be made there",
+        f"hint: create the folder (mkdir -p {project.resolve() / 'donnees'}) or correct database: "
+        "in config.yaml",
+    ]
+    checked = run("check")
+    assert checked.code == 1
+    assert checked.err.splitlines() == expected
+    for command in ("status", "ingest", "serve"):
+        result = run(command)
+        assert result.code == 1, command
+        assert result.err.splitlines() == expected, command
+        assert "sqlalche.me" not in result.err
+    (project / "donnees").mkdir()
+    assert run("check").code == 0
+
+
+def test_a_database_that_names_a_folder_is_reported(run: Run, project: Path) -> None:
+    """`database: sqlite:///feeds` (a folder) is named as such, with the file to write instead."""
+    (project / "data").mkdir()
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("sqlite:///syndicator.db", "sqlite:///data"))
+    result = run("check")
+    assert result.code == 1
+    assert f"database: {project.resolve() / 'data'} is a folder, not a database file" in result.err
+    assert f"hint: name a file in it: database: sqlite:///{project.resolve() / 'data' / 'syndicator.db'}" in (
+        result.err
+    )
+
+
+def test_config_and_verbose_work_before_the_command(run: Run, project: Path, tmp_path: Path) -> None:
+    """`syndicator --config c.yaml check` was a usage error (exit 2); it reads c.yaml, as
+    `check --config c.yaml` does. Given on both sides, the one after the command wins."""
+    other = project / "autre.yaml"
+    other.write_text((project / "config.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    before = run("--config", str(other), "check")
+    assert before.code == 0, before.err
+    assert before.out.startswith(f"{other}: ")
+    both = run("--config", str(tmp_path / "absent.yaml"), "check", "--config", str(other))
+    assert both.code == 0 and both.out.startswith(f"{other}: ")
+    loud = run("-v", "--config", str(tmp_path / "absent.yaml"), "ingest")
+    assert loud.code == 1 and "Traceback" in loud.err and "absent.yaml: no such file" in loud.err
+
+
+def test_digests_sent_by_smtp_with_links_to_the_loopback_address_are_a_warning(
+    run: Run, project: Path
+) -> None:
+    """A config that sends by SMTP but leaves `web.base_url` to its default (127.0.0.1) would
+    mail unsubscribe links no subscriber can open: `check` says which key to set. With the
+    public address set, no warning."""
+    config = project / "config.yaml"
+    smtp = "email:\n  transport: smtp\n  smtp: {host: 127.0.0.1, port: 2525}\n"
+    people = "subscribers:\n  - email: a@example.org\n"
+    config.write_text(smtp + people, encoding="utf-8")
+    result = run("check")
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        "config.yaml: warning: web.base_url is http://127.0.0.1:8080, this machine's own address: "
+        "the unsubscribe and preferences links of the digests sent by SMTP would lead subscribers "
+        "nowhere; set it to the public address of 'syndicator serve', like https://lettre.example.org"
+    ]
+    config.write_text(smtp + "web:\n  base_url: http://localhost:8080\n" + people, encoding="utf-8")
+    assert run("check").err.startswith("config.yaml:5: warning: web.base_url is http://localhost:8080")
+    config.write_text(smtp + "web:\n  base_url: https://lettre.irev.fr\n" + people, encoding="utf-8")
+    assert run("check").code == 0
