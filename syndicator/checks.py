@@ -78,6 +78,7 @@ def check(config_file: str | None) -> CheckReport:
         first_file.setdefault(url, file.path)
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
+    report.problems += report.config.address_warnings()
     return report
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
+from .addresses import needs_smtputf8
 from .checks import check
 from .choices import load_choices, signups
 from .config import Config, config_path, load_config
@@ -28,7 +29,7 @@ from .feeds import update_feeds
 from .french_dates import PARIS
 from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
-from .ledger import Ledger
+from .ledger import UNBUILT, Ledger
 from .progress import progress_bar
 from .runlock import RunnerLock
 from .scheduler import JOBS, last_result, last_run, next_run
@@ -150,8 +151,11 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
         report = send_digests(
             _digests(store, config), frequency=args.frequency, dry_run=args.dry_run, progress=progress
         )
-    for email in report.errors:
-        print(f"{email}: delivery failed; it stays in the ledger for the next run", file=sys.stderr)
+    for failure in report.errors:
+        print(failure, file=sys.stderr)
+    if report.errors:
+        print("hint: 'syndicator status' lists them; temporary failures are tried again by the next run",
+              file=sys.stderr)  # fmt: skip
     print(("dry run: " if args.dry_run else "") + report.summary())
     return 1 if report.failed else 0
 
@@ -219,6 +223,12 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
         thematiques=args.thematique, territoires=args.territoire, types=args.type,
     )  # fmt: skip
     print(f"{args.email.strip()} added to {path}")
+    if needs_smtputf8(args.email.strip()):
+        print(
+            f"{path}: warning: {args.email.strip()} has a part before '@' that is not ASCII: only a "
+            "mail server offering SMTPUTF8 can deliver to it, elsewhere its digests fail",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -234,7 +244,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = _now()
     with _open(config) as store:
         ledger = Ledger(store)
-        counts, suppressed = ledger.counts(), ledger.suppressed()
+        counts, suppressed, failures = ledger.counts(), ledger.suppressed(), ledger.failures()
         items, terms = store.count_items(), len(store.terms())
         holder = RunnerLock(store, "status").holder()
         print(f"items: {items}, terms: {terms}, subscribers: {len(config.subscribers)}")
@@ -249,10 +259,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             then = f"next {upcoming.astimezone(PARIS):%Y-%m-%d %H:%M}" if upcoming else "no next run"
             print(f"job {job}: {done}; {then}")
     waiting = counts.get("pending", 0) + counts.get("sending", 0)
+    failed = counts.get("failed", 0) + counts.get(UNBUILT, 0)  # built or not, a digest that failed
     print(
-        f"deliveries: {waiting} pending, {counts.get('failed', 0)} failed, {counts.get('sent', 0)} sent; "
+        f"deliveries: {waiting} pending, {failed} failed, {counts.get('sent', 0)} sent; "
         f"{len(suppressed)} suppressed addresses"
     )
+    for row in failures:  # the subscribers whose latest digest failed, and why
+        print(f"failed: {row.subscriber} ({row.issued.astimezone(PARIS):%Y-%m-%d %H:%M}): {row.error or 'no reason'}")
     return 0
 
 
