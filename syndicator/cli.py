@@ -265,7 +265,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{len(suppressed)} suppressed addresses"
     )
     for row in failures:  # the subscribers whose latest digest failed, and why
-        print(f"failed: {row.subscriber} ({row.issued.astimezone(PARIS):%Y-%m-%d %H:%M}): {row.error or 'no reason'}")
+        when = f"{row.issued.astimezone(PARIS):%Y-%m-%d %H:%M}"
+        print(f"failed: {row.subscriber} ({when}): {row.error or 'no reason'}")
     return 0
 
 

@@ -25,12 +25,12 @@ from threading import Event
 
 from jinja2 import Environment
 
+from .addresses import on_the_wire
 from .builder import BuildingProcess
 from .choices import effective_subscribers
 from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_digest, newest_first
 from .dkim import DkimKey, load_key, sign
-from .addresses import on_the_wire
 from .emails import Envelope, address, digest_bytes, message_id
 from .french_dates import PARIS
 from .ledger import AlreadyRecorded, GroupedWrites, Ledger, LedgerRow
@@ -341,12 +341,13 @@ def build_batch(
             _build_one(digests, subscriber, built, dry_run=dry_run)
         except Exception as error:  # this subscriber's failure: recorded, the others still built
             reason = f"digest not built: {type(error).__name__}: {error}"
-            log.warning("%s: %s", subscriber.email, reason, exc_info=True)
+            log.info("%s: %s", subscriber.email, reason, exc_info=log.isEnabledFor(logging.DEBUG))
             built.unbuilt[subscriber.key] = reason
             if not dry_run:
                 digests.ledger.unbuilt(
-                    subscriber=subscriber.key, frequency=subscriber.frequency, issued=digests.now, error=reason
-                )
+                    subscriber=subscriber.key, frequency=subscriber.frequency, issued=digests.now,
+                    error=reason,
+                )  # fmt: skip
     return built
 
 
@@ -469,7 +470,8 @@ def send_digests(
                 ready = await (upcoming or fetch(number, building))
                 more = number + 1 < len(batches)
                 upcoming = asyncio.ensure_future(fetch(number + 1, building)) if more else None
-                built, outcomes, details = ready.built, {}, {}
+                built, outcomes = ready.built, {}
+                details: dict[str, str] = {}
                 if ready.claimed is not None:
                     if transport is None:
                         transport = transport_for(digests.config)

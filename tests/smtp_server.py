@@ -153,13 +153,14 @@ def smtp_server(
     implicit_tls: ssl.SSLContext | None = None,
     auth: bool = False,
     reply_delay: float = 0.0,
-    smtputf8: bool = False,
+    smtputf8: bool = True,
 ) -> Iterator[int]:
     """Serve `handler` on 127.0.0.1 while the block runs; yields the port.
 
     `starttls` offers STARTTLS with that context, `implicit_tls` speaks TLS from the start,
     `auth` offers AUTH PLAIN/LOGIN (after TLS only, as aiosmtpd does by default), and the
-    server waits `reply_delay` seconds before each reply; `smtputf8` offers SMTPUTF8 (RFC 6531)."""
+    server waits `reply_delay` seconds before each reply; with `smtputf8=False` it does not
+    offer SMTPUTF8 (RFC 6531), which aiosmtpd's Controller offers by default."""
     extra: dict[str, Any] = {}
     if auth:
         extra["authenticator"] = handler.authenticate

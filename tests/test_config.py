@@ -48,7 +48,7 @@ subscribers:
         "config.yaml:4: unknown key 'feed'; did you mean 'feeds'?",
         "config.yaml:7: email.transport: Input should be 'outbox' or 'smtp', not 'smpt'",
         "config.yaml:9: subscribers.0.email: 'pas-une-adresse' is not an email address: "
-            "An email address must have an @-sign.",
+        "An email address must have an @-sign.",
         "config.yaml:10: subscribers.0.frequency: Input should be 'immediate', 'daily', 'weekly'"
         " or 'monthly', not 'hourly'",
         "config.yaml:12: subscriber A@example.org is listed twice (first at line 11)",

@@ -248,8 +248,9 @@ def test_addresses_are_checked_and_their_domain_normalised() -> None:
     assert check_address("  Anne.Martin@Mairie-Roubaix.FR ") == ("Anne.Martin@mairie-roubaix.fr", None)
     assert check_address("anne@exämple.fr") == ("anne@xn--exmple-cua.fr", None)
     assert check_address("é@exemple.fr") == ("é@exemple.fr", None)
-    for bad in ("", "anne", "anne@exemple", "anne@exemple.fr\nBcc: x@y.fr", "a b@exemple.fr", "a..b@exemple.fr"):
-        email, problem = check_address(bad)
+    bad = ("", "anne", "anne@exemple", "anne@exemple.fr\nBcc: x@y.fr", "a b@exemple.fr", "a..b@exemple.fr")
+    for text in bad:
+        email, problem = check_address(text)
         assert email is None and problem is not None and problem.endswith(".")
     assert check_address("")[1] == "Indiquez votre adresse électronique."
 
