@@ -10,6 +10,7 @@ accepted, but only a relay offering SMTPUTF8 (RFC 6531) can carry it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -27,6 +28,7 @@ class Checked:
     smtputf8: bool  # the local part is not ASCII: deliverable only with SMTPUTF8
 
 
+@lru_cache(maxsize=65_536)  # config.yaml is read again by each command and on each edit
 def check(text: str) -> Checked:
     """`text` (surrounding spaces ignored) as a valid address, or `AddressError` saying why.
 

@@ -40,6 +40,7 @@ from .taxonomy import slugify
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
 FREQUENCIES = ("immediate", "daily", "weekly", "monthly")
+FAILURES_SHOWN = 50  # by `status`: a template error can fail every subscriber's digest
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -264,9 +265,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"deliveries: {waiting} pending, {failed} failed, {counts.get('sent', 0)} sent; "
         f"{len(suppressed)} suppressed addresses"
     )
-    for row in failures:  # the subscribers whose latest digest failed, and why
+    for row in failures[:FAILURES_SHOWN]:  # the subscribers whose latest digest failed, and why
         when = f"{row.issued.astimezone(PARIS):%Y-%m-%d %H:%M}"
         print(f"failed: {row.subscriber} ({when}): {row.error or 'no reason'}")
+    if len(failures) > FAILURES_SHOWN:
+        print(f"failed: … and {len(failures) - FAILURES_SHOWN} more subscribers")
     return 0
 
 
