@@ -246,8 +246,8 @@ async def _deliver_all(
     details: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Hand every claimed digest to the transport; the outcome per message name (and in
-    `details`, why, for those not sent). Once `stop` is
-    set, nothing more goes on the wire: the messages on it finish, the others stay pending.
+    `details`, why, for those that failed). Once `stop` is set, nothing more goes on the wire:
+    the messages on it finish, the others stay pending.
 
     A digest claimed and not handed to the transport is given back at the end (pending again).
     Each confirmation is written once its message is accepted, the confirmations of messages
