@@ -103,6 +103,7 @@ def check(config_file: str | None) -> CheckReport:
     report.problems += unsubscribed_problems(report.config)
     report.problems += audience_problems(report.config)
     report.problems += link_problems(report.config)
+    report.problems += report.config.address_warnings()
     return report
 
 

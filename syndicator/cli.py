@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
+from .addresses import needs_smtputf8
 from .checks import check, database_error, known_terms, official_spelling
 from .choices import load_choices, signups
 from .config import Config, config_path, load_config
@@ -28,7 +29,7 @@ from .feeds import update_feeds
 from .french_dates import PARIS
 from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
-from .ledger import Ledger
+from .ledger import UNBUILT, Ledger
 from .progress import progress_bar
 from .render import mark_sample
 from .runlock import RunnerLock
@@ -42,6 +43,7 @@ from .tokens import environment_secrets
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
 FREQUENCIES = ("immediate", "daily", "weekly", "monthly")
+FAILURES_SHOWN = 50  # by `status`: a template error can fail every subscriber's digest
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -169,8 +171,11 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
         report = send_digests(
             _digests(store, config), frequency=args.frequency, dry_run=args.dry_run, progress=progress
         )
-    for email in report.errors:
-        print(f"{email}: delivery failed; it stays in the ledger for the next run", file=sys.stderr)
+    for failure in report.errors:
+        print(failure, file=sys.stderr)
+    if report.errors:
+        print("hint: 'syndicator status' lists them; temporary failures are tried again by the next run",
+              file=sys.stderr)  # fmt: skip
     print(("dry run: " if args.dry_run else "") + report.summary())
     return 1 if report.failed else 0
 
@@ -269,6 +274,12 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
         ])  # fmt: skip
         print("hint: it matches no item until one has that term; fix it with 'syndicator subscribers "
               "remove' then 'add', or by hand", file=sys.stderr)  # fmt: skip
+    if needs_smtputf8(email):
+        print(
+            f"{path}: warning: {email} has a part before '@' that is not ASCII: only a "
+            "mail server offering SMTPUTF8 can deliver to it, elsewhere its digests fail",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -284,7 +295,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = _now()
     with _open(config) as store:
         ledger = Ledger(store)
-        counts, suppressed = ledger.counts(), ledger.suppressed()
+        counts, suppressed, failures = ledger.counts(), ledger.suppressed(), ledger.failures()
         items, terms = store.count_items(), len(store.terms())
         holder = RunnerLock(store, "status").holder()
         print(f"items: {items}, terms: {terms}, subscribers: {len(config.subscribers)}")
@@ -299,10 +310,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             then = f"next {upcoming.astimezone(PARIS):%Y-%m-%d %H:%M}" if upcoming else "no next run"
             print(f"job {job}: {done}; {then}")
     waiting = counts.get("pending", 0) + counts.get("sending", 0)
+    failed = counts.get("failed", 0) + counts.get(UNBUILT, 0)  # built or not, a digest that failed
     print(
-        f"deliveries: {waiting} pending, {counts.get('failed', 0)} failed, {counts.get('sent', 0)} sent; "
+        f"deliveries: {waiting} pending, {failed} failed, {counts.get('sent', 0)} sent; "
         f"{len(suppressed)} suppressed addresses"
     )
+    for row in failures[:FAILURES_SHOWN]:  # the subscribers whose latest digest failed, and why
+        when = f"{row.issued.astimezone(PARIS):%Y-%m-%d %H:%M}"
+        print(f"failed: {row.subscriber} ({when}): {row.error or 'no reason'}")
+    if len(failures) > FAILURES_SHOWN:
+        print(f"failed: … and {len(failures) - FAILURES_SHOWN} more subscribers")
     return 0
 
 

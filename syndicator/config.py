@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from .addresses import AddressError, needs_smtputf8
+from .addresses import check as check_address
 from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
 
@@ -146,8 +148,10 @@ class SubscriberConfig(_Section):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
-            raise ValueError(f"{value!r} is not an email address")
+        try:
+            check_address(value)  # the sign-up form's check too: both take the same addresses
+        except AddressError as error:
+            raise ValueError(f"{value!r} is not an email address: {error}") from None
         return value
 
     @field_validator("thematiques", "territoires", "types", mode="before")
@@ -189,6 +193,21 @@ class Config(_Section):
         except (OSError, MarkedYAMLError):
             return None
         return _line_of(root, loc)
+
+    def address_warnings(self) -> list[Problem]:
+        """Subscribers whose address only a relay offering SMTPUTF8 can carry: valid, but their
+        digests fail where the relay does not offer it."""
+        return [
+            Problem(
+                self.source,
+                self.line_of(["subscribers", index, "email"]),
+                f"subscriber {entry.email} has a part before '@' that is not ASCII: only a mail "
+                "server offering SMTPUTF8 can deliver to it, elsewhere its digests fail",
+                "warning",
+            )
+            for index, entry in enumerate(self.subscribers)
+            if needs_smtputf8(entry.email.strip())
+        ]
 
     def resolve(self, path: Path) -> Path:
         """A path from the file, relative to the file's folder unless absolute."""

@@ -4,6 +4,10 @@ For each subscriber considered: digests a previous run recorded but did not conf
 with their original Message-ID and bytes; then the next digest is chosen (syndicator/digest.py),
 rendered, recorded in the ledger as `pending` with its items, claimed, and handed to the
 transport. Suppressed addresses receive nothing.
+
+Whatever goes wrong while one subscriber's digest is built (an address the message cannot
+carry, a template error...) is that subscriber's failure alone: recorded in the ledger with its
+reason (`unbuilt`, its items kept for the next run), counted as failed, and the others go out.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +25,7 @@ from threading import Event
 
 from jinja2 import Environment
 
+from .addresses import on_the_wire
 from .builder import BuildingProcess
 from .choices import effective_subscribers
 from .config import Config, Frequency
@@ -40,6 +46,7 @@ from .templating import environment
 from .territoires import Hierarchy
 from .tokens import Signer, secret_keys
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 BATCH = 200  # digests built, recorded, then delivered together
 FIRST_BATCH = 25  # the first batches are smaller (25, 50, 100, …): the first messages leave sooner
@@ -55,7 +62,7 @@ class SendReport:
     suppressed: int = 0
     temporary: int = 0
     stopped: int = 0  # left pending because the run was asked to stop (SIGTERM)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "address: reason", one per failed subscriber
 
     @property
     def considered(self) -> int:
@@ -253,15 +260,21 @@ async def _release(digests: Digests, claimed: _Claimed, handed: Collection[str] 
 
 
 async def _deliver_all(
-    digests: Digests, claimed: _Claimed, transport: Transport, stop: Event | None = None
+    digests: Digests,
+    claimed: _Claimed,
+    transport: Transport,
+    stop: Event | None = None,
+    details: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Hand every claimed digest to the transport; the outcome per message name. Once `stop` is
-    set, nothing more goes on the wire: the messages on it finish, the others stay pending.
+    """Hand every claimed digest to the transport; the outcome per message name (and in
+    `details`, why, for those that failed). Once `stop` is set, nothing more goes on the wire:
+    the messages on it finish, the others stay pending.
 
     A digest claimed and not handed to the transport is given back at the end (pending again).
     Each confirmation is written once its message is accepted, the confirmations of messages
     accepted at the same moment in one transaction (`GroupedWrites`)."""
     by_name, taken, suppressed = claimed.by_name, claimed.taken, claimed.suppressed
+    details = {} if details is None else details
     outcomes: dict[str, str] = {}
     writes = GroupedWrites(digests.ledger)
     handed: set[str] = set()  # claimed and given to the transport
@@ -288,6 +301,7 @@ async def _deliver_all(
         else:
             final = result.outcome != "temporary"
             await writes.failed(entry.row, result.detail, final=final)
+            details[message.name] = result.detail
             if result.outcome == "bad_mailbox":
                 await writes.suppress(
                     entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
@@ -298,7 +312,7 @@ async def _deliver_all(
         Outgoing(
             data=p.row.message or b"",
             sender=digests.config.email.from_,
-            recipient=p.subscriber.email,
+            recipient=on_the_wire(p.subscriber.email),  # the domain in IDNA
             message_id=p.row.message_id,
             name=name,
         )
@@ -319,6 +333,7 @@ class Built:
     pending: list[_Pending] = field(default_factory=list)
     subscribers: set[str] = field(default_factory=set)
     recorded: set[int] = field(default_factory=set)  # the ledger rows recorded now
+    unbuilt: dict[str, str] = field(default_factory=dict)  # the reason, by subscriber key
 
 
 def build_batch(
@@ -343,16 +358,34 @@ def build_batch(
             continue
         if not dry_run and subscriber.key in waiting:
             built.pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
-        digest = digests.next_digest(subscriber)
-        if digest is not None:
-            built.subscribers.add(subscriber.key)
+        try:
+            _build_one(digests, subscriber, built, dry_run=dry_run)
+        except Exception as error:  # this subscriber's failure: recorded, the others still built
+            reason = f"digest not built: {type(error).__name__}: {error}"
+            log.info("%s: %s", subscriber.email, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+            built.unbuilt[subscriber.key] = reason
             if not dry_run:
-                # AlreadyRecorded: a concurrent run has this digest and delivers it.
-                with contextlib.suppress(AlreadyRecorded):
-                    row = digests.record(digest)
-                    built.pending.append(_Pending(row, subscriber))
-                    built.recorded.add(row.id)
+                digests.ledger.unbuilt(
+                    subscriber=subscriber.key, frequency=subscriber.frequency, issued=digests.now,
+                    error=reason,
+                )  # fmt: skip
     return built
+
+
+def _build_one(digests: Digests, subscriber: Subscriber, built: Built, *, dry_run: bool) -> None:
+    """The subscriber's next digest, if any, recorded unless `dry_run`, noted in `built`."""
+    digest = digests.next_digest(subscriber)
+    if digest is None:
+        return
+    if dry_run:
+        built.subscribers.add(subscriber.key)
+        return
+    # AlreadyRecorded: a concurrent run has this digest and delivers it.
+    with contextlib.suppress(AlreadyRecorded):
+        row = digests.record(digest)
+        built.pending.append(_Pending(row, subscriber))
+        built.recorded.add(row.id)
+    built.subscribers.add(subscriber.key)
 
 
 @dataclass(slots=True)
@@ -459,20 +492,26 @@ def send_digests(
                 more = number + 1 < len(batches)
                 upcoming = asyncio.ensure_future(fetch(number + 1, building)) if more else None
                 built, outcomes = ready.built, {}
+                details: dict[str, str] = {}
                 if ready.claimed is not None:
                     if transport is None:
                         transport = transport_for(digests.config)
                     if isinstance(transport, SmtpTransport) and not keeping:
                         await kept.enter_async_context(transport.connections())  # for every batch
                         keeping = True
-                    outcomes = await _deliver_all(digests, ready.claimed, transport, stop)
+                    outcomes = await _deliver_all(digests, ready.claimed, transport, stop, details)
                 results: dict[str, list[str]] = {}
+                reasons = dict(built.unbuilt)
                 for entry in built.pending:
-                    outcome = outcomes.get(f"{entry.row.id:08d}", "busy")
-                    results.setdefault(entry.subscriber.key, []).append(outcome)
+                    name = f"{entry.row.id:08d}"
+                    results.setdefault(entry.subscriber.key, []).append(outcomes.get(name, "busy"))
+                    if name in details:
+                        reasons.setdefault(entry.subscriber.key, details[name])
                 for subscriber in batch:
                     would_send = dry_run and subscriber.key in built.subscribers
-                    _tally(report, subscriber, results.get(subscriber.key, []),
+                    if subscriber.key in built.unbuilt:
+                        results.setdefault(subscriber.key, []).append("unbuilt")
+                    _tally(report, subscriber, results.get(subscriber.key, []), reasons.get(subscriber.key),
                            suppressed=subscriber.key in suppressed, would_send=would_send)  # fmt: skip
         finally:
             halt.set()  # the batch being built ends at its next digest, and is left pending
@@ -507,19 +546,17 @@ def _on_disk(store: Store) -> bool:
     return store.engine.url.database not in (None, "", ":memory:")
 
 
-def _tally(report: SendReport, subscriber: Subscriber, results: list[str], *, suppressed: bool,
-           would_send: bool) -> None:  # fmt: skip
+def _tally(report: SendReport, subscriber: Subscriber, results: list[str], reason: str | None, *,
+           suppressed: bool, would_send: bool) -> None:  # fmt: skip
     """One outcome per subscriber, so that the parts of the summary add up."""
     if suppressed or "suppressed" in results:
         report.suppressed += 1
     elif "stopped" in results:
         report.stopped += 1
-    elif "bad_mailbox" in results or "failed" in results or "temporary" in results:
+    elif {"bad_mailbox", "failed", "temporary", "unbuilt"} & set(results):
         report.failed += 1
-        report.temporary += (
-            "temporary" in results and "failed" not in results and "bad_mailbox" not in results
-        )
-        report.errors.append(subscriber.email)
+        report.temporary += "temporary" in results and not {"failed", "bad_mailbox", "unbuilt"} & set(results)
+        report.errors.append(f"{subscriber.email}: {reason or 'delivery failed'}")
     elif "sent" in results or would_send:
         report.sent += 1
     else:

@@ -1,5 +1,8 @@
 """Digest emails as bytes: stdlib `email` with `policy=SMTP`, multipart/alternative, UTF-8.
 
+The `To:` address has its domain in IDNA (`xn--`); a local part that is not ASCII makes the
+headers raw UTF-8 (RFC 6532), for a relay that offers SMTPUTF8.
+
 Pure: the same digest, Message-ID and date give the same bytes (the MIME boundary derives from
 the Message-ID). Nothing an item or the config says can put a CR or LF in a header: every
 header value is cleaned of control characters before it is set.
@@ -26,6 +29,7 @@ from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
+from .addresses import needs_smtputf8, on_the_wire
 from .digest import RenderedDigest
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -44,6 +48,9 @@ class _UrlListHeader(UnstructuredHeader):
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)  # type: ignore[arg-type]  # as above
 _POLICY = SMTP.clone(header_factory=_HEADERS)
+# For a recipient whose local part is not ASCII: headers in raw UTF-8 (RFC 6532), which only
+# travels where the relay offers SMTPUTF8 (the transport checks).
+_UTF8_POLICY = _POLICY.clone(utf8=True)
 
 
 def header_text(value: str) -> str:
@@ -81,12 +88,10 @@ class Envelope:
 def build_message(rendered: RenderedDigest, envelope: Envelope) -> EmailMessage:
     """The email of a rendered digest: text part then HTML part, with list headers."""
     sender = address(envelope.sender)
-    message = EmailMessage(policy=_POLICY)
+    recipient = on_the_wire(header_text(envelope.recipient))
+    message = EmailMessage(policy=_UTF8_POLICY if needs_smtputf8(recipient) else _POLICY)
     message["From"] = sender
-    message["To"] = Address(
-        display_name=header_text(envelope.recipient_name or ""),
-        addr_spec=header_text(envelope.recipient),
-    )
+    message["To"] = _recipient(header_text(envelope.recipient_name or ""), recipient)
     message["Subject"] = header_text(rendered.subject)
     message["Date"] = format_datetime(envelope.date)
     message["Message-ID"] = envelope.message_id
@@ -104,7 +109,21 @@ def build_message(rendered: RenderedDigest, envelope: Envelope) -> EmailMessage:
 
 def to_bytes(message: EmailMessage) -> bytes:
     """The message as it goes on the wire: CRLF line ends, no line over 998 characters."""
-    return message.as_bytes(policy=_POLICY)
+    return message.as_bytes(policy=_UTF8_POLICY if getattr(message.policy, "utf8", False) else _POLICY)
+
+
+def _recipient(name: str, recipient: str) -> Address:
+    """The `To:` address, from its parts: the stdlib would refuse to parse a local part that
+    is not ASCII, which the UTF-8 policy writes as it is."""
+    user, _, domain = recipient.rpartition("@")
+    return Address(display_name=name, username=user, domain=domain)
+
+
+def addressed(name: str, recipient: str) -> tuple[Address, Policy]:
+    """The `To:` address of `recipient` (its domain in IDNA) and the policy a message to it is
+    made and written with: UTF-8 headers when its local part is not ASCII."""
+    wire = on_the_wire(header_text(recipient))
+    return _recipient(header_text(name), wire), _UTF8_POLICY if needs_smtputf8(wire) else _POLICY
 
 
 # --- the same bytes, quickly ---------------------------------------------------------------------
@@ -142,7 +161,7 @@ def _to(name: str, recipient: str) -> str:
         line = f"To: {name} <{recipient}>" if name else f"To: {recipient}"
         if len(line) <= _WIDTH:
             return line + _CRLF
-    value = Address(display_name=name, addr_spec=recipient)
+    value = _recipient(name, recipient)
     return str(_POLICY.header_factory("To", value).fold(policy=_POLICY))
 
 
@@ -176,13 +195,17 @@ def _quoted_printable(text: str) -> bytes:
 
 
 def digest_bytes(rendered: RenderedDigest, envelope: Envelope) -> bytes:
-    """Exactly `to_bytes(build_message(rendered, envelope))`, made without an `EmailMessage`."""
+    """Exactly `to_bytes(build_message(rendered, envelope))`, made without an `EmailMessage`
+    (with one, for the rare recipient whose local part is not ASCII)."""
+    recipient = on_the_wire(header_text(envelope.recipient))
+    if needs_smtputf8(recipient):
+        return to_bytes(build_message(rendered, envelope))
     from_header, sender_addr, domain = _sender(envelope.sender)
     mailto = f"mailto:{sender_addr}?subject=unsubscribe"
     boundary = "=_" + hashlib.sha256(envelope.message_id.encode()).hexdigest()[:32]
     headers = (
         from_header,
-        _to(header_text(envelope.recipient_name or ""), header_text(envelope.recipient)),
+        _to(header_text(envelope.recipient_name or ""), recipient),
         _folded("Subject", header_text(rendered.subject)),
         _folded("Date", format_datetime(envelope.date)),
         _message_id(envelope.message_id),

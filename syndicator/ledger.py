@@ -6,6 +6,10 @@ A run claims a row before delivering it; a row left `sending` by a run that died
 its process gone, or its claim older than the lease) is claimed again and delivered with the
 same Message-ID and bytes. The message bytes are kept until the digest is sent.
 
+A digest that could not be built (its address, a template...) is recorded `unbuilt`, with the
+reason and no items: that subscriber's failure, shown by `status`; its items stay theirs for the
+next run, and a digest's window (`lasts`) ignores such rows.
+
 A delivery claims its batch of digests in one transaction before sending any (`claim_all`),
 gives back at the end those it did not send (`release`), and confirms each digest once it is
 accepted, through `GroupedWrites`: the confirmations asked for at the same moment share a
@@ -18,6 +22,7 @@ import asyncio
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -34,6 +39,7 @@ from .schema import AwareDateTime, digest_items, digests, items, suppressions
 from .store import Store
 
 LEASE = timedelta(minutes=15)  # a claim older than this is taken over whatever its host
+UNBUILT = "unbuilt"  # the state of a digest that could not be built: a failure with no items
 RUN_ID = f"{socket.gethostname()}:{os.getpid()}:{datetime.now(UTC).timestamp():.0f}"
 
 
@@ -133,19 +139,24 @@ class Ledger:
     # --- reading --------------------------------------------------------------------------
 
     def last(self, subscriber: str) -> LedgerRow | None:
-        """The subscriber's latest digest, whatever its state."""
+        """The subscriber's latest digest, whatever its state (one never built aside)."""
         with self.engine.connect() as connection:
             row = connection.execute(
                 select(*digests.c)
-                .where(digests.c.subscriber == subscriber)
+                .where(digests.c.subscriber == subscriber, digests.c.state != UNBUILT)
                 .order_by(digests.c.id.desc())
                 .limit(1)
             ).first()
         return _row(row) if row else None
 
     def lasts(self) -> dict[str, LedgerRow]:
-        """Every subscriber's latest digest."""
-        latest = select(func.max(digests.c.id)).group_by(digests.c.subscriber).scalar_subquery()
+        """Every subscriber's latest digest (one never built aside)."""
+        latest = (
+            select(func.max(digests.c.id))
+            .where(digests.c.state != UNBUILT)
+            .group_by(digests.c.subscriber)
+            .scalar_subquery()
+        )
         with self.engine.connect() as connection:
             rows = connection.execute(select(*digests.c).where(digests.c.id.in_(latest)))
             return {row.subscriber: _row(row) for row in rows}
@@ -207,6 +218,18 @@ class Ledger:
             )
             return {str(subscriber): int(count) for subscriber, count in rows}
 
+    def failures(self) -> list[LedgerRow]:
+        """For each subscriber whose latest digest failed or could not be built, that digest
+        (with its reason in `error`), by address."""
+        latest = select(func.max(digests.c.id)).group_by(digests.c.subscriber).scalar_subquery()
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(*digests.c)
+                .where(digests.c.id.in_(latest), digests.c.state.in_(("failed", UNBUILT)))
+                .order_by(digests.c.subscriber)
+            )
+            return [_row(row) for row in rows]
+
     def counts(self) -> dict[str, int]:
         """How many digests are in each state."""
         with self.engine.connect() as connection:
@@ -254,6 +277,18 @@ class Ledger:
             issued=_as_stored(issued), message_id=message_id, state="pending", message=data,
             attempts=0, error=None, sent_at=None,
         )  # fmt: skip
+
+    def unbuilt(self, *, subscriber: str, frequency: str, issued: datetime, error: str) -> None:
+        """Record that this subscriber's digest could not be built, and why."""
+        with self._writing, self.engine.begin() as connection:
+            connection.execute(
+                _NEW_DIGEST,
+                {
+                    "subscriber": subscriber, "frequency": frequency, "since": None, "issued": issued,
+                    "message_id": f"<unbuilt.{uuid.uuid4().hex}@syndicator.invalid>", "state": UNBUILT,
+                    "attempts": 0, "error": error[:2000],
+                },
+            )  # fmt: skip
 
     def claim(self, row: LedgerRow, now: datetime) -> bool:
         """Take a digest for delivery; False when it is done or another living run has it.

@@ -13,18 +13,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from functools import lru_cache
 
 from jinja2 import Environment
 
+from .addresses import as_typed, on_the_wire
 from .config import Config
 from .delivery import dkim_key, transport_for
 from .dkim import sign
-from .emails import address, header_text, to_bytes
+from .emails import address, addressed, header_text, to_bytes
 from .mailer import Outgoing, Result, RunStopped, Transport
 from .signup_requests import EXPIRY, SignupRequest
 from .templating import french_datetime
@@ -67,7 +66,7 @@ def confirmation_email(
     context = {
         "site": config.site,
         "greeting": f"Bonjour {name}," if name else "Bonjour,",
-        "email": subscriber.email,
+        "email": as_typed(subscriber.email),
         "name": name,
         "confirm_url": confirm_url,
         "subscribe_url": subscribe_url,
@@ -83,9 +82,10 @@ def confirmation_email(
     text = text_env.get_template(TEXT_TEMPLATE).render({**context, "subject": subject})
     html = env.get_template(HTML_TEMPLATE).render({**context, "subject": subject})
     mid = message_id(request, config.email.from_)
-    message = EmailMessage(policy=SMTP)
+    to, policy = addressed(name, subscriber.email)
+    message = EmailMessage(policy=policy)
     message["From"] = address(config.email.from_)
-    message["To"] = Address(display_name=name, addr_spec=header_text(subscriber.email))
+    message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(request.created)
     message["Message-ID"] = mid
@@ -103,7 +103,7 @@ def outgoing(config: Config, request: SignupRequest, message: EmailMessage) -> O
     return Outgoing(
         data=sign(data, key) if key else data,
         sender=config.email.from_,
-        recipient=request.subscriber.email,
+        recipient=on_the_wire(request.subscriber.email),
         message_id=str(message["Message-ID"]),
         name=f"signup-{request.id}",
     )

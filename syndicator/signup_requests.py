@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
+from . import addresses
 from .choices import FREQUENCIES, Consent, load_choice, save_choice
 from .ledger import Ledger
 from .schema import signup_requests
@@ -99,16 +99,17 @@ class Confirmation:
 
 
 def check_address(text: str) -> tuple[str | None, str | None]:
-    """The address to store (domain lower-case and in ASCII), or None and the French problem."""
+    """The address to store (domain lower-case and in ASCII), or None and the French problem.
+    The same check as config.yaml's (syndicator/addresses.py): both take the same addresses."""
     text = text.strip()
     if not text:
         return None, "Indiquez votre adresse électronique."
     try:
-        info = validate_email(text, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError:
+        checked = addresses.check(text)
+    except addresses.AddressError:
         example = "prenom.nom@exemple.fr"
         return None, f"« {text} » n'est pas une adresse électronique valable (exemple : {example})."
-    return info.ascii_email or info.normalized, None
+    return checked.wire, None
 
 
 def clean_name(text: str) -> tuple[str | None, str | None]:

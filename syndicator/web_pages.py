@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from .addresses import as_typed
 from .config import Config
 from .store import Store
 from .templating import environment
@@ -145,11 +146,15 @@ def page(request: Request, template: str, context: Mapping[str, Any] | None = No
     """Render `templates/<template>` (e.g. `web/unsubscribe.html`) as a French page.
 
     Its context holds `site` (config.yaml's), `request`, `csrf_field()` (call it inside each
-    POST form) and `context`."""
+    POST form) and `context`, whose `email` is shown with its domain as people type it
+    (`mairie-évry.fr`, not the `xn--` form the store keeps)."""
     state = web_state(request)
+    shown = dict(context or {})
+    if isinstance(shown.get("email"), str):
+        shown["email"] = as_typed(shown["email"])
     html = state.env.get_template(template).render(
         {"site": state.config.site, "request": request, "csrf_field": lambda: csrf_field(request),
-         **(context or {})}
+         **shown}
     )  # fmt: skip
     response = HTMLResponse(html, status_code=status, headers=dict(PAGE_HEADERS))
     new: str | None = getattr(request.state, "csrf_new", None)

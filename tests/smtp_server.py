@@ -153,12 +153,14 @@ def smtp_server(
     implicit_tls: ssl.SSLContext | None = None,
     auth: bool = False,
     reply_delay: float = 0.0,
+    smtputf8: bool = True,
 ) -> Iterator[int]:
     """Serve `handler` on 127.0.0.1 while the block runs; yields the port.
 
     `starttls` offers STARTTLS with that context, `implicit_tls` speaks TLS from the start,
     `auth` offers AUTH PLAIN/LOGIN (after TLS only, as aiosmtpd does by default), and the
-    server waits `reply_delay` seconds before each reply."""
+    server waits `reply_delay` seconds before each reply; with `smtputf8=False` it does not
+    offer SMTPUTF8 (RFC 6531), which aiosmtpd's Controller offers by default."""
     extra: dict[str, Any] = {}
     if auth:
         extra["authenticator"] = handler.authenticate
@@ -170,6 +172,7 @@ def smtp_server(
         tls_context=starttls,
         ssl_context=implicit_tls,
         ready_timeout=5.0,
+        enable_SMTPUTF8=smtputf8,
         **extra,
     )
     controller.reply_delay = reply_delay

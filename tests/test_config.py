@@ -47,7 +47,8 @@ subscribers:
         "config.yaml:3: site.timezone: unknown time zone 'Mars/Olympus'; use a name like 'Europe/Paris'",
         "config.yaml:4: unknown key 'feed'; did you mean 'feeds'?",
         "config.yaml:7: email.transport: Input should be 'outbox' or 'smtp', not 'smpt'",
-        "config.yaml:9: subscriber #1 (pas-une-adresse), email: 'pas-une-adresse' is not an email address",
+        "config.yaml:9: subscriber #1 (pas-une-adresse), email: 'pas-une-adresse' is not an email address: "
+        "An email address must have an @-sign.",
         "config.yaml:10: subscriber #1 (pas-une-adresse), frequency: Input should be 'immediate', 'daily',"
         " 'weekly' or 'monthly', not 'hourly'",
         "config.yaml:12: subscriber A@example.org is listed twice (first at line 11)",

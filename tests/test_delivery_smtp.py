@@ -206,10 +206,11 @@ def test_a_run_stopped_in_a_batch_gives_back_the_next_one_it_had_claimed(
     assert handler.accepted == []
 
 
-def test_an_error_in_the_worker_process_stops_the_run_with_that_error(
+def test_an_error_in_the_worker_process_fails_each_digest_with_that_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A template the worker cannot render: the run raises its error, nothing is sent."""
+    """A template no digest can be rendered with: each subscriber's digest fails with its error,
+    recorded without its items (they wait for the template's fix); nothing is sent."""
     monkeypatch.setattr(delivery, "BATCH", 5)
     handler = Handler()
     with smtp_server(handler) as port:
@@ -218,8 +219,12 @@ def test_an_error_in_the_worker_process_stops_the_run_with_that_error(
         (tmp_path / "templates" / "digest_subject.txt").write_text(
             "{{ no_such_thing.title }}", encoding="utf-8"
         )
-        with Store.open(config.database_url) as store, pytest.raises(UndefinedError, match="no_such_thing"):
-            send_digests(Digests(store, config, now=_now()))
+        with Store.open(config.database_url) as store:
+            report = send_digests(Digests(store, config, now=_now()))
+            assert (report.sent, report.failed) == (0, SUBSCRIBERS)
+            assert all(f"{UndefinedError.__name__}: 'no_such_thing' is undefined" in e for e in report.errors)
+            assert Ledger(store).counts() == {"unbuilt": SUBSCRIBERS}
+            assert Ledger(store).lasts() == {}  # the next digest's window is unchanged
     assert handler.accepted == []
 
 

@@ -1,0 +1,73 @@
+"""Email addresses: the one validation (email-validator) that config.yaml, `subscribers add` and
+the web sign-up share, and the forms an address takes on the way out.
+
+An internationalised domain (`contact@mairie-évry.fr`) goes on the wire in IDNA
+(`contact@xn--mairie-vry-h7a.fr`), in the SMTP envelope and in the `To:` header alike, and is
+shown to people as they typed it. A local part that is not ASCII (`éléonore@exemple.fr`) is
+accepted, but only a relay offering SMTPUTF8 (RFC 6531) can carry it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
+
+
+class AddressError(ValueError):
+    """Not an address mail can be sent to; the message says why, in English."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A valid address and the forms it takes."""
+
+    normalized: str  # Unicode (NFC), domain lower-case: `contact@mairie-évry.fr`
+    wire: str  # the domain in IDNA: `contact@xn--mairie-vry-h7a.fr`
+    smtputf8: bool  # the local part is not ASCII: deliverable only with SMTPUTF8
+
+
+@lru_cache(maxsize=65_536)  # config.yaml is read again by each command and on each edit
+def check(text: str) -> Checked:
+    """`text` (surrounding spaces ignored) as a valid address, or `AddressError` saying why.
+
+    No DNS look-up: an admin's config and a visitor's form are checked the same, offline."""
+    try:
+        info = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as error:
+        raise AddressError(str(error)) from None
+    return Checked(
+        normalized=info.normalized,
+        wire=f"{info.local_part}@{info.ascii_domain}",
+        smtputf8=not info.local_part.isascii(),
+    )
+
+
+def on_the_wire(address: str) -> str:
+    """The address with its domain in IDNA, for the SMTP envelope and the `To:` header; the
+    address as it is when it is ASCII already or is not valid (the relay then says what is
+    wrong with it, for that message alone)."""
+    address = address.strip()
+    if address.isascii():
+        return address
+    try:
+        return check(address).wire
+    except AddressError:
+        return address
+
+
+def as_typed(address: str) -> str:
+    """The address for people to read: an IDNA domain (`xn--…`) shown in Unicode again."""
+    if "xn--" not in address.lower():
+        return address
+    try:
+        info = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return address
+    return f"{info.local_part}@{info.domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether the local part of `address` is not ASCII (the domain can always be made so)."""
+    return not address.rpartition("@")[0].isascii()
