@@ -219,7 +219,7 @@ def test_config_and_sign_up_accept_and_refuse_the_same_addresses(address: str, t
         parse_config(f"subscribers:\n  - email: '{address}'\n", tmp_path / "config.yaml")
     except ConfigError as error:
         in_config, problem = False, str(error.problems()[0])
-        assert problem.startswith(f"{tmp_path / 'config.yaml'}:2: subscribers.0.email: ")
+        assert problem.startswith(f"{tmp_path / 'config.yaml'}:2: subscriber #1 ({address}), email: ")
     else:
         in_config = True
     on_the_web = check_address(address)[0] is not None
