@@ -93,7 +93,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, timeout=body_timeout)],
+        middleware=[Middleware(BodyLimit, refuse=error_page, timeout=body_timeout)],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )

@@ -19,7 +19,7 @@ headers, slow clients, connections, and a cookie reader that does not go through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -27,6 +27,7 @@ import uvicorn
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -45,6 +46,7 @@ MAX_CONNECTIONS = 200  # open connections and requests in progress; then 503
 
 # The body left unread is not drained: the connection closes after the answer.
 CLOSE = {"Connection": "close"}
+Refuse = Callable[[Request, int], Response]  # the app's error page for a status
 
 
 def body_limit(path: str) -> int:
@@ -53,11 +55,16 @@ def body_limit(path: str) -> int:
 
 
 class BodyLimit:
-    """ASGI middleware: a body larger than its route allows is answered 413 (the French page,
-    through the app's error handler), a body slower than `BODY_TIMEOUT` 408."""
+    """ASGI middleware: a body larger than its route allows is answered 413 (the French page),
+    a body slower than `BODY_TIMEOUT` 408. An announced `Content-Length` over the limit is
+    answered by `refuse` (the app's error page) before the app runs; a body found too large
+    or too slow while the app reads it raises the HTTPException the app's handler turns into
+    its page. Any answer sent while part of the body is unread closes the connection, so
+    that the server does not go on reading (and discarding) what the app never wanted."""
 
-    def __init__(self, app: ASGIApp, *, timeout: float = BODY_TIMEOUT) -> None:
+    def __init__(self, app: ASGIApp, *, refuse: Refuse, timeout: float = BODY_TIMEOUT) -> None:
         self.app = app
+        self.refuse = refuse
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,15 +72,19 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = body_limit(scope["path"])
-        announced = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-        too_big = announced is not None and (not announced.isdigit() or int(announced) > limit)
+        headers = dict(scope["headers"])
+        announced = headers.get(b"content-length")
+        if announced is not None and (not announced.isdigit() or int(announced) > limit):
+            response = self.refuse(Request(scope), 413)
+            response.headers.update(CLOSE)
+            await response(scope, receive, send)
+            return
+        unread = bool(announced and announced != b"0") or b"transfer-encoding" in headers
         received = 0
         deadline: float | None = None
 
         async def limited() -> Message:
-            nonlocal received, deadline
-            if too_big:
-                raise HTTPException(413, headers=CLOSE)
+            nonlocal received, deadline, unread
             if deadline is None:
                 deadline = anyio.current_time() + self.timeout
             try:
@@ -84,9 +95,16 @@ class BodyLimit:
             received += len(message.get("body", b""))
             if received > limit:
                 raise HTTPException(413, headers=CLOSE)
+            if not message.get("more_body", False):
+                unread = False
             return message
 
-        await self.app(scope, limited, send)
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and unread:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, limited, closing)
 
 
 async def read_form(request: Request) -> FormData:

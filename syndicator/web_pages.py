@@ -5,7 +5,7 @@ Pages are Jinja2 templates under `web/` in the same environment as the emails
 template. `page()` renders one with the site, the request and `csrf_field()` in its context,
 and adds the headers every page wants: not cached (pages hold personal links), never framed
 (a hidden unsubscribe button would be a clickjacking target), no Referer sent (tokens sit in
-the URLs).
+the URLs), and a Content-Security-Policy letting nothing load but the page's own `<style>`.
 
 CSRF is the signed double-submit pattern, stateless: the first page holding a form sets a
 random value in a cookie, and each form carries that value signed with the app's secret. A

@@ -171,13 +171,39 @@ def test_a_huge_unsubscribe_body_gets_413_and_is_never_held_in_memory(
         assert resident_mb() - before < 32
 
 
-def test_an_announced_huge_body_gets_413_before_any_byte_of_it(project: Callable[..., Starlette]) -> None:
-    """A `Content-Length: 400000000` on a sign-up POST is answered 413 at once, the body unsent."""
+def test_a_body_nobody_reads_is_not_drained(project: Callable[..., Starlette]) -> None:
+    """64 MB streamed to a feed (which answers 405 without reading it): the answer closes the
+    connection instead of reading and discarding the rest."""
     with live(project()) as server:
         connection = server.connect()
-        connection.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 400000000\r\n"
-                           b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")  # fmt: skip
-        assert answer(connection).startswith(b"HTTP/1.1 413")
+        connection.sendall(b"POST /feeds/all.rss HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"100000\r\n" + b"a" * 0x100000 + b"\r\n"
+        sent = 0
+        with suppress(BrokenPipeError, ConnectionResetError):
+            while sent < 64 and not select.select([connection], [], [], 0)[0]:
+                connection.sendall(chunk)
+                sent += 1
+        response = answer(connection)
+        assert response.startswith(b"HTTP/1.1 405"), response[:200]
+        assert b"\r\nconnection: close\r\n" in response.lower()
+        assert sent < 64
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
+def test_an_announced_huge_body_gets_413_before_any_byte_of_it(
+    project: Callable[..., Starlette], content_type: str | None
+) -> None:
+    """A `Content-Length: 400000000` on a sign-up POST (a form, or no type at all, which the
+    form reader would never read) is answered 413 at once, with the French page."""
+    with live(project()) as server:
+        connection = server.connect()
+        typed = f"Content-Type: {content_type}\r\n" if content_type else ""
+        connection.sendall(
+            f"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 400000000\r\n{typed}\r\n".encode()
+        )
+        response = answer(connection)
+        assert response.startswith(b"HTTP/1.1 413")
+        assert b"Envoi trop volumineux" in response
 
 
 @pytest.mark.parametrize(
