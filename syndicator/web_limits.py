@@ -19,6 +19,7 @@ headers, slow clients, connections, and a cookie reader that does not go through
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
 
 # Bytes a request body may hold, by the first segment of its path; others get DEFAULT_BODY.
 # The preferences and sign-up forms carry a few hundred checkboxes at most.
@@ -107,6 +110,30 @@ class BodyLimit:
         await self.app(scope, limited, closing)
 
 
+class UntrustedForwarding:
+    """ASGI middleware for an app that believes no proxy: says once in the log that a request
+    came with X-Forwarded-For (nginx in front, not listed in `web.trusted_proxies`), since
+    every visitor then shares the proxy's address and its sign-up limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.warned = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        forwarded = scope["type"] == "http" and any(
+            name == b"x-forwarded-for" for name, _ in scope["headers"]
+        )
+        if forwarded and not self.warned:
+            self.warned = True
+            client = scope.get("client")
+            log.warning(
+                "X-Forwarded-For from %s ignored: if it is your proxy, list it in config.yaml's "
+                "web.trusted_proxies, or every visitor shares its address (and its sign-up limit)",
+                client[0] if client else "an unknown peer",
+            )
+        await self.app(scope, receive, send)
+
+
 async def read_form(request: Request) -> FormData:
     """The posted form, parsed within `FORM_FIELDS` and `FIELD_SIZE`, without files; else 413."""
     try:
@@ -181,6 +208,8 @@ def server_config(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080,
     """uvicorn's settings for the app, with the limits above. `X-Forwarded-For` and
     `X-Forwarded-Proto` are read only from `trusted_proxies` (none: never)."""
     protocol = type("HeaderTimeout", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
+    if not trusted_proxies:
+        app = UntrustedForwarding(app)
     return uvicorn.Config(
         app, host=host, port=port, http=protocol, ws="none", lifespan="on",
         h11_max_incomplete_event_size=HEADER_SIZE, timeout_keep_alive=KEEP_ALIVE,

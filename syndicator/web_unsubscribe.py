@@ -40,9 +40,11 @@ def token_address(request: Request) -> str:
 
 
 def masked(email: str) -> str:
-    """The address as the page shows it: `cl•••@example.org` (one letter of a short name)."""
+    """The address as the page shows it: `cl•••@example.org` (one letter of a short name,
+    none of a one-letter one)."""
     local, _, domain = email.rpartition("@")
-    return f"{local[:2] if len(local) > 3 else local[:1]}•••@{domain}"
+    shown = local[:2] if len(local) > 3 else local[:1] if len(local) > 1 else ""
+    return f"{shown}•••@{domain}"
 
 
 async def _is_one_click(request: Request) -> bool:

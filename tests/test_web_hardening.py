@@ -27,7 +27,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from syndicator.cli import main
-from syndicator.config import load_config
+from syndicator.config import load_config, parse_config
+from syndicator.errors import ConfigError
 from syndicator.ledger import Ledger
 from syndicator.schema import signup_requests
 from syndicator.signup_requests import (
@@ -44,6 +45,7 @@ from syndicator.subscribers import Subscriber
 from syndicator.tokens import Purpose, Signer
 from syndicator.web import create_app
 from syndicator.web_limits import server_config
+from syndicator.web_unsubscribe import masked
 
 from .web_support import SECRET, TestClient, WebSite, built_project, listening_socket, served, text_of
 
@@ -366,6 +368,13 @@ def test_the_site_cap_comes_from_config_and_gets_a_french_page(
 # --- 13. the unsubscribe page ----------------------------------------------------------------
 
 
+def test_masks_keep_at_most_two_letters() -> None:
+    """Long names keep two letters, short ones one, a one-letter name none; the domain shows."""
+    assert masked("claire.martin@example.org") == "cl•••@example.org"
+    assert masked("bob@example.org") == "b•••@example.org"
+    assert masked("x@example.org") == "•••@example.org"
+
+
 def test_unsubscribe_pages_show_the_address_masked(site: WebSite) -> None:
     """Whoever opens the link sees `ma•••@example.org`, before and after unsubscribing, never
     the address itself."""
@@ -464,14 +473,29 @@ def _sign_up_through(port: int, forwarded_for: str) -> None:
         assert response.status_code == 200, response.text
 
 
-def test_x_forwarded_for_is_ignored_unless_from_a_trusted_proxy(project: Callable[..., Starlette]) -> None:
+def test_x_forwarded_for_is_ignored_unless_from_a_trusted_proxy(
+    project: Callable[..., Starlette], caplog: pytest.LogCaptureFixture
+) -> None:
     """By default a visitor's X-Forwarded-For is ignored: the sign-up records (and rate-limits)
-    the connection's address."""
+    the connection's address; the log says once how to believe a real proxy."""
     app = project()
     assert app.state.web.config.web.trusted_proxies == []
-    with live(app, trusted_proxies=app.state.web.config.web.trusted_proxies) as server:
+    with caplog.at_level(logging.WARNING), live(app, trusted_proxies=[]) as server:
         _sign_up_through(server.port, "203.0.113.9")
-    assert _stored_ips(app) == ["127.0.0.1"]
+        _sign_up_through(server.port, "203.0.113.9")
+    assert _stored_ips(app) == ["127.0.0.1", "127.0.0.1"]
+    [warning] = [r.getMessage() for r in caplog.records if "X-Forwarded-For" in r.getMessage()]
+    assert "X-Forwarded-For from 127.0.0.1 ignored" in warning and "web.trusted_proxies" in warning
+
+
+def test_a_trusted_proxy_that_is_no_address_is_a_config_error(tmp_path: Path) -> None:
+    """`web.trusted_proxies: [nginx]` is refused at load time, naming the value and the line."""
+    text = "web:\n  trusted_proxies: [127.0.0.1, nginx]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "config.yaml")
+    [problem] = caught.value.problems()
+    assert problem.line == 2
+    assert "'nginx' is not an IP address or network" in problem.message
 
 
 def test_x_forwarded_for_is_believed_from_a_listed_proxy(project: Callable[..., Starlette]) -> None:
