@@ -14,6 +14,8 @@ headers, slow clients, connections, and a cookie reader that does not go through
 - Cookies: Starlette's `request.cookies` unquotes every value with `http.cookies._unquote`, which
   Python 3.11.7 runs in quadratic time on crafted values (CVE-2024-7592). `cookie()` reads one
   cookie by name, in linear time, and gives no quoted value back.
+- Proxies: X-Forwarded-For is believed only from `web.trusted_proxies`; with none listed,
+  `UntrustedForwarding` says once in the log that a request carried it.
 """
 
 from __future__ import annotations
