@@ -8,6 +8,7 @@ the file are relative to the file's own folder, so the daemon can run from anywh
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -135,6 +136,25 @@ class WebConfig(_Section):
     # Seconds readers and proxies may reuse a feed without asking (Cache-Control: max-age); the
     # default refresh runs every 10 minutes, and a conditional GET after that costs a 304.
     feeds_max_age: int = Field(default=600, ge=0)
+    # The proxies (addresses or networks) whose X-Forwarded-For / -Proto are believed; none by
+    # default, so that a visitor cannot choose the address the sign-up limits count.
+    trusted_proxies: list[str] = []
+    # Sign-up requests accepted per hour for the whole site: each one mails an address.
+    signups_per_hour: int = Field(default=100, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if value is None:
+            return []
+        for entry in value if isinstance(value, list) else []:
+            try:
+                ipaddress.ip_network(str(entry), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+                ) from None
+        return value
 
 
 class SubscriberConfig(_Section):

@@ -52,6 +52,8 @@ DATE_PATHS = {
 }
 ALLOWED = b"GET, HEAD"
 HTML_TYPE = b"text/html; charset=utf-8"
+# A browser must take a feed for what its Content-Type says, never sniff it into a page.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 NOT_FOUND_PAGE = """<!DOCTYPE html>
 <html lang="fr">
 <head>
@@ -216,6 +218,7 @@ def cached_file(name: str, data: bytes, key: FileKey, *, max_age: int, now: floa
         (b"last-modified", last_modified),
         (b"cache-control", f"public, max-age={max_age}".encode()),
         (b"vary", b"Accept-Encoding"),
+        NOSNIFF,
     ]
     digest = hashlib.sha256(data).hexdigest()[:32]
     media_type = MEDIA_TYPES[extension]
@@ -350,7 +353,7 @@ class FeedServer:
 
 
 def _html_headers(page: bytes) -> Headers:
-    return [(b"content-type", HTML_TYPE), (b"content-length", str(len(page)).encode())]
+    return [(b"content-type", HTML_TYPE), (b"content-length", str(len(page)).encode()), NOSNIFF]
 
 
 async def _respond(send: Send, status: int, headers: Headers, body: bytes, method: str) -> None:

@@ -35,8 +35,10 @@ from .signup_consent import Wording, archive, consent_wording
 from .signup_email import confirmation_email, outgoing, send
 from .signup_requests import (
     EXPIRY,
+    LIMITS,
     Confirmation,
     ConfirmTokens,
+    Limit,
     RateLimited,
     SignupRequest,
     check_address,
@@ -134,10 +136,12 @@ async def _subscribe_posted(request: Request, form: FormData) -> Response:
         )  # fmt: skip
     subscriber = chosen.applied(Subscriber(email=email, name=name))
     ip = client_ip(request.client.host if request.client else None)
+    limits = replace(LIMITS, site=Limit(state.config.web.signups_per_hour, timedelta(hours=1)))
     try:
         signup = await run_in_threadpool(
-            create_request, state.store, subscriber, ip=ip, wording=wording.version, now=datetime.now(UTC)
-        )
+            create_request, state.store, subscriber, ip=ip, wording=wording.version, now=datetime.now(UTC),
+            limits=limits,
+        )  # fmt: skip
     except RateLimited as limited:
         log.info("sign-up refused: too many requests for this %s", limited.scope)
         context = {"scope": limited.scope, "delay": french_delay(limited.retry_after)}

@@ -8,8 +8,11 @@ proof of consent, and lifts any suppression of the address: following a link jus
 it is a fresh, explicit consent from the owner of a working mailbox.
 
 Rate limits are counted from the table itself, so that several web workers agree: requests per
-address (each one mails that address) and per IP (an IPv6 visitor is counted by its /64, the
-block one machine usually holds). A refused request is not stored and so does not count.
+mailbox (each one mails it), per IP (an IPv6 visitor is counted by its /64, the block one
+machine usually holds) and for the whole site per hour (config.yaml's `web.signups_per_hour`).
+A mailbox is the address as its provider delivers it (`mailbox_key`): `claire+1@` and
+`claire@` share a quota, and so do `c.laire@gmail.com` and `claire@gmail.com`. A refused request
+is not stored and so does not count.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ from .tokens import Sealer
 EXPIRY = timedelta(hours=48)  # a confirmation link works this long
 KEEP_CONFIRMED = timedelta(days=30)  # then a confirmed request goes; the proof stays in subscriber_choices
 NAME_LENGTH = 100
-Scope = Literal["ip", "address"]
+Scope = Literal["ip", "address", "site"]
+# Providers that deliver `c.laire@` to `claire@`, and their other names.
+DOTLESS = frozenset({"gmail.com", "googlemail.com"})
+SAME_DOMAIN = {"googlemail.com": "gmail.com"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +54,22 @@ class Limit:
 class Limits:
     address: Limit = Limit(3, timedelta(hours=24))  # confirmation emails to one mailbox
     ip: Limit = Limit(10, timedelta(hours=1))  # a town hall's staff may share one IP
+    site: Limit = Limit(100, timedelta(hours=1))  # every request, all addresses and IPs together
 
     @property
     def longest(self) -> timedelta:
-        return max(self.address.window, self.ip.window)
+        return max(self.address.window, self.ip.window, self.site.window)
+
+
+def mailbox_key(email: str) -> str:
+    """The mailbox an address delivers to, for counting: lower case, without its sub-address
+    tag (`+...`), without dots where the provider ignores them (Gmail)."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    domain = domain.rstrip(".")
+    local = local.split("+", 1)[0] or local
+    if domain in DOTLESS:
+        local = local.replace(".", "")
+    return f"{local}@{SAME_DOMAIN.get(domain, domain)}"
 
 
 LIMITS = Limits()
@@ -196,17 +214,24 @@ def create_request(
             )
         ).inserted_primary_key  # fmt: skip
         request_id: int = inserted[0] if inserted else 0
-        counted: tuple[tuple[Scope, Limit, ColumnElement[bool]], ...] = (
+        counted: tuple[tuple[Scope, Limit, ColumnElement[bool] | None], ...] = (
+            ("site", limits.site, None),
             ("ip", limits.ip, _same_ip(ip)),
-            ("address", limits.address, signup_requests.c.subscriber == key),
+            ("address", limits.address, None),
         )
+        mailbox = mailbox_key(key)
         for scope, limit, same in counted:
-            others = connection.execute(
-                select(signup_requests.c.created)
-                .where(same, signup_requests.c.id != request_id,
-                       signup_requests.c.created > now - limit.window)
+            rows = connection.execute(
+                select(signup_requests.c.created, signup_requests.c.subscriber)
+                .where(signup_requests.c.id != request_id, signup_requests.c.created > now - limit.window,
+                       *([] if same is None else [same]))
                 .order_by(signup_requests.c.created)
-            ).scalars().all()  # fmt: skip
+            ).all()  # fmt: skip
+            # The same mailbox under other spellings is found here, not in SQL: the rows of a
+            # day are bounded by the site's hourly cap.
+            others = [
+                row.created for row in rows if scope != "address" or mailbox_key(row.subscriber) == mailbox
+            ]
             if len(others) >= limit.count:
                 # Room comes back when enough of the oldest leave the window.
                 frees = others[len(others) - limit.count] + limit.window

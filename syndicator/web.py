@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -28,6 +29,7 @@ from .config import Config
 from .feed_server import feeds_app
 from .signup import signup_routes
 from .store import Store
+from .web_limits import BODY_TIMEOUT, BodyLimit, server_config
 from .web_pages import ERRORS, PageError, WebState, error_page
 from .web_preferences import preferences
 from .web_unsubscribe import unsubscribe
@@ -45,8 +47,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+def route_of(request: Request) -> str:
+    """The route a request matched, as declared (`/unsubscribe/{token}`): what a log may name,
+    since the path itself carries the token."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "(no route)"
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("error on %s %s", request.method, route_of(request), exc_info=exc)
     try:
         return error_page(request, 500)
     except Exception:  # the error page itself failed (an admin's broken template): plain words
@@ -59,9 +69,12 @@ async def _home(request: Request) -> Response:
     return RedirectResponse("feeds/", status_code=303)
 
 
-def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
+def create_app(
+    config: Config, *, store_url: str | None = None, body_timeout: float = BODY_TIMEOUT
+) -> Starlette:
     """The web app: opens the store (`store_url`, default config.yaml's `database`) now, so a
-    bad database fails at start, and closes it when the server stops."""
+    bad database fails at start, and closes it when the server stops. A request body must
+    arrive within `body_timeout` seconds (syndicator/web_limits.py)."""
     store = Store.open(store_url or config.database_url)
 
     @asynccontextmanager
@@ -80,6 +93,7 @@ def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        middleware=[Middleware(BodyLimit, refuse=error_page, timeout=body_timeout)],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
@@ -88,12 +102,14 @@ def create_app(config: Config, *, store_url: str | None = None) -> Starlette:
 
 
 def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> None:
-    """Run the app under uvicorn until SIGTERM or SIGINT. Behind a proxy on this machine, its
-    X-Forwarded-For and X-Forwarded-Proto are trusted (uvicorn's default: from 127.0.0.1).
+    """Run the app under uvicorn until SIGTERM or SIGINT, with its limits
+    (syndicator/web_limits.py). X-Forwarded-For and X-Forwarded-Proto are trusted only from
+    `web.trusted_proxies`.
 
     No access log unless asked (`serve -v`): links in emails of the first releases carry
     readable addresses (syndicator/tokens.py)."""
-    uvicorn.run(
-        create_app(config), host=host, port=port, proxy_headers=True, server_header=False,
-        log_level="info", access_log=access_log,
+    settings = server_config(
+        create_app(config), host=host, port=port, trusted_proxies=config.web.trusted_proxies,
+        access_log=access_log,
     )  # fmt: skip
+    uvicorn.Server(settings).run()

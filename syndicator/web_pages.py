@@ -5,7 +5,7 @@ Pages are Jinja2 templates under `web/` in the same environment as the emails
 template. `page()` renders one with the site, the request and `csrf_field()` in its context,
 and adds the headers every page wants: not cached (pages hold personal links), never framed
 (a hidden unsubscribe button would be a clickjacking target), no Referer sent (tokens sit in
-the URLs).
+the URLs), and a Content-Security-Policy letting nothing load but the page's own `<style>`.
 
 CSRF is the signed double-submit pattern, stateless: the first page holding a form sets a
 random value in a cookie, and each form carries that value signed with the app's secret. A
@@ -15,7 +15,10 @@ a browser send the cookie, but it can neither read it nor sign a value of its ow
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from .store import Store
 from .templating import environment
 from .territoires import Hierarchy
 from .tokens import secret_keys
+from .web_limits import cookie, read_form
 
 CSRF_COOKIE = "syndicator_csrf"
 CSRF_FIELD = "csrf_token"
@@ -44,10 +48,10 @@ PAGE_HEADERS: Mapping[str, str] = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
-    ),
 }
+# Nothing loads but the page's own <style> blocks, allowed by their hashes (`style_policy`).
+CSP = "default-src 'none'; style-src {styles}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+_STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.DOTALL | re.IGNORECASE)
 
 # What each error status tells the visitor: a title and a sentence, never a detail of ours.
 ERRORS: Mapping[int, tuple[str, str]] = {
@@ -55,6 +59,7 @@ ERRORS: Mapping[int, tuple[str, str]] = {
           "Copiez-le en entier depuis le message reçu, ou utilisez le lien d'un message plus récent."),
     403: ("Formulaire expiré", "Ce formulaire a expiré, ou votre navigateur refuse les cookies. "
           "Rechargez la page, puis envoyez-le de nouveau."),
+    408: ("Envoi trop lent", "Le formulaire est arrivé trop lentement. Envoyez-le de nouveau."),
     404: ("Page introuvable", "Il n'y a pas de page à cette adresse."),
     405: ("Action impossible", "Cette page ne permet pas cette action."),
     413: ("Envoi trop volumineux", "Le formulaire envoyé est trop volumineux."),
@@ -109,7 +114,7 @@ def _csrf_value(request: Request) -> str:
     new: str | None = getattr(request.state, "csrf_new", None)
     if new:
         return new
-    value = request.cookies.get(CSRF_COOKIE, "")
+    value = cookie(request, CSRF_COOKIE) or ""
     if 32 <= len(value) <= 64 and set(value) <= _COOKIE_CHARS:
         return value
     request.state.csrf_new = value = secrets.token_urlsafe(32)
@@ -128,17 +133,27 @@ def csrf_field(request: Request) -> Markup:
 
 async def verified_form(request: Request) -> FormData:
     """The posted form, once its CSRF token is checked; else `PageError(403)`."""
-    form = await request.form()
-    token, cookie = form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)
-    if not isinstance(token, str) or not cookie:
+    form = await read_form(request)
+    token, sent = form.get(CSRF_FIELD), cookie(request, CSRF_COOKIE)
+    if not isinstance(token, str) or not sent:
         raise PageError(403)
     try:
         signed = web_state(request).csrf.loads(token)
     except BadSignature:
         raise PageError(403) from None
-    if not isinstance(signed, str) or not hmac.compare_digest(signed.encode(), cookie.encode()):
+    if not isinstance(signed, str) or not hmac.compare_digest(signed.encode(), sent.encode()):
         raise PageError(403)
     return form
+
+
+def style_policy(html: str) -> str:
+    """The Content-Security-Policy of a page: nothing but its own inline styles, by hash, so
+    that an admin's edited template keeps its styles and an injected one gets none."""
+    hashes = sorted({
+        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+        for css in _STYLE.findall(html)
+    })  # fmt: skip
+    return CSP.format(styles=" ".join(hashes) or "'none'")
 
 
 def page(request: Request, template: str, context: Mapping[str, Any] | None = None,
@@ -156,7 +171,8 @@ def page(request: Request, template: str, context: Mapping[str, Any] | None = No
         {"site": state.config.site, "request": request, "csrf_field": lambda: csrf_field(request),
          **shown}
     )  # fmt: skip
-    response = HTMLResponse(html, status_code=status, headers=dict(PAGE_HEADERS))
+    headers = {**PAGE_HEADERS, "Content-Security-Policy": style_policy(html)}
+    response = HTMLResponse(html, status_code=status, headers=headers)
     new: str | None = getattr(request.state, "csrf_new", None)
     if new:
         response.set_cookie(

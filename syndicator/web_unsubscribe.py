@@ -6,6 +6,12 @@ RFC 8058's one-click POST a mail program sends on its own (body `List-Unsubscrib
 no cookie, no CSRF token: the signed token in the URL is what proves the request comes from
 the mailbox). The address goes to the suppression list with the reason "unsubscribed";
 unsubscribing again changes nothing and says the same.
+
+Whoever opens the link (a forwarded email's reader, a colleague) sees the address masked
+(`cl•••@example.org`). Once unsubscribed, the page offers its own button to subscribe again
+(POST `action=resubscribe`, with its CSRF token): it lifts only the address's own
+unsubscription, never a bounce or a complaint, and nothing else on the page resubscribes
+(the preferences link is not shown there).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from starlette.responses import Response
 from .choices import UNSUBSCRIBED
 from .ledger import Ledger
 from .tokens import Signer
+from .web_limits import read_form
 from .web_pages import PageError, page, verified_form, web_state
 
 ONE_CLICK = b"List-Unsubscribe=One-Click"
@@ -32,16 +39,34 @@ def token_address(request: Request) -> str:
     return email
 
 
+def masked(email: str) -> str:
+    """The address as the page shows it: `cl•••@example.org` (one letter of a short name,
+    none of a one-letter one)."""
+    local, _, domain = email.rpartition("@")
+    shown = local[:2] if len(local) > 3 else local[:1] if len(local) > 1 else ""
+    return f"{shown}•••@{domain}"
+
+
 async def _is_one_click(request: Request) -> bool:
     """Whether the POST is RFC 8058's: `List-Unsubscribe=One-Click`, urlencoded or multipart."""
     if (await request.body()).strip() == ONE_CLICK:
         return True
-    return (await request.form()).get("List-Unsubscribe") == "One-Click"
+    return (await read_form(request)).get("List-Unsubscribe") == "One-Click"
 
 
 def _suppressed(ledger: Ledger, email: str) -> bool:
     entry = ledger.suppressed().get(email)
     return entry is not None
+
+
+def _resubscribe(ledger: Ledger, email: str) -> bool:
+    """Lift the address's unsubscription; False when it is suppressed for another reason."""
+    entry = ledger.suppressed().get(email)
+    if entry is not None and entry[0] != UNSUBSCRIBED:
+        return False
+    if entry is not None:
+        ledger.unsuppress(email)
+    return True
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -52,17 +77,20 @@ async def unsubscribe(request: Request) -> Response:
     preferences = (
         f"{state.config.web.base_url.rstrip('/')}/preferences/{Signer(state.keys, 'preferences').sign(email)}"
     )
+    context = {"email": masked(email), "preferences": preferences}
     if request.method in ("GET", "HEAD"):
         done = await run_in_threadpool(_suppressed, ledger, email)
         template = "web/unsubscribe_done.html" if done else "web/unsubscribe.html"
-        return page(request, template, {"email": email, "preferences": preferences, "already": done})
+        return page(request, template, {**context, "already": done})
     if await _is_one_click(request):
         detail = "one-click (RFC 8058)"
     else:
-        await verified_form(request)
+        form = await verified_form(request)
         detail = "web page"
+        if form.get("action") == "resubscribe":
+            resubscribed = await run_in_threadpool(_resubscribe, ledger, email)
+            return page(request, "web/resubscribed.html", {**context, "resubscribed": resubscribed})
     already = await run_in_threadpool(_suppressed, ledger, email)
     if not already:
         await run_in_threadpool(ledger.suppress, email, UNSUBSCRIBED, datetime.now(UTC), detail)
-    return page(request, "web/unsubscribe_done.html", {"email": email, "preferences": preferences,
-                                                         "already": already})  # fmt: skip
+    return page(request, "web/unsubscribe_done.html", {**context, "already": already})
