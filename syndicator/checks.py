@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .choices import UNSUBSCRIBED
 from .config import Config, load_config
 from .delivery import dkim_key
+from .emails import header_text
 from .errors import ConfigError, Problem, StoreError
 from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
@@ -78,6 +81,7 @@ def check(config_file: str | None) -> CheckReport:
         first_file.setdefault(url, file.path)
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
+    report.problems += email_problems(report.config)
     return report
 
 
@@ -111,6 +115,56 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
                 "warning",
             ))  # fmt: skip
     return problems
+
+
+def email_problems(config: Config) -> list[Problem]:
+    """What would make emails wrong for every reader: with the smtp transport, a `web.base_url`
+    no reader can reach (loopback: an error) or not https (a warning: the links travel in clear
+    and one-click unsubscription, RFC 8058, is not offered); and a subscriber name that emails
+    would not show as written (a line break, a control character, `=?`), a warning."""
+    problems = []
+    base_url = config.web.base_url
+    if config.email.transport == "smtp":
+        line = config.line_of(["web", "base_url"]) or config.line_of(["web"])
+        if _loopback(base_url):
+            problems.append(Problem(
+                config.source, line,
+                f"web.base_url is {base_url!r}, a loopback address: the unsubscribe and preferences links "
+                "of every email sent by smtp would lead nowhere; set web.base_url to the public https "
+                "address of 'syndicator serve' (e.g. https://lettre.example.org)",
+            ))  # fmt: skip
+        elif urlsplit(base_url).scheme.lower() != "https":
+            problems.append(Problem(
+                config.source, line,
+                f"web.base_url {base_url!r} is not https: the links of emails travel in clear and "
+                "one-click unsubscription (List-Unsubscribe-Post) is not offered; use an https:// address",
+                "warning",
+            ))  # fmt: skip
+    for index, subscriber in enumerate(config.subscribers):
+        name = subscriber.name or ""
+        if name and (header_text(name) != " ".join(name.split()) or not name.isprintable()):
+            problems.append(Problem(
+                config.source, config.line_of(["subscribers", index, "name"]),
+                f"{subscriber.email}: the name {name!r} has a line break, a control character or '=?'; "
+                f"emails show it as {header_text(name)!r}: write it on one line",
+                "warning",
+            ))  # fmt: skip
+    return problems
+
+
+def _loopback(url: str) -> bool:
+    """Whether `url` names this machine only (or no host at all)."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return True
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _territoire_label(hierarchy: Hierarchy, label: str, path: str) -> list[Problem]:

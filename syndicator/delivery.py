@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from .choices import effective_subscribers
 from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_digest, newest_first
 from .dkim import DkimKey, load_key, sign
-from .emails import Envelope, address, digest_bytes, message_id
+from .emails import Envelope, UnsafeHeaders, address, digest_bytes, message_id
 from .french_dates import PARIS
 from .ledger import AlreadyRecorded, GroupedWrites, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
@@ -39,6 +40,7 @@ from .territoires import Hierarchy
 from .tokens import Signer, secret_keys
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 BATCH = 200  # digests built, recorded, then delivered together
 FIRST_BATCH = 25  # the first batches are smaller (25, 50, 100, …): the first messages leave sooner
 
@@ -298,6 +300,7 @@ class Built:
     pending: list[_Pending] = field(default_factory=list)
     subscribers: set[str] = field(default_factory=set)
     recorded: set[int] = field(default_factory=set)  # the ledger rows recorded now
+    failed: dict[str, str] = field(default_factory=dict)  # subscriber: why no digest could be made
 
 
 def build_batch(
@@ -328,7 +331,12 @@ def build_batch(
             if not dry_run:
                 # AlreadyRecorded: a concurrent run has this digest and delivers it.
                 with contextlib.suppress(AlreadyRecorded):
-                    row = digests.record(digest)
+                    try:
+                        row = digests.record(digest)
+                    except UnsafeHeaders as exc:  # nothing recorded, nothing sent: theirs alone
+                        log.error("digest for %s not sent: %s", subscriber.email, exc.message)
+                        built.failed[subscriber.key] = exc.message
+                        continue
                     built.pending.append(_Pending(row, subscriber))
                     built.recorded.add(row.id)
     return built
@@ -449,6 +457,8 @@ def send_digests(
                 for entry in built.pending:
                     outcome = outcomes.get(f"{entry.row.id:08d}", "busy")
                     results.setdefault(entry.subscriber.key, []).append(outcome)
+                for key in built.failed:
+                    results.setdefault(key, []).append("failed")
                 for subscriber in batch:
                     would_send = dry_run and subscriber.key in built.subscribers
                     _tally(report, subscriber, results.get(subscriber.key, []),
