@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from .choices import UNSUBSCRIBED
 from .config import Config, load_config
 from .delivery import dkim_key
-from .emails import header_text
+from .emails import header_text, shows_as_written
 from .errors import ConfigError, Problem, StoreError
 from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
@@ -142,7 +142,7 @@ def email_problems(config: Config) -> list[Problem]:
             ))  # fmt: skip
     for index, subscriber in enumerate(config.subscribers):
         name = subscriber.name or ""
-        if name and (header_text(name) != " ".join(name.split()) or not name.isprintable()):
+        if not shows_as_written(name):
             problems.append(Problem(
                 config.source, config.line_of(["subscribers", index, "name"]),
                 f"{subscriber.email}: the name {name!r} has a line break, a control character or '=?'; "

@@ -23,6 +23,7 @@ from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
 from .daemon import Daemon
 from .delivery import Digests, explain, send_digests
+from .emails import shows_as_written
 from .errors import Problem, SyndicatorError
 from .feeds import update_feeds
 from .french_dates import PARIS
@@ -224,7 +225,7 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
 
 def _one_line_name(text: str) -> str:
     """`--name` as given, when emails can show it as it is: one line, no `=?`."""
-    if not text.isprintable() or "=?" in text:
+    if not shows_as_written(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} has a line break, a control character or '=?', which emails cannot show; "
             "give the name on one line, as readers should see it"

@@ -74,6 +74,12 @@ def header_text(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).replace("=?", "= ?").split())
 
 
+def shows_as_written(value: str) -> bool:
+    """Whether `header_text` leaves `value` as it is, runs of spaces aside: no control
+    character, no line break, no `=?`."""
+    return "=?" not in value and not _CONTROL.search(value)
+
+
 def check_headers(data: bytes, expected: Sequence[tuple[str, str]]) -> None:
     """Raise `UnsafeHeaders` unless the header block of `data` (a message as it goes on the
     wire) is well formed and, read back, holds exactly the `expected` (name, value) headers, in
