@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from syndicator import emails
+from syndicator import emails, signup_email, signup_requests
 from syndicator.config import load_config
 from syndicator.delivery import Digests, send_digests
 from syndicator.digest import RenderedDigest
@@ -37,6 +37,7 @@ from syndicator.emails import (
     to_bytes,
 )
 from syndicator.ingest import ingest
+from syndicator.schema import signup_requests as requests_table
 from syndicator.store import Store
 
 from .conftest import Run
@@ -130,6 +131,25 @@ def test_an_encoded_word_name_signing_up_forges_no_header_of_a_signed_confirmati
     text = message.get_body(("plain",))
     assert text is not None
     assert text.get_content().splitlines()[0] == f"Bonjour {header_text(name)},"
+
+
+def test_a_confirmation_failing_the_header_check_is_never_sent(
+    signed_site: _Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the cleaners to let an encoded word through (CR and LF only removed, as before),
+    the check stops the confirmation: the visitor gets the "could not send" page (503), the
+    outbox stays empty and the request is not kept."""
+
+    def weak(value: str) -> str:
+        return " ".join(re.sub(r"[\r\n]", " ", value).split())
+
+    for module in (emails, signup_email, signup_requests):
+        monkeypatch.setattr(module, "header_text", weak)
+    assert signed_site.sign_up(REPLY_TO) == 503
+    assert signed_site.sent() == []
+    with signed_site.store.engine.connect() as connection:
+        assert connection.execute(requests_table.select()).all() == []
+    assert signed_site.sign_up("Anne Martin") == 200  # the same form, a plain name: sent
 
 
 # --- digests, through the CLI ---------------------------------------------------------------------
