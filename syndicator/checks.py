@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from .choices import UNSUBSCRIBED, load_choices, signups
 from .config import Config, load_config
 from .delivery import dkim_key
+from .emails import header_text, shows_as_written
 from .errors import ConfigError, Problem, StoreError
 from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
@@ -102,8 +103,8 @@ def check(config_file: str | None) -> CheckReport:
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
     report.problems += audience_problems(report.config)
-    report.problems += link_problems(report.config)
     report.problems += report.config.address_warnings()
+    report.problems += email_problems(report.config)
     return report
 
 
@@ -277,6 +278,56 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
     return problems
 
 
+def email_problems(config: Config) -> list[Problem]:
+    """What would make emails wrong for every reader: with the smtp transport, a `web.base_url`
+    no reader can reach (loopback: an error) or not https (a warning: the links travel in clear
+    and one-click unsubscription, RFC 8058, is not offered); and a subscriber name that emails
+    would not show as written (a line break, a control character, `=?`), a warning."""
+    problems = []
+    base_url = config.web.base_url
+    if config.email.transport == "smtp":
+        line = config.line_of(["web", "base_url"]) or config.line_of(["web"])
+        if _loopback(base_url):
+            problems.append(Problem(
+                config.source, line,
+                f"web.base_url is {base_url!r}, a loopback address: the unsubscribe and preferences links "
+                "of every email sent by smtp would lead nowhere; set web.base_url to the public https "
+                "address of 'syndicator serve' (e.g. https://lettre.example.org)",
+            ))  # fmt: skip
+        elif urlsplit(base_url).scheme.lower() != "https":
+            problems.append(Problem(
+                config.source, line,
+                f"web.base_url {base_url!r} is not https: the links of emails travel in clear and "
+                "one-click unsubscription (List-Unsubscribe-Post) is not offered; use an https:// address",
+                "warning",
+            ))  # fmt: skip
+    for index, subscriber in enumerate(config.subscribers):
+        name = subscriber.name or ""
+        if not shows_as_written(name):
+            problems.append(Problem(
+                config.source, config.line_of(["subscribers", index, "name"]),
+                f"{subscriber.email}: the name {name!r} has a line break, a control character or '=?'; "
+                f"emails show it as {header_text(name)!r}: write it on one line",
+                "warning",
+            ))  # fmt: skip
+    return problems
+
+
+def _loopback(url: str) -> bool:
+    """Whether `url` names this machine only (or no host at all)."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return True
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
 def _territoire_label(hierarchy: Hierarchy, label: str, path: str) -> list[Problem]:
     resolution = hierarchy.resolve(label)
     if resolution.ambiguous:
@@ -365,26 +416,3 @@ def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hier
         guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
     hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""
     return f"unknown {kind} '{label}'{hint}"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host.endswith(".localhost")
-
-
-def link_problems(config: Config) -> list[Problem]:
-    """A warning when digests go out by SMTP while `web.base_url`, which every unsubscribe and
-    preferences link starts with, is still this machine's own address (the default)."""
-    url = config.web.base_url
-    if config.email.transport != "smtp" or not _loopback(urlsplit(url).hostname or ""):
-        return []
-    line = config.line_of(["web", "base_url"]) if "web" in _keys(config) else None
-    return [Problem(
-        config.source, line,
-        f"web.base_url is {url}, this machine's own address: the unsubscribe and preferences "
-        "links of the digests sent by SMTP would lead subscribers nowhere; set it to the public "
-        "address of 'syndicator serve', like https://lettre.example.org",
-        "warning",
-    )]  # fmt: skip

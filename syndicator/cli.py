@@ -24,6 +24,7 @@ from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
 from .daemon import Daemon
 from .delivery import Digests, explain, send_digests
+from .emails import shows_as_written
 from .errors import ConfigError, Problem, SyndicatorError
 from .feeds import update_feeds
 from .french_dates import PARIS
@@ -283,6 +284,16 @@ def cmd_subscribers_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_name(text: str) -> str:
+    """`--name` as given, when emails can show it as it is: one line, no `=?`."""
+    if not shows_as_written(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has a line break, a control character or '=?', which emails cannot show; "
+            "give the name on one line, as readers should see it"
+        )
+    return text
+
+
 def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     remove_subscriber(path, args.email)
@@ -403,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = subscriber_commands.add_parser("add", parents=[common], help="add a subscriber, keeping comments")
     sub.set_defaults(handler=cmd_subscribers_add)
     sub.add_argument("email", metavar="EMAIL")
-    sub.add_argument("--name")
+    sub.add_argument("--name", type=_one_line_name)
     sub.add_argument("--frequency", choices=FREQUENCIES, default="weekly")
     sub.add_argument("--thematique", action="append", default=[], metavar="NAME", help="repeat for several")
     sub.add_argument("--territoire", action="append", default=[], metavar="NAME", help="repeat for several")

@@ -48,6 +48,7 @@ from .tokens import Signer, secret_keys
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 BATCH = 200  # digests built, recorded, then delivered together
 FIRST_BATCH = 25  # the first batches are smaller (25, 50, 100, …): the first messages leave sooner
 

@@ -38,6 +38,7 @@ from markupsafe import Markup
 
 from .config import SiteConfig
 from .digest import Digest, DigestLinks, RenderedDigest
+from .emails import header_text
 from .items import Attachment, NewsItem
 from .subscribers import Subscriber
 from .templating import LOCALE, french_size
@@ -68,9 +69,6 @@ _KINDS = {
     "application/vnd.oasis.opendocument.presentation": "OpenDocument présentation",
     "application/zip": "ZIP",
 }
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belongs in a header.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_SPACES = re.compile(r"[ \t]{2,}")
 # Remote stylesheets are never fetched: the templates hold all their CSS, and rendering stays pure.
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, minify_css=True, load_remote_stylesheets=False)
 _OWN_ENVS = "_syndicator_digest_envs"  # where an environment keeps its two variants (see _variants)
@@ -174,7 +172,7 @@ def digest_context(digest: Digest, links: DigestLinks, site: SiteConfig) -> dict
     )
     shown = sum(len(section.entries) for section in sections)
     subscriber = digest.subscriber
-    name = (subscriber.name or "").strip()
+    name = header_text(subscriber.name or "")  # one line, as in the To header
     return {
         "site": site,
         "links": links,
@@ -190,11 +188,6 @@ def digest_context(digest: Digest, links: DigestLinks, site: SiteConfig) -> dict
         "frequency": FREQUENCIES.get(subscriber.frequency, subscriber.frequency),
         "interests": interests(subscriber),
     }
-
-
-def one_line(text: str) -> str:
-    """`text` as a header value: controls and line breaks made spaces, runs of spaces squeezed."""
-    return _SPACES.sub(" ", _CONTROLS.sub(" ", text)).strip()
 
 
 def inline_css(html: str) -> str:
@@ -286,14 +279,14 @@ def _subject(env: Environment, context: dict[str, Any]) -> str:
         uses = sorted(meta.find_undeclared_variables(env.parse(_source(env, SUBJECT_TEMPLATE))))
         kept = env.__dict__[_OWN_SUBJECT] = _Subjects(template, uses if _PER_RUN.issuperset(uses) else None)
     if kept.uses is None:
-        return one_line(template.render(context))
+        return header_text(template.render(context))
     site = context["site"]  # a model, compared by identity: the run's own
     key = tuple(id(site) if name == "site" else context[name] for name in kept.uses)
     found = kept.made.get(key)
     if found is None or found[0] is not site:
         if len(kept.made) > _KEPT:
             kept.made.clear()
-        found = kept.made[key] = (site, one_line(template.render(context)))
+        found = kept.made[key] = (site, header_text(template.render(context)))
     return found[1]
 
 

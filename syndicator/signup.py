@@ -30,7 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .mailer import Outgoing
+from .emails import UnsafeHeaders
+from .mailer import Outgoing, Result
 from .signup_consent import Wording, archive, consent_wording
 from .signup_email import confirmation_email, outgoing, send
 from .signup_requests import (
@@ -166,7 +167,12 @@ async def _mail(request: Request, signup: SignupRequest, typed: _Typed, chosen: 
         )
         return outgoing(state.config, signup, message)
 
-    result = await send(state.config, await run_in_threadpool(build))
+    try:
+        built = await run_in_threadpool(build)
+    except UnsafeHeaders as exc:  # a header the checks caught: that request's failure, nothing sent
+        result = Result("failed", str(exc))
+    else:
+        result = await send(state.config, built)
     if result.outcome == "sent":
         log.info("sign-up request %d: confirmation email sent", signup.id)
         context = {"email": signup.subscriber.email, "hours": HOURS, "subscribe": subscribe_url}

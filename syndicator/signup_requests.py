@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
 from . import addresses
 from .choices import FREQUENCIES, Consent, load_choice, save_choice
+from .emails import header_text
 from .ledger import Ledger
 from .schema import signup_requests
 from .store import Store
@@ -131,8 +132,9 @@ def check_address(text: str) -> tuple[str | None, str | None]:
 
 
 def clean_name(text: str) -> tuple[str | None, str | None]:
-    """The name on one line (None when empty), or the French problem."""
-    name = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    """The name on one line, as emails show it (`header_text`: no encoded word either), None
+    when empty; or the French problem."""
+    name = header_text("".join(c if c.isprintable() else " " for c in text))
     if len(name) > NAME_LENGTH:
         return None, f"Le nom est trop long ({NAME_LENGTH} caractères au plus)."
     return name or None, None

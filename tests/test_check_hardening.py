@@ -110,26 +110,3 @@ def test_config_and_verbose_work_before_the_command(run: Run, project: Path, tmp
     assert both.code == 0 and both.out.startswith(f"{other}: ")
     loud = run("-v", "--config", str(tmp_path / "absent.yaml"), "ingest")
     assert loud.code == 1 and "Traceback" in loud.err and "absent.yaml: no such file" in loud.err
-
-
-def test_digests_sent_by_smtp_with_links_to_the_loopback_address_are_a_warning(
-    run: Run, project: Path
-) -> None:
-    """A config that sends by SMTP but leaves `web.base_url` to its default (127.0.0.1) would
-    mail unsubscribe links no subscriber can open: `check` says which key to set. With the
-    public address set, no warning."""
-    config = project / "config.yaml"
-    smtp = "email:\n  transport: smtp\n  smtp: {host: 127.0.0.1, port: 2525}\n"
-    people = "subscribers:\n  - email: a@example.org\n"
-    config.write_text(smtp + people, encoding="utf-8")
-    result = run("check")
-    assert result.code == 1
-    assert result.err.splitlines() == [
-        "config.yaml: warning: web.base_url is http://127.0.0.1:8080, this machine's own address: "
-        "the unsubscribe and preferences links of the digests sent by SMTP would lead subscribers "
-        "nowhere; set it to the public address of 'syndicator serve', like https://lettre.example.org"
-    ]
-    config.write_text(smtp + "web:\n  base_url: http://localhost:8080\n" + people, encoding="utf-8")
-    assert run("check").err.startswith("config.yaml:5: warning: web.base_url is http://localhost:8080")
-    config.write_text(smtp + "web:\n  base_url: https://lettre.irev.fr\n" + people, encoding="utf-8")
-    assert run("check").code == 0

@@ -19,9 +19,9 @@ from jinja2 import Environment
 
 from syndicator.config import SiteConfig
 from syndicator.digest import Digest, DigestLinks, RenderedDigest, Section
-from syndicator.emails import Envelope, build_message, digest_bytes, message_id, to_bytes
+from syndicator.emails import Envelope, build_message, digest_bytes, header_text, message_id, to_bytes
 from syndicator.items import Attachment, NewsItem, Term, parse_file
-from syndicator.render import event_dates, one_line, render_digest
+from syndicator.render import event_dates, render_digest
 from syndicator.subscribers import Subscriber
 from syndicator.templating import SHIPPED, environment
 
@@ -121,7 +121,7 @@ def test_subject_is_one_line() -> None:
     site = SiteConfig(title="IREV\r\nBcc: intrus@example.org\x00\x1b")
     subject = render(make_digest((make_item(),)), site=site).subject
     assert subject == "IREV Bcc: intrus@example.org — 1 actualité du 26 novembre 2026"
-    assert one_line("  a\n\tb\u2028c  ") == "a b c"
+    assert header_text("  a\n\tb\u2028c\x85d  ") == "a b c d"
 
 
 def test_every_field_of_an_item_appears() -> None:

@@ -191,8 +191,12 @@ def test_links_signed_before_a_key_rotation_still_work(site: Site, monkeypatch: 
 
 
 def test_digest_list_unsubscribe_header_is_the_one_click_link(site: Site, run: Run) -> None:
-    """A digest's List-Unsubscribe starts with the page's URL under web.base_url, with
-    List-Unsubscribe-Post; POSTing RFC 8058's body to it unsubscribes."""
+    """A digest's List-Unsubscribe starts with the page's URL under web.base_url (https, as
+    behind a proxy), with List-Unsubscribe-Post; POSTing RFC 8058's body to it unsubscribes."""
+    base = "https://lettre.example.org"
+    path = site.root / "config.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("base_url: http://127.0.0.1:8080", f"base_url: {base}"), encoding="utf-8")
     out = site.root / "preview"
     result = run("digest", "preview", "centre.social@example.org", "--config", str(site.root / "config.yaml"),
                  "--out", str(out))  # fmt: skip
@@ -201,7 +205,6 @@ def test_digest_list_unsubscribe_header_is_the_one_click_link(site: Site, run: R
     assert isinstance(message, EmailMessage)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))[0]
-    base = site.config.web.base_url
     assert url == base + site.link("unsubscribe", "centre.social@example.org")
     answer = one_click(site.client, url.removeprefix(base))
     assert answer.status_code == 200
