@@ -362,7 +362,8 @@ def build_batch(
         try:
             _build_one(digests, subscriber, built, dry_run=dry_run)
         except Exception as error:  # this subscriber's failure: recorded, the others still built
-            reason = f"digest not built: {type(error).__name__}: {error}"
+            detail = error.message if isinstance(error, SyndicatorError) else str(error)
+            reason = f"digest not built: {type(error).__name__}: {detail}"
             log.info("%s: %s", subscriber.email, reason, exc_info=log.isEnabledFor(logging.DEBUG))
             built.unbuilt[subscriber.key] = reason
             if not dry_run:
