@@ -222,7 +222,9 @@ def test_a_digest_failing_the_header_check_is_its_subscribers_failure_alone(
         report = send_digests(Digests(store, config, now=datetime.now(UTC)), frequency="monthly")
     assert (report.sent, report.failed) == (1, 1)
     [error] = report.errors
-    assert error.startswith("centre.social@example.org: digest not built: UnsafeHeaders: the headers read back")
+    assert error.startswith(
+        "centre.social@example.org: digest not built: UnsafeHeaders: the headers read back"
+    )
     [eml] = (project / "outbox").glob("*.eml")
     assert b"claire.martin@example.org" in eml.read_bytes()
 
