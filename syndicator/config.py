@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import ConfigError, Problem
+from .items import MAX_SIZE
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")
@@ -59,6 +60,8 @@ class SiteConfig(_Section):
 
 class ItemsConfig(_Section):
     path: Path = Path("items")
+    # The largest item file read: `2 MiB`, `500 KiB` or a number of bytes.
+    max_size: ByteSize = Field(default=ByteSize(MAX_SIZE), gt=0)
 
 
 class FeedsConfig(_Section):

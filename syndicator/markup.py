@@ -43,6 +43,13 @@ def is_script_url(url: str) -> bool:
     return lowered.startswith("javascript:") or "javascript%3a" in lowered or "javascript:" in lowered
 
 
+def is_web_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host: the only links feeds and emails carry
+    outside a body (attachments, term pages)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and not is_script_url(url)
+
+
 def absolute(url: str, base: str) -> str:
     """`url` resolved against the item's source URL; unchanged when it already is absolute."""
     url = url.strip()
