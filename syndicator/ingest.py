@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from .errors import ItemError, Problem
 from .items import MAX_SIZE, NewsItem, ParsedItem, parse_file, pickled_by_fields
 from .store import FileStamp, Store, StoredItem, content_hash
@@ -176,6 +178,8 @@ def _save_chunk(
     changed: list[tuple[NewsItem, str, str]] = []
     stamps: list[tuple[str, FileStamp, str | None]] = []
     forget: list[str] = []
+    counted: dict[str, str] = {}  # file key -> "new", "updated" or "unchanged"
+    stored: list[tuple[ItemFile, ParsedItem]] = []
     for file, outcome in zip(chunk, parsed, strict=True):
         if isinstance(outcome, ItemError):
             report.errors.extend(outcome.problems())
@@ -185,6 +189,7 @@ def _save_chunk(
         item = result.item
         report.warnings.extend(result.warnings)
         stamps.append((file.key, file.stamp, item.url))
+        stored.append((file, result))
         previous = known.get(item.url)
         if previous is not None and previous.file_key != file.key and os.path.exists(previous.file_key):
             winner, loser = (
@@ -200,15 +205,32 @@ def _save_chunk(
                 )
             )
             if winner != file.path:
-                report.unchanged += 1
+                counted[file.key] = "unchanged"
                 continue
         if previous is None:
-            report.new += 1
+            counted[file.key] = "new"
         elif previous.content_hash != digest:
-            report.updated += 1
+            counted[file.key] = "updated"
         else:
-            report.unchanged += 1
+            counted[file.key] = "unchanged"
         if previous is None or previous.content_hash != digest or previous.file_key != file.key:
             changed.append((item, file.key, digest))
         known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, digest)
-    store.save(changed, stamps, forget, now)
+    refused: dict[str, str] = {}
+    try:
+        store.save(changed, stamps, forget, now)
+    except DBAPIError:
+        # One row the database refuses must not cost the whole chunk: again, a file at a time.
+        refused = store.save_each(changed, stamps, forget, now)
+    for file, result in stored:
+        if file.key in refused:
+            report.errors.append(
+                Problem(
+                    file.path,
+                    result.source_line,
+                    f"the database refused this item ({refused[file.key]}); the other files are stored",
+                )
+            )
+        else:
+            kind = counted[file.key]
+            setattr(report, kind, getattr(report, kind) + 1)

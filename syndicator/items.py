@@ -344,6 +344,18 @@ def _source(footer: _Footer) -> tuple[str, datetime | None]:
     return url, modified
 
 
+# The largest size a database integer holds: a larger `Poids` is a typo, not a file.
+_MAX_BYTES = 2**63 - 1
+
+
+def _size(footer: _Footer, number: int, match: re.Match[str]) -> int | None:
+    size = size_in_bytes(match["number"], match["unit"])
+    if size > _MAX_BYTES:
+        footer.warn(number, "'Poids' larger than any file; size ignored")
+        return None
+    return size
+
+
 def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Attachment, ...]:
     """Download links with their sizes: paired in order when there are as many of each, else
     each link takes the `Poids` lines just before it (the website writes them in that order)."""
@@ -356,11 +368,9 @@ def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Att
         url = target if target not in ("", "#") else links.get(int(ref)) if ref else None
         size = None
         if in_order:
-            size_match = sizes.pop(0)[1]
-            size = size_in_bytes(size_match["number"], size_match["unit"])
+            size = _size(footer, *sizes.pop(0))
         while not in_order and sizes and sizes[0][0] < number:
-            size_match = sizes.pop(0)[1]
-            size = size_in_bytes(size_match["number"], size_match["unit"])
+            size = _size(footer, *sizes.pop(0))
         if not url:
             footer.warn(number, "download link without a URL in 'Liens'; attachment ignored")
             continue
