@@ -145,6 +145,18 @@ def test_bodies_repeating_markdown_syntax_parse_in_linear_time(unit: str, count:
     assert item.url.endswith("/des-mots")
 
 
+@settings(max_examples=6, deadline=BUDGET, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["![a", "**a*", "[a](", "[", "* a\n\n", "[\n\n", "* a\n\nx\n\n", "> [\n"]),
+    st.integers(150_000, 250_000),
+)
+def test_half_a_megabyte_of_markdown_syntax_parses_within_the_budget(unit: str, count: int) -> None:
+    """Hundreds of kilobytes of one Markdown construct, in one paragraph or in thousands of
+    blocks (quadratic for markdown-it, or for the grouping of blocks, before) parse in time."""
+    item = parse_text(unit * count + SOURCE.format(slug="des-mots"), "m.txt").item
+    assert item.url.endswith("/des-mots") and item.body_html
+
+
 def test_an_item_over_max_size_is_a_located_error_and_the_others_are_stored(run: Run, project: Path) -> None:
     """With `items.max_size: 8 KiB`, a larger file is an error naming the line where the limit
     falls, read no further; every other file is stored and exit is 1."""
@@ -191,3 +203,14 @@ def test_a_slug_word_elided_in_the_body_takes_its_accents() -> None:
     assert parse_text(text, "e.txt").item.title == "Évaluation des contrats de ville le rapport final"
     text = body + SOURCE.format(slug="a-present-acces-des-ecoles-a-amiens")
     assert parse_text(text, "e.txt").item.title == "À présent accès des écoles à Amiens"
+
+
+def test_a_paragraph_beyond_the_markdown_bounds_is_escaped_plain_text() -> None:
+    """A paragraph of more than 20,000 characters is shown as plain text: its Markdown is not
+    interpreted and its HTML is escaped, never let through."""
+    paragraph = "<script>alert(1)</script> *pas en italique* [lien](javascript:alert(1)) " * 400
+    item = parse_text(paragraph + "\n\nUn *second* paragraphe." + SOURCE.format(slug="x"), "p.txt").item
+    first, second = item.body_html.split("\n")
+    assert first.startswith("<p>&lt;script&gt;alert(1)&lt;/script&gt; *pas en italique* [lien](javascript")
+    assert "<a" not in first and "<script" not in first
+    assert second == "<p>Un <em>second</em> paragraphe.</p>"
