@@ -80,7 +80,8 @@ def check(config_file: str | None) -> CheckReport:
     known: dict[str, dict[str, str]] = {v: {} for v in VOCABULARIES}
     hierarchy, messages = Hierarchy.load(report.config.territoires)
     report.problems += [Problem(report.config.source, None, m) for m in messages]
-    for file, result in zip(files, parse_many([f.path for f in files]), strict=True):
+    parsed = parse_many([f.path for f in files], report.config.items.max_size)
+    for file, result in zip(files, parsed, strict=True):
         if not isinstance(result, ParsedItem):
             report.problems.extend(result.problems())
             continue

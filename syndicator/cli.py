@@ -74,7 +74,8 @@ def _ingest_report(report: IngestReport) -> int:
 
 def cmd_parse(args: argparse.Namespace) -> int:
     failed = False
-    for result in parse_many(args.files):
+    max_size = load_config(args.config).items.max_size
+    for result in parse_many(args.files, max_size):
         if not isinstance(result, ParsedItem):
             _print_problems(result.problems())
             failed = True
@@ -92,7 +93,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     paths = args.paths or [config.items_path]
     with _open(config) as store, progress_bar("Ingesting") as progress:
-        report = ingest(store, paths, progress=progress)
+        report = ingest(store, paths, progress=progress, max_size=config.items.max_size)
     return _ingest_report(report)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
@@ -25,6 +25,7 @@ from .addresses import AddressError, needs_smtputf8
 from .addresses import check as check_address
 from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
+from .items import MAX_SIZE
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")
@@ -66,6 +67,8 @@ class SiteConfig(_Section):
 
 class ItemsConfig(_Section):
     path: Path = Path("items")
+    # The largest item file read: `2 MiB`, `500 KiB` or a number of bytes.
+    max_size: ByteSize = Field(default=ByteSize(MAX_SIZE), gt=0)
 
 
 class FeedsConfig(_Section):

@@ -68,11 +68,14 @@ def run_cycle(
     `changed` names the item files that changed since the last cycle (the daemon's watcher);
     None scans the whole `items.path`. Once `stop` is set, no further digest is started."""
     now = now or datetime.now(UTC)
+    max_size = config.items.max_size
     if changed is None:
-        ingested = ingest(store, [config.items_path], now=now, progress=progress)
+        ingested = ingest(store, [config.items_path], now=now, progress=progress, max_size=max_size)
     else:
         present = [path for path in changed if os.path.isfile(path)]  # removed files keep their items
-        ingested = ingest(store, present, now=now, progress=progress) if present else IngestReport()
+        ingested = IngestReport()
+        if present:
+            ingested = ingest(store, present, now=now, progress=progress, max_size=max_size)
     feeds = update_feeds(store, config)
     sent: dict[Frequency, SendReport] = {}
     due = [f for f, job in JOB_OF.items() if is_due(config, store, job, now)]

@@ -27,6 +27,7 @@ from .feedxml import Channel, Entry, build_atom, build_rss
 from .files import public_folder, staged
 from .french_dates import PARIS
 from .items import Vocabulary
+from .markup import is_web_url
 from .store import ItemStamp, Store, StoredTerm
 from .templating import environment
 
@@ -103,7 +104,7 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
     updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=PARIS))
     return Channel(
         title=title,
-        link=(term.url if term and term.url else site.base_url),
+        link=(term.url if term and term.url and is_web_url(term.url) else site.base_url),
         description=description,
         rss_url=f"{base}{stem}.rss",
         atom_url=f"{base}{stem}.atom",

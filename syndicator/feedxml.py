@@ -31,6 +31,7 @@ from lxml import etree
 
 from . import __version__
 from .items import NewsItem
+from .markup import is_web_url
 
 GENERATOR_URI = "https://github.com/syndicator/syndicator"
 
@@ -117,11 +118,13 @@ _MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
 
 def _add(feed: FeedGenerator, channel: Channel, entry: Entry) -> None:
     item = entry.item
+    # The parser keeps web links only; a store filled by an older version may hold others.
+    attachments = [a for a in item.attachments if is_web_url(a.url)]
     links = [{"href": item.url, "rel": "alternate", "type": "text/html"}]
     links += [
         {"href": a.url, "rel": "enclosure", "type": a.mime_type or "application/octet-stream",
          "length": str(a.size_bytes or 0)}
-        for a in item.attachments
+        for a in attachments
     ]  # fmt: skip
     node = _Entry(links)
     feed.add_entry(node, order="append")
@@ -140,8 +143,8 @@ def _add(feed: FeedGenerator, channel: Channel, entry: Entry) -> None:
     node.updated(entry.updated)
     for term in item.terms:
         node.category(term=term.name, scheme=f"{channel.category_scheme}{term.vocabulary}/", label=term.name)
-    if item.attachments:
-        first = item.attachments[0]
+    if attachments:
+        first = attachments[0]
         node.enclosure(first.url, str(first.size_bytes or 0), first.mime_type or "application/octet-stream")
 
 

@@ -22,9 +22,12 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import ItemError, Problem
 from .french_dates import DateSyntaxError, parse_date, parse_event, parse_modified
-from .markup import absolute, is_script_url, render, resolve_links, summarize
+from .markup import absolute, is_script_url, is_web_url, render, resolve_links, summarize
 from .titles import restore_title
 
+# The largest item file read, in bytes, unless config.yaml says otherwise (`items.max_size`):
+# parsing takes about a second a megabyte of the worst text, and memory thirty times its size.
+MAX_SIZE = 2 * 1024 * 1024
 Vocabulary = Literal["thematiques", "territoires", "types"]
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
 _Class = TypeVar("_Class", bound=type)
@@ -133,7 +136,8 @@ _XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 
 _LINK_REF = re.compile(r"^\[(?P<n>\d+)\]\s*<?(?P<url>[^\s<>]*)>?\s*$")
 _MD_LINK = re.compile(r"\[(?P<text>[^\[\]\n]*)\]\((?P<target>[^()\s]*)\)(?:[ \t]*\[(?P<ref>\d+)\])?")
-_TITLE = re.compile(r"^(?:#\s+(?P<heading>.+?)\s*#*|Titre\s*:\s*(?P<field>.+))$", re.IGNORECASE)
+# A heading's closing `#`s are stripped apart: `.+?\s*#*$` would take quadratic time.
+_TITLE = re.compile(r"^(?:#\s+(?P<heading>.+)|Titre\s*:\s*(?P<field>.+))$", re.IGNORECASE)
 _FIELDS: dict[str, re.Pattern[str]] = {
     "size": re.compile(
         r"^Poids\s*:\s*(?P<number>\d+(?:[.,]\d+)?)\s*(?P<unit>octets?|o|ko|kio|kb|mo|mio|mb|go|gio|gb)\.?$",
@@ -288,15 +292,23 @@ def _is_cruft(line: str, links: dict[int, str]) -> bool:
     return not rest and bool(_MD_LINK.search(line)) and resolve_links(line, links, "").strip() == ""
 
 
-def _terms(vocabulary: Vocabulary, value: str, links: dict[int, str], base: str) -> tuple[Term, ...]:
+def _terms(vocabulary: Vocabulary, footer: _Footer, links: dict[int, str], base: str) -> tuple[Term, ...]:
+    number, field_match = footer.values[vocabulary]
+    value = field_match["value"]
     found: list[Term] = []
     matches = list(_MD_LINK.finditer(value))
     if matches:
         for match in matches:
             target, ref = match["target"], match["ref"]
             url = target if target not in ("", "#") else links.get(int(ref)) if ref else None
+            name = " ".join(match["text"].split())
             url = absolute(url, base) if url and not is_script_url(url) else None
-            found.append(Term(vocabulary, " ".join(match["text"].split()), url))
+            if url and not is_web_url(url):
+                footer.warn(
+                    number, f"the page of {name!r} is not a web link ({_shown(url)}); term kept without it"
+                )
+                url = None
+            found.append(Term(vocabulary, name, url))
     else:
         found = [Term(vocabulary, " ".join(n.split())) for n in re.split(r"[,;]", value)]
     unique: dict[str, Term] = {}
@@ -332,6 +344,18 @@ def _source(footer: _Footer) -> tuple[str, datetime | None]:
     return url, modified
 
 
+# The largest size a database integer holds: a larger `Poids` is a typo, not a file.
+_MAX_BYTES = 2**63 - 1
+
+
+def _size(footer: _Footer, number: int, match: re.Match[str]) -> int | None:
+    size = size_in_bytes(match["number"], match["unit"])
+    if size > _MAX_BYTES:
+        footer.warn(number, "'Poids' larger than any file; size ignored")
+        return None
+    return size
+
+
 def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Attachment, ...]:
     """Download links with their sizes: paired in order when there are as many of each, else
     each link takes the `Poids` lines just before it (the website writes them in that order)."""
@@ -344,19 +368,27 @@ def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Att
         url = target if target not in ("", "#") else links.get(int(ref)) if ref else None
         size = None
         if in_order:
-            size_match = sizes.pop(0)[1]
-            size = size_in_bytes(size_match["number"], size_match["unit"])
+            size = _size(footer, *sizes.pop(0))
         while not in_order and sizes and sizes[0][0] < number:
-            size_match = sizes.pop(0)[1]
-            size = size_in_bytes(size_match["number"], size_match["unit"])
+            size = _size(footer, *sizes.pop(0))
         if not url:
             footer.warn(number, "download link without a URL in 'Liens'; attachment ignored")
             continue
         url = absolute(url, base)
+        if not is_web_url(url):
+            footer.warn(
+                number, f"download link {_shown(url)} is not a web link (http or https); attachment ignored"
+            )
+            continue
         found.append(Attachment(url, size, mime_type(url)))
     for number, _ in sizes:
         footer.warn(number, "'Poids' without a following '[Téléchargement]' link; ignored")
     return tuple(found)
+
+
+def _shown(url: str) -> str:
+    """A URL quoted for a message, cut short: it may be long, and anything but a URL."""
+    return repr(url if len(url) <= 80 else url[:79] + "…")
 
 
 def _slug(url: str) -> str:
@@ -378,7 +410,10 @@ def parse_text(text: str, path: str) -> ParsedItem:
             body.append(line)
             continue
         if explicit_title is None and not body and (match := _TITLE.match(line.strip())):
-            explicit_title = (match["heading"] or match["field"]).strip().strip("*_ ")
+            heading = match["heading"]
+            if heading is not None:  # what `.+?\s*#*$` would keep
+                heading = heading.rstrip("#").rstrip() or heading[0]
+            explicit_title = (heading or match["field"]).strip().strip("*_ ")
             continue
         if not footer.take(index + 1, line) and not _is_cruft(line, links):
             body.append(line)
@@ -391,7 +426,7 @@ def parse_text(text: str, path: str) -> ParsedItem:
     for name in VOCABULARIES:
         if name in footer.values:
             number, match = footer.values[name]
-            vocab[name] = _terms(name, match["value"], links, url)
+            vocab[name] = _terms(name, footer, links, url)
             if not vocab[name]:
                 footer.warn(number, f"no term on the '{name}' line")
     if types := vocab.get("types"):
@@ -442,14 +477,23 @@ def parse_bytes(data: bytes, path: str) -> ParsedItem:
     return parse_text(decode(data, path), path)
 
 
-def parse_file(path: Path | str) -> ParsedItem:
-    """Read and parse one item file; raise `ItemError` naming it when it is not an item."""
+def parse_file(path: Path | str, max_size: int = MAX_SIZE) -> ParsedItem:
+    """Read and parse one item file; raise `ItemError` naming it when it is not an item, or
+    when it is larger than `max_size` bytes (read no further than that)."""
     name = str(path)
     try:
         with open(path, "rb") as file:  # not Path.read_bytes: a Path costs more than the read
-            data = file.read()
+            data = file.read(max_size + 1)
     except OSError as exc:
         raise ItemError(f"cannot read: {exc.strerror or exc}", path=name, line=None) from None
+    if len(data) > max_size:
+        line = data.count(b"\n", 0, max_size) + 1
+        raise ItemError(
+            f"larger than items.max_size ({max_size:,} bytes), so not read; an item is a few "
+            "kilobytes: check that this is the right file, else raise items.max_size in config.yaml",
+            path=name,
+            line=line,
+        )
     return parse_bytes(data, name)
 
 

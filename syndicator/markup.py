@@ -7,6 +7,7 @@ result is cleaned again by nh3, so no script, handler or `javascript:` URL can r
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ def is_script_url(url: str) -> bool:
     """True for `javascript:` URLs, also when the website exported them percent-encoded."""
     lowered = url.strip().lower()
     return lowered.startswith("javascript:") or "javascript%3a" in lowered or "javascript:" in lowered
+
+
+def is_web_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host: the only links feeds and emails carry
+    outside a body (attachments, term pages)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and not is_script_url(url)
 
 
 def absolute(url: str, base: str) -> str:
@@ -326,7 +334,8 @@ def _sections(markdown: str) -> list[Section]:
             elif len(lines) == 1 and _HEADING.fullmatch(block):
                 spans.append(("heading", start, end, [block]))
             elif spans and spans[-1][0] == "other":
-                spans[-1] = ("other", spans[-1][1], end, [*spans[-1][3], block])
+                spans[-1][3].append(block)  # in place: a copy each time would be quadratic
+                spans[-1] = ("other", spans[-1][1], end, spans[-1][3])
             else:
                 spans.append(("other", start, end, [block]))
         start = blank.end() if blank else end
@@ -357,13 +366,64 @@ def _render_markdown_it(markdown: str, base: str) -> tuple[str, list[str]]:
     return html_, [text for token in tokens if token.type == "inline" and (text := _plain(token))]
 
 
+# markdown-it takes time that grows faster than the text on some inputs (2 MiB of `![a` in one
+# paragraph: 86 s), up to 25 µs for each character that may open inline syntax, and about 2 ms
+# a call. A section longer than MAX_MARKDOWN_SECTION, or whose syntax characters (and call)
+# would take an item past MAX_MARKDOWN_SYNTAX in all, is rendered a block at a time, and a
+# block still beyond them as plain text: no real item comes near, and rendering stays linear in
+# the body's size (a few seconds for the worst 2 MiB) whatever it holds.
+MAX_MARKDOWN_SECTION = 20_000  # characters
+MAX_MARKDOWN_SYNTAX = 20_000  # characters among _SYNTAX, for the whole item
+_SYNTAX = re.compile(r"[\[\]*_`<>&\\]")
+_CALL_COST = 100  # a call to markdown-it costs about what 100 syntax characters do (2 ms)
+
+
+class _Budget:
+    """What is left of MAX_MARKDOWN_SYNTAX for an item's sections that markdown-it renders."""
+
+    def __init__(self) -> None:
+        self.left = MAX_MARKDOWN_SYNTAX
+
+    def take(self, section: str) -> bool:
+        if len(section) > MAX_MARKDOWN_SECTION:
+            return False
+        cost = _CALL_COST + len(_SYNTAX.findall(section))
+        if cost > self.left:
+            return False
+        self.left -= cost
+        return True
+
+
+def _render_plain(section: str) -> tuple[str, list[str]]:
+    """A section as escaped paragraphs of text, its Markdown not interpreted."""
+    texts = [text for block in _BLANK_LINES.split(section) if (text := " ".join(block.split()))]
+    return "".join(f"<p>{html.escape(text, quote=False)}</p>\n" for text in texts), texts
+
+
+def _render_section(section: str, blocks: list[str], base: str, budget: _Budget) -> tuple[str, list[str]]:
+    """A section through markdown-it; beyond the bounds, a block at a time (a long list then
+    loses only its looseness), and a block still beyond them as plain text."""
+    if budget.take(section):
+        return _render_markdown_it(section, base)
+    if len(blocks) < 2:
+        return _render_plain(section)
+    parts: list[str] = []
+    texts: list[str] = []
+    for block in blocks:
+        body, block_texts = _render_section(block, [block], base, budget)
+        parts.append(body)
+        texts += block_texts
+    return "".join(parts), texts
+
+
 def _render_html(markdown: str, base: str) -> tuple[str, tuple[str, ...]]:
     """Markdown to (HTML, paragraphs as plain text), as `_render_markdown_it` renders it."""
     if _has_controls(markdown):
-        html_, texts = _render_markdown_it(markdown, base)
+        html_, texts = _render_section(markdown, [markdown], base, _Budget())
         return html_, tuple(texts)
     parts: list[str] = []
     paragraphs: list[str] = []
+    budget = _Budget()
     for kind, section, blocks in _sections(markdown):
         if kind == "paragraph":
             fast = _fast_paragraph(section)
@@ -372,7 +432,7 @@ def _render_html(markdown: str, base: str) -> tuple[str, tuple[str, ...]]:
         else:
             fast = _fast_list(blocks)
         if fast is None:
-            body, texts = _render_markdown_it(section, base)
+            body, texts = _render_section(section, blocks, base, budget)
         else:
             body, texts, has_link = fast
             if has_link:

@@ -40,6 +40,7 @@ from .config import SiteConfig
 from .digest import Digest, DigestLinks, RenderedDigest
 from .emails import header_text
 from .items import Attachment, NewsItem
+from .markup import is_web_url
 from .subscribers import Subscriber
 from .templating import LOCALE, french_size
 
@@ -468,7 +469,7 @@ def _make_entry(item: NewsItem, zone: tzinfo) -> EntryView:
         thematiques=tuple(t.name for t in item.thematiques),
         territoires=tuple(t.name for t in item.territoires),
         summary=item.summary,
-        attachments=tuple(_attachment(a) for a in item.attachments),
+        attachments=tuple(_attachment(a) for a in item.attachments if is_web_url(a.url)),
     )
 
 

@@ -57,8 +57,8 @@ terms = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("vocabulary", String(20), nullable=False),
-    Column("key", String(500), nullable=False),
-    Column("name", String(500), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("name", Text, nullable=False),
     Column("url", Text),
     # The file name of the term's feeds, given once and kept: feed readers hold its URL.
     Column("slug", String(200)),
@@ -70,7 +70,7 @@ items = Table(
     "items",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("url", String(2000), nullable=False, unique=True),
+    Column("url", Text, nullable=False, unique=True),
     Column("file", Text, nullable=False),
     Column("file_key", Text, nullable=False),
     Column("title", Text, nullable=False),
@@ -107,10 +107,10 @@ attachments = Table(
 files = Table(
     "files",
     metadata,
-    Column("path", String(4000), primary_key=True),
+    Column("path", Text, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
-    Column("url", String(2000)),
+    Column("url", Text),
 )
 
 
@@ -222,5 +222,18 @@ def _v2_web_choices(connection: Connection) -> None:
     metadata.create_all(connection, tables=[subscriber_choices, signup_requests])
 
 
+# Columns that held bounded strings up to version 2: a URL, path or term name longer than the
+# bound made PostgreSQL refuse the row. They are kept whole now.
+_WIDENED = {"items": ("url",), "terms": ("key", "name"), "files": ("path", "url")}
+
+
+def _v3_unbounded_texts(connection: Connection) -> None:
+    if connection.dialect.name != "postgresql":
+        return  # SQLite never enforced the bounds: its columns already keep any length
+    for table, columns in _WIDENED.items():
+        for column in columns:
+            connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
+
+
 # Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial, _v2_web_choices)
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts)

@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from .errors import StoreError
 from .items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
@@ -210,6 +210,30 @@ class Store:
         except BaseException:
             self._term_ids.clear()  # ids of terms inserted by the rolled-back transaction
             raise
+
+    def save_each(
+        self,
+        changed: Sequence[tuple[NewsItem, str, str]],
+        stamps: Sequence[tuple[str, FileStamp, str | None]],
+        forget: Sequence[str],
+        now: datetime,
+    ) -> dict[str, str]:
+        """As `save`, but a transaction per file, so that a file whose row the database refuses
+        (a constraint, a value beyond what the server accepts) is rolled back alone. Returns the
+        refused file keys with the database's reason; their stamps are forgotten, so they are
+        read again next time. Slower: for a chunk that `save` failed to store."""
+        entries = {key: (item, key, digest) for item, key, digest in changed}
+        refused: dict[str, str] = {}
+        self.save([], [], forget, now)
+        for key, stamp, url in stamps:
+            entry = entries.get(key)
+            try:
+                self.save([entry] if entry else [], [(key, stamp, url)], [], now)
+            except DBAPIError as exc:
+                refused[key] = " ".join(str(exc.orig).split())[:300]
+        if refused:
+            self.save([], [], list(refused), now)
+        return refused
 
     def _save(
         self,
