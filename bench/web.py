@@ -5,7 +5,8 @@ generator of `bench/feeds.py` (the site's 15 thématiques, 40 territoires and 5 
 from the shipped items), ingested into a fresh SQLite store, and `update_feeds` with
 `max_items: 50`, so `all.rss` holds 50 items. Then it starts the app in a child process as the
 web app serves it: `feeds_app(config)` mounted at `/feeds` in a Starlette app, under uvicorn
-(httptools and uvloop when installed, which `uvicorn[standard]` brings; access log off), on a
+with the settings `syndicator serve` uses (`web_limits.server_config`: h11 with its header size
+limit and header timeout, uvloop when installed; access log off), on a
 loopback socket the benchmark binds on a free port and hands over, and drives load on:
 
 1. `/feeds/all.rss` with a matching `If-None-Match` (and `Accept-Encoding: gzip`, as readers
@@ -59,6 +60,7 @@ from syndicator.feed_server import feeds_app
 from syndicator.feeds import update_feeds
 from syndicator.ingest import ingest
 from syndicator.store import Store
+from syndicator.web_limits import server_config
 
 from feeds import SEED, bench_corpus, load, write_config
 from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus
@@ -97,7 +99,7 @@ class Run:
 def serve_child(config_path: Path, fd: int) -> int:
     """Serve the feeds of `config_path` at /feeds on the listening socket `fd`, until killed."""
     app = Starlette(routes=[Mount("/feeds", app=feeds_app(load(config_path)))])
-    settings = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
+    settings = server_config(app, log_level="warning")  # the limits `syndicator serve` runs with
     uvicorn.Server(settings).run(sockets=[socket.socket(fileno=fd)])
     return 0
 
