@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from syndicator.choices import Consent, load_choice, load_choices, save_choice
 from syndicator.errors import StoreError
 from syndicator.items import NewsItem, Term
 from syndicator.schema import MIGRATIONS, item_terms, schema_version, state, terms
+from syndicator.signup_requests import Limit, Limits, RateLimited, create_request
 from syndicator.store import FileStamp, Store, content_hash
 from syndicator.subscribers import Subscriber
 
@@ -276,3 +277,23 @@ def test_sqlite_transactions_begin_at_their_first_statement(tmp_path: Path, kind
                     other.execute("UPDATE state SET value = 'after' WHERE key = 'k'")
             second = connection.execute(select(state.c.value).where(state.c.key == "k")).scalar()
         assert first == second == "before"
+
+
+def test_sign_ups_from_one_address_at_once_stop_at_the_limit(stores: list[Store]) -> None:
+    """Sign-up requests from one IP arriving at the same moment on several web workers are
+    counted against each other: exactly the limit goes through, the others are refused."""
+    limits = Limits(ip=Limit(3, timedelta(hours=1)))
+    accepted: list[int] = []
+
+    def work(number: int) -> None:
+        try:
+            create_request(
+                stores[number], Subscriber(f"agent{number}@example.org"), ip="192.0.2.7",
+                wording="2026-01", now=NOW, limits=limits,
+            )  # fmt: skip
+        except RateLimited:
+            return
+        accepted.append(number)
+
+    together(work)
+    assert len(accepted) == 3
