@@ -621,10 +621,14 @@ class Store:
         one transaction; False when another writer changed it first."""
         with self.writing() as connection:
             if old is None and new is not None:
+                # RETURNING, not the row count: psycopg gives -1 for an INSERT ... ON CONFLICT.
                 inserted = connection.execute(
-                    upsert(connection, state).values(key=key, value=new).on_conflict_do_nothing()
+                    upsert(connection, state)
+                    .values(key=key, value=new)
+                    .on_conflict_do_nothing()
+                    .returning(state.c.key)
                 )
-                return inserted.rowcount == 1
+                return inserted.first() is not None
             if old is None:
                 return self._get_state(connection, key) is None
             matching = (state.c.key == key) & (state.c.value == old)

@@ -203,6 +203,23 @@ def test_the_first_value_ensured_at_once_is_everyones(stores: list[Store]) -> No
     assert stores[0].get_state("secret") == found[0]
 
 
+def test_of_writers_taking_a_free_key_at_once_exactly_one_wins(stores: list[Store]) -> None:
+    """`swap_state` from absent (how a runner takes its lock) succeeds for exactly one of the
+    writers trying at the same moment, and the key holds the winner's value."""
+    won: list[int] = []
+
+    def work(number: int) -> None:
+        if stores[number].swap_state("lock", None, f"runner {number}"):
+            won.append(number)
+
+    together(work)
+    assert len(won) == 1
+    assert stores[0].get_state("lock") == f"runner {won[0]}"
+    assert not stores[0].swap_state("lock", None, "late")
+    assert stores[0].swap_state("lock", f"runner {won[0]}", None)
+    assert stores[0].get_state("lock") is None
+
+
 def test_processes_opening_a_new_database_at_once_all_find_it_ready(database_url: str) -> None:
     """Several commands started at once on a database that does not exist yet: one creates the
     schema, the others wait and find it done; each ends at the current version."""
