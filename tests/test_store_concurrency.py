@@ -24,6 +24,8 @@ from syndicator.signup_requests import Limit, Limits, RateLimited, create_reques
 from syndicator.store import FileStamp, Store, content_hash
 from syndicator.subscribers import Subscriber
 
+from .conftest import Run
+
 THREADS = 6
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -267,8 +269,21 @@ def test_a_migration_failing_half_way_leaves_the_database_at_its_old_version(dat
         assert "subscriber_choices" in inspect(upgraded.engine).get_table_names()
 
 
-def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name() -> None:
-    """A `database:` URL of a kind the store does not speak is refused at once, naming it."""
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name(run: Run, project: Path) -> None:
+    """A `database:` URL of a kind the store does not speak (its upserts are written for SQLite
+    and PostgreSQL) is refused at once, naming it: by `check` at its line with what to use, and
+    by opening the store."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("sqlite:///syndicator.db", "mysql://user@localhost/syndicator"))
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("database:"))
+    checked = run("check")
+    assert checked.code == 1
+    assert checked.err.splitlines() == [
+        f"config.yaml:{line}: database: mysql is not a database syndicator can use: SQLite or PostgreSQL",
+        "hint: use sqlite:///syndicator.db, or postgresql+psycopg://user@host/name",
+    ]
+    assert run("ingest").code == 1
     with pytest.raises(StoreError, match="SQLite and PostgreSQL, not mysql"):
         Store.open("mysql://user@localhost/syndicator")
 
