@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, inspect, select
 
-from syndicator.choices import Consent, load_choice, load_choices, save_choice
+from syndicator.choices import FREQUENCIES, Consent, load_choice, load_choices, save_choice
 from syndicator.errors import StoreError
 from syndicator.items import NewsItem, Term
 from syndicator.schema import MIGRATIONS, item_terms, schema_version, state, terms
@@ -109,7 +109,7 @@ def test_choices_saved_at_once_for_one_address_leave_one_row(stores: list[Store]
     insert), one row holding one whole choice (not a mix), and a stored consent is kept."""
 
     def work(number: int) -> None:
-        frequency = ("immediate", "daily", "weekly", "monthly")[number % 4]
+        frequency = FREQUENCIES[number % 4]
         for turn in range(100):
             chosen = Subscriber("Marie@example.org", f"Marie {number}", frequency, (f"T{number}-{turn}",))
             save_choice(stores[number], chosen, now=NOW)
@@ -120,7 +120,7 @@ def test_choices_saved_at_once_for_one_address_leave_one_row(stores: list[Store]
     chosen = choices["marie@example.org"].subscriber
     number = int(chosen.name.split()[-1]) if chosen.name else -1
     assert chosen.thematiques == (f"T{number}-99",)
-    assert chosen.frequency == ("immediate", "daily", "weekly", "monthly")[number % 4]
+    assert chosen.frequency == FREQUENCIES[number % 4]
     consent = Consent(at=NOW, ip="192.0.2.1", wording="2026-01")
     save_choice(stores[1], chosen, now=NOW, consent=consent)
     save_choice(stores[2], replace(chosen, frequency="daily"), now=NOW)
@@ -147,7 +147,7 @@ def test_a_new_term_saved_by_many_writers_at_once_is_one_term(stores: list[Store
         ).all()
     keys = [(vocabulary, key) for vocabulary, key, _ in rows]
     assert len(keys) == len(set(keys)) == 1 + 1 + 1 + 10  # type, territoire, santé, 10 thèmes
-    assert dict(links)["sante"] == THREADS * 10
+    assert {key: int(count) for key, count in links}["sante"] == THREADS * 10
     assert all(url for vocabulary, _, url in rows if vocabulary != "thematiques")
 
 
