@@ -23,7 +23,7 @@ from .ingest import IngestReport, parse_many, scan
 from .items import VOCABULARIES, ParsedItem
 from .ledger import Ledger
 from .scheduler import JOBS, next_run
-from .store import Store
+from .store import DIALECTS, Store
 from .taxonomy import close_matches, term_key
 from .templating import environment, template_problems
 from .territoires import Hierarchy
@@ -163,13 +163,19 @@ def _check_private_files(report: CheckReport, config: Config) -> None:
 
 def database_error(config: Config) -> ConfigError | None:
     """Why the SQLite file `database:` names cannot be opened or made (its folder missing, or
-    not writable; the name a folder), located at the `database:` line; None when it can, and
-    for other databases, which only connecting tells about."""
+    not writable; the name a folder), or why the URL names a database the store does not speak,
+    located at the `database:` line; None when it can, and for PostgreSQL, which only
+    connecting tells about."""
     try:
         url = make_url(config.database_url)
     except ArgumentError:
         return None  # opening the store says what is wrong with the URL
     name = url.database
+    line = config.line_of(["database"]) if "database" in _keys(config) else None
+    if url.get_backend_name() not in DIALECTS:
+        message = f"{url.get_backend_name()} is not a database syndicator can use: SQLite or PostgreSQL"
+        hint = "use sqlite:///syndicator.db, or postgresql+psycopg://user@host/name"
+        return ConfigError([Problem(config.source, line, f"database: {message}")], hint=hint)
     if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or "uri" in url.query:
         return None
     path = Path(name)  # a relative name is taken from the current folder, as SQLite does
@@ -185,7 +191,6 @@ def database_error(config: Config) -> ConfigError | None:
         hint = f"run syndicator as a user who may write in {folder}, or choose another folder"
     else:
         return None
-    line = config.line_of(["database"]) if "database" in _keys(config) else None
     return ConfigError([Problem(config.source, line, f"database: {message}")], hint=hint)
 
 
@@ -259,8 +264,8 @@ def _suppressed(config: Config) -> dict[str, tuple[str, datetime]]:
 def unsubscribed_problems(config: Config) -> list[Problem]:
     """A warning for each address config.yaml lists that unsubscribed (a link in a digest):
     it receives nothing, and listing it again does not subscribe it again."""
-    if not config.subscribers:
-        return []
+    if not config.subscribers or database_error(config) is not None:
+        return []  # a database that cannot be used is reported on its own
     try:
         suppressed = _suppressed(config)
     except StoreError as exc:

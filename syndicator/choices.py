@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
 from .config import Config, Frequency
 from .schema import subscriber_choices
-from .store import Store
+from .store import Store, upsert
 from .subscribers import Subscriber, from_config, with_choices
 
 FREQUENCIES: tuple[Frequency, ...] = ("immediate", "daily", "weekly", "monthly")
@@ -101,13 +101,15 @@ def save_choice(
     }
     if consent is not None:
         values |= {"consent_at": consent.at, "consent_ip": consent.ip, "consent_wording": consent.wording}
-    key = subscriber.key
     with store.engine.begin() as connection:
-        found = connection.execute(
-            update(subscriber_choices).where(subscriber_choices.c.subscriber == key).values(**values)
+        # One statement: two requests for the same address at once (two web workers) both land.
+        statement = upsert(connection, subscriber_choices).values(subscriber=subscriber.key, **values)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[subscriber_choices.c.subscriber],
+                set_={name: statement.excluded[name] for name in values},
+            )
         )
-        if not found.rowcount:
-            connection.execute(insert(subscriber_choices).values(subscriber=key, **values))
 
 
 def signups(choices: Mapping[str, StoredChoice]) -> dict[str, Subscriber]:

@@ -1,8 +1,10 @@
 """The database schema: every table, and the migrations that bring a database to it.
 
 `schema_version` holds the number of migrations applied. Opening a store applies the missing
-ones in order, in one transaction (syndicator/store.py). Datetimes are stored as naive UTC and
-come back aware, in Europe/Paris, the zone the items are written in.
+ones in order, in one transaction (syndicator/store.py): DDL included, on SQLite as on
+PostgreSQL, so a migration that fails half-way leaves the database at its old version.
+Datetimes are stored as naive UTC and come back aware, in Europe/Paris, the zone the items
+are written in.
 """
 
 from __future__ import annotations
@@ -235,5 +237,8 @@ def _v3_unbounded_texts(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
 
 
+Migration = Callable[[Connection], None]
+"""One step of the schema, given the connection of the transaction that applies them all."""
+
 # Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts)
+MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts)

@@ -198,7 +198,7 @@ def create_request(
         name: json.dumps(list(getattr(subscriber, name)), ensure_ascii=False)
         for name in ("thematiques", "territoires", "types")
     }
-    with store.engine.begin() as connection:
+    with store.writing() as connection:  # requests made at once take turns, so they count each other
         connection.execute(delete(signup_requests).where(_purge_clause(now, limits)))
         connection.execute(
             update(signup_requests)
@@ -206,8 +206,8 @@ def create_request(
                    signup_requests.c.expires > now)
             .values(expires=now)
         )  # fmt: skip
-        # Written first, then counted with the others: on SQLite the insert holds the write lock
-        # until commit, so two workers never both see room for one last request.
+        # Written first, then counted with the others: the transaction holds the write lock (on
+        # PostgreSQL, the turn) until commit, so two workers never both see room for one last request.
         inserted = connection.execute(
             insert(signup_requests).values(
                 subscriber=key, email=subscriber.email, name=subscriber.name,

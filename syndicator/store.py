@@ -1,8 +1,15 @@
 """The database: items with their terms and attachments, file stamps, feed state.
 
-SQLAlchemy Core over a SQLite file by default (WAL, busy timeout), or any URL SQLAlchemy knows.
-The tables and their migrations are in syndicator/schema.py; the delivery ledger's operations
-are in syndicator/ledger.py.
+SQLAlchemy Core over a SQLite file by default (WAL, busy timeout), or PostgreSQL. The tables and
+their migrations are in syndicator/schema.py; the delivery ledger's operations are in
+syndicator/ledger.py.
+
+Transactions are real on SQLite too: pysqlite's own transaction handling (which begins only at
+the first INSERT, UPDATE or DELETE, so the reads before it are not isolated, and runs DDL
+outside any transaction) is turned off, and SQLAlchemy's `begin` emits `BEGIN`, or
+`BEGIN IMMEDIATE` for a transaction opened with `Store.writing()`: one that reads then writes
+and must not be overtaken by another writer in between. Writes that may race with another
+process's are single statements: `INSERT ... ON CONFLICT`, increments done by the database.
 """
 
 from __future__ import annotations
@@ -11,28 +18,37 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
+    Table,
+    Text,
     bindparam,
+    cast,
     create_engine,
     delete,
     event,
     func,
     insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from .errors import StoreError
 from .items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
 from .schema import (
     MIGRATIONS,
+    Migration,
     attachments,
     feed_files,
     files,
@@ -96,13 +112,39 @@ class FileStamp:
     mtime_ns: int
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+# The dialects the store speaks: its upserts are written for these two.
+DIALECTS = ("sqlite", "postgresql")
+# The execution option that makes SQLite begin a transaction with BEGIN IMMEDIATE.
+_IMMEDIATE = "syndicator_immediate"
+# Any fixed number: the PostgreSQL advisory lock that `Store.writing()` transactions take turns on.
+_WRITING_LOCK = 0x53594E44
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy's pysqlite recipe: the driver emits no BEGIN of its own, `_sqlite_begin` does.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock now (waiting up to the busy timeout), not at the first
+    # write: a deferred transaction that read, then finds another writer came first, fails at
+    # once with "database is locked" rather than waiting, as its snapshot is stale.
+    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def upsert(connection: Connection, table: Table) -> Any:
+    """An `INSERT` into `table` that takes `.on_conflict_do_update()` and
+    `.on_conflict_do_nothing()`, in the connection's dialect."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def _create_private(database: str | None, *, uri: bool) -> None:
@@ -126,18 +168,26 @@ class Store:
         self._stamps_generation: str | None = None  # items.generation when _stamps was checked
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect, and bring the schema to the current version."""
+    def open(cls, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+        """Connect, and bring the schema to the current version: `migrations` all applied, in
+        one transaction (a failure leaves the database at the version it had)."""
         try:
+            backend = make_url(url).get_backend_name()
+            if backend not in DIALECTS:
+                raise StoreError(
+                    f"cannot use database {url!r}: the store speaks SQLite and PostgreSQL, not {backend}",
+                    path="config.yaml",
+                )
             engine = create_engine(url)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise StoreError(f"cannot use database {url!r}: {exc}", path="config.yaml") from None
         if engine.dialect.name == "sqlite":
             _create_private(engine.url.database, uri=bool(engine.url.query.get("uri")))
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
         store = cls(engine)
         try:
-            store._migrate()
+            store._migrate(migrations)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open database {url!r}: {exc.__class__.__name__}: {exc}") from None
         return store
@@ -151,17 +201,30 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
-        with self.engine.begin() as connection:
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A transaction that reads then writes, committed at the end of the block. On SQLite it
+        holds the write lock from its first statement, so no other writer comes in between; on
+        PostgreSQL the transactions opened here take turns (an advisory lock held until commit).
+        Never open one inside another: the inner one would wait for the outer one."""
+        with self.engine.execution_options(**{_IMMEDIATE: True}).begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # PostgreSQL's equivalent: these transactions take turns, released at commit.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITING_LOCK})
+            yield connection
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        with self.writing() as connection:
+            # Two processes opening a new database: the second waits (`writing`), then finds it done.
             schema_version.create(connection, checkfirst=True)
             current = connection.execute(select(func.max(schema_version.c.version))).scalar() or 0
-            if current > len(MIGRATIONS):
+            if current > len(migrations):
                 raise StoreError(
                     f"the database is at schema version {current}, newer than this syndicator "
-                    f"({len(MIGRATIONS)}); upgrade syndicator"
+                    f"({len(migrations)}); upgrade syndicator"
                 )
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                MIGRATIONS[version - 1](connection)
+            for version in range(current + 1, len(migrations) + 1):
+                migrations[version - 1](connection)
                 connection.execute(insert(schema_version).values(version=version))
 
     @property
@@ -205,11 +268,7 @@ class Store:
 
         An item whose hash is the stored one only moves to its new file; `last_changed` moves
         only when the content did."""
-        try:
-            self._save(changed, stamps, forget, now)
-        except BaseException:
-            self._term_ids.clear()  # ids of terms inserted by the rolled-back transaction
-            raise
+        self._save(changed, stamps, forget, now)
 
     def save_each(
         self,
@@ -244,11 +303,11 @@ class Store:
     ) -> None:
         # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
         latest = {item.url: (item, key, digest) for item, key, digest in changed}
-        with self.engine.begin() as connection:
+        new_terms: dict[tuple[str, str], int] = {}
+        with self.writing() as connection:
             if latest:
-                self._save_items(connection, list(latest.values()), now)
-                generation = int(self._get_state(connection, "items.generation") or 0) + 1
-                self._set_state(connection, "items.generation", str(generation))
+                self._save_items(connection, list(latest.values()), now, new_terms)
+                self._bump(connection, "items.generation")
             keys = [key for key, _, _ in stamps]
             for start in range(0, len(forget) + len(keys), 500):
                 batch = (list(forget) + keys)[start : start + 500]
@@ -258,28 +317,33 @@ class Store:
                     insert(files),
                     [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in stamps],
                 )
+        # Known to other threads only once committed: a rolled-back id would name no row.
+        self._term_ids.update(new_terms)
 
-    def _term_id(self, connection: Connection, term: Term) -> int:
+    def _term_id(self, connection: Connection, term: Term, new_terms: dict[tuple[str, str], int]) -> int:
+        """The id of a term, inserted if new (first spelling wins), its page URL filled in if it
+        had none. One statement: two processes adding the same term both get its one row."""
         key = (term.vocabulary, term_key(term.name))
-        if key in self._term_ids:
-            return self._term_ids[key]
-        row = connection.execute(
-            select(terms.c.id, terms.c.url).where(terms.c.vocabulary == key[0], terms.c.key == key[1])
-        ).first()
-        if row is None:
-            inserted = connection.execute(
-                insert(terms).values(vocabulary=key[0], key=key[1], name=term.name, url=term.url)
-            ).inserted_primary_key
-            term_id = int(inserted[0]) if inserted else 0
-        else:
-            term_id = int(row.id)
-            if row.url is None and term.url:
-                connection.execute(update(terms).where(terms.c.id == term_id).values(url=term.url))
-        self._term_ids[key] = term_id
+        found = self._term_ids.get(key) or new_terms.get(key)
+        if found is not None:
+            return found
+        statement = upsert(connection, terms).values(
+            vocabulary=key[0], key=key[1], name=term.name, url=term.url
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[terms.c.vocabulary, terms.c.key],
+            set_={"url": func.coalesce(terms.c.url, statement.excluded.url)},
+        ).returning(terms.c.id)
+        term_id = int(connection.execute(statement).scalar_one())
+        new_terms[key] = term_id
         return term_id
 
     def _save_items(
-        self, connection: Connection, changed: Sequence[tuple[NewsItem, str, str]], now: datetime
+        self,
+        connection: Connection,
+        changed: Sequence[tuple[NewsItem, str, str]],
+        now: datetime,
+        new_terms: dict[tuple[str, str], int],
     ) -> None:
         """Bulk upsert: one statement per table and kind of change, not one per item."""
         if not changed:
@@ -297,7 +361,7 @@ class Store:
             if known is not None and known[1] == digest:
                 moved.append({"b_id": known[0], "file": item.file, "file_key": file_key})
                 continue
-            values = self._columns(connection, item, file_key, digest, now)
+            values = self._columns(connection, item, file_key, digest, now, new_terms=new_terms)
             if known is None:
                 new.append((item, {"url": item.url, "first_seen": now, **values}))
             else:
@@ -328,7 +392,7 @@ class Store:
         for item_id, item in ids:
             seen: set[int] = set()
             for position, term in enumerate(item.thematiques + item.territoires):
-                term_id = self._term_id(connection, term)
+                term_id = self._term_id(connection, term, new_terms)
                 if term_id not in seen:
                     seen.add(term_id)
                     links.append({"item_id": item_id, "term_id": term_id, "position": position})
@@ -351,13 +415,20 @@ class Store:
         return found
 
     def _columns(
-        self, connection: Connection, item: NewsItem, file_key: str, digest: str, now: datetime
+        self,
+        connection: Connection,
+        item: NewsItem,
+        file_key: str,
+        digest: str,
+        now: datetime,
+        *,
+        new_terms: dict[tuple[str, str], int],
     ) -> dict[str, Any]:
         return {
             "file": item.file,
             "file_key": file_key,
             "title": item.title,
-            "type_id": self._term_id(connection, item.type) if item.type else None,
+            "type_id": self._term_id(connection, item.type, new_terms) if item.type else None,
             "published": item.published,
             "modified": item.modified,
             "event_start": item.event_start,
@@ -494,7 +565,7 @@ class Store:
     def assign_slugs(self, term_ids: Iterable[int]) -> dict[int, str]:
         """Give each of these terms a feed slug if it has none, unique in its vocabulary, and
         return the slugs of all of them. A clash takes a numbered suffix, kept from then on."""
-        with self.engine.begin() as connection:
+        with self.writing() as connection:
             known = self._terms(connection)
             taken = {(t.vocabulary, t.slug) for t in known.values() if t.slug}
             slugs: dict[int, str] = {}
@@ -548,14 +619,16 @@ class Store:
     def swap_state(self, key: str, old: str | None, new: str | None) -> bool:
         """Set `key` to `new` (None: remove it) only if it still holds `old` (None: absent), in
         one transaction; False when another writer changed it first."""
-        if old is None and new is not None:
-            try:
-                with self.engine.begin() as connection:
-                    connection.execute(insert(state).values(key=key, value=new))
-            except IntegrityError:
-                return False
-            return True
-        with self.engine.begin() as connection:
+        with self.writing() as connection:
+            if old is None and new is not None:
+                # RETURNING, not the row count: psycopg gives -1 for an INSERT ... ON CONFLICT.
+                inserted = connection.execute(
+                    upsert(connection, state)
+                    .values(key=key, value=new)
+                    .on_conflict_do_nothing()
+                    .returning(state.c.key)
+                )
+                return inserted.first() is not None
             if old is None:
                 return self._get_state(connection, key) is None
             matching = (state.c.key == key) & (state.c.value == old)
@@ -567,19 +640,17 @@ class Store:
         """The value of `key`, set to `make()` first if it has none. The first writer wins: two
         processes starting on a new store (`run` and `serve`) may both find none, and the one
         whose write comes second reads the other's value."""
-        try:
-            with self.engine.begin() as connection:
-                value = self._get_state(connection, key)
-                if value is None:
-                    value = make()
-                    connection.execute(insert(state).values(key=key, value=value))
-                return value
-        except IntegrityError:
-            with self.engine.connect() as connection:
-                found = self._get_state(connection, key)
-            if found is None:
-                raise
-            return found
+        with self.engine.connect() as connection:
+            value = self._get_state(connection, key)
+        if value is not None:
+            return value
+        made = make()  # outside any transaction: it may take its time, or write itself
+        with self.engine.begin() as connection:
+            connection.execute(upsert(connection, state).values(key=key, value=made).on_conflict_do_nothing())
+            value = self._get_state(connection, key)
+        if value is None:  # removed again at once, by swap_state: a new value then
+            return self.ensure_state(key, make)
+        return value
 
     @staticmethod
     def _get_state(connection: Connection, key: str) -> str | None:
@@ -588,8 +659,24 @@ class Store:
 
     @staticmethod
     def _set_state(connection: Connection, key: str, value: str) -> None:
-        connection.execute(delete(state).where(state.c.key == key))
-        connection.execute(insert(state).values(key=key, value=value))
+        statement = upsert(connection, state).values(key=key, value=value)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[state.c.key], set_={"value": statement.excluded.value}
+            )
+        )
+
+    @staticmethod
+    def _bump(connection: Connection, key: str) -> None:
+        """Add one to a counter kept in `state` (absent: 0), in the database, so that two
+        writers at once never both write the same next value."""
+        statement = upsert(connection, state).values(key=key, value="1")
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[state.c.key],
+                set_={"value": cast(cast(state.c.value, BigInteger) + 1, Text)},
+            )
+        )
 
 
 def _vocabulary(name: str) -> Vocabulary:
