@@ -57,6 +57,13 @@ def on_the_wire(address: str) -> str:
         return address
 
 
+def mailbox(address: str) -> str:
+    """What tells two subscribers apart: the address on the wire, lower-case, so that
+    `contact@mairie-évry.fr` and `contact@xn--mairie-vry-h7a.fr` (as the sign-up stores it) are
+    one mailbox, and one subscriber."""
+    return on_the_wire(address).lower()
+
+
 def as_typed(address: str) -> str:
     """The address for people to read: an IDNA domain (`xn--…`) shown in Unicode again."""
     if "xn--" not in address.lower():

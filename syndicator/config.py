@@ -21,7 +21,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, fi
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from .addresses import AddressError, needs_smtputf8
+from .addresses import AddressError, mailbox, needs_smtputf8
 from .addresses import check as check_address
 from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
@@ -367,7 +367,7 @@ def _duplicate_subscribers(data: Mapping[str, Any]) -> list[tuple[int, int, str]
         email = entry.get("email") if isinstance(entry, Mapping) else None
         if not isinstance(email, str):
             continue
-        key = email.strip().lower()
+        key = mailbox(email)  # `contact@mairie-évry.fr` and its IDNA form are one mailbox
         if key in seen:
             found.append((index, seen[key], email))
         else:

@@ -4,11 +4,14 @@ fixed (a secret of raw bytes, odd addresses, a config emptied while the daemon r
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .conftest import Run
+from .test_signup import Site
+from .web_support import SECRET, built_project, served
 
 MARIE = "marie.dupont@example.org"
 
@@ -38,3 +41,61 @@ def test_a_secret_of_raw_bytes_is_refused_with_a_hint_not_a_traceback(
     assert "Traceback" not in checked.err
     preview = run("digest", "preview", MARIE, "--out", str(project / "preview"))
     assert preview.code == 1 and preview.err.startswith(f"${variable}: the secret holds bytes")
+
+
+# --- one mailbox, whichever form its domain takes ----------------------------------------------
+
+EVRY = "contact@mairie-évry.fr"
+EVRY_WIRE = "contact@xn--mairie-vry-h7a.fr"
+
+
+def test_check_sees_an_address_listed_twice_in_unicode_and_idna(project: Path, run: Run) -> None:
+    """`contact@mairie-évry.fr` and `contact@XN--MAIRIE-VRY-H7A.FR` are one mailbox: listed both,
+    `check` says the second is listed twice, as it does for a mere change of case."""
+    config = project / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text + f"  - email: {EVRY}\n    frequency: daily\n  - email: {EVRY_WIRE.upper()}\n", encoding="utf-8"
+    )
+    lines = config.read_text(encoding="utf-8").splitlines()
+    first, second = (lines.index(f"  - email: {a}") + 1 for a in (EVRY, EVRY_WIRE.upper()))
+    checked = run("check")
+    assert checked.code == 1
+    assert (
+        f"config.yaml:{second}: subscriber {EVRY_WIRE.upper()} is listed twice (first at line {first})"
+        in (checked.err)
+    )
+
+
+def test_subscribers_add_refuses_the_idna_form_of_a_listed_address(project: Path, run: Run) -> None:
+    """`subscribers add` of the IDNA form of an address already listed as typed is refused, as
+    for a change of case, and config.yaml is left as it was."""
+    assert run("subscribers", "add", EVRY).code == 0
+    before = (project / "config.yaml").read_bytes()
+    added = run("subscribers", "add", EVRY_WIRE)
+    assert added.code == 1
+    assert f"subscriber {EVRY_WIRE} is already listed (as {EVRY})" in added.err
+    assert (project / "config.yaml").read_bytes() == before
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("SYNDICATOR_SECRET", SECRET)
+    (tmp_path / "built").mkdir()
+    yield from served(Site, built_project(tmp_path / "built"), tmp_path / "site")
+
+
+def test_a_sign_up_of_an_address_config_lists_is_one_subscriber(site: Site, run: Run) -> None:
+    """The sign-up stores `contact@mairie-évry.fr` in IDNA; config.yaml lists it as typed. Both
+    name one mailbox: it is one subscriber (config.yaml's), who gets one digest, not two."""
+    config = str(site.root / "config.yaml")
+    assert run("subscribers", "add", EVRY, "--frequency", "monthly", "--config", config).code == 0
+    assert site.sign_up(EVRY).status_code == 200
+    path = site.confirm_path(site.outbox()[0])
+    assert site.client.post(path, data=site.hidden(path)).status_code == 200
+    listed = run("subscribers", "list", "--config", config).out.splitlines()
+    rows = [line for line in listed if line.startswith(("contact@mairie-", "contact@xn--"))]
+    assert len(rows) == 1 and "config.yaml" in rows[0], rows
+    sent = run("digest", "send", "--frequency", "monthly", "--config", config)
+    mails = [p.read_bytes() for p in (site.root / "outbox").glob("*.eml") if "-signup-" not in p.name]
+    assert sum(EVRY_WIRE.encode() in m.split(b"\r\n\r\n")[0] for m in mails) == 1, sent
