@@ -37,6 +37,11 @@ def check(text: str) -> Checked:
         info = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as error:
         raise AddressError(str(error)) from None
+    if "=?" in info.local_part:  # valid in RFC 5322, but an encoded word to mail programs
+        raise AddressError(
+            "The part before the @-sign holds '=?', which mail programs read as the start of an "
+            "encoded word in the To: header."
+        )
     return Checked(
         normalized=info.normalized,
         wire=f"{info.local_part}@{info.ascii_domain}",

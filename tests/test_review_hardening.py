@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from syndicator.signup_requests import check_address
+
 from .conftest import Run
 from .test_signup import Site
 from .web_support import SECRET, built_project, served
@@ -99,3 +101,21 @@ def test_a_sign_up_of_an_address_config_lists_is_one_subscriber(site: Site, run:
     sent = run("digest", "send", "--frequency", "monthly", "--config", config)
     mails = [p.read_bytes() for p in (site.root / "outbox").glob("*.eml") if "-signup-" not in p.name]
     assert sum(EVRY_WIRE.encode() in m.split(b"\r\n\r\n")[0] for m in mails) == 1, sent
+
+
+# --- an address cannot carry an encoded word ---------------------------------------------------
+
+ENCODED = "=?utf-8?q?=0D=0ABcc=3A_x=40evil.test?=@example.org"
+
+
+def test_an_address_holding_an_encoded_word_is_refused_everywhere(project: Path, run: Run) -> None:
+    """`=?utf-8?q?…?=@example.org` is a valid RFC 5322 address, but would be an encoded word in
+    the To: header (and `header_text` would change it to another mailbox): `subscribers add`,
+    config.yaml and the sign-up form all refuse it."""
+    added = run("subscribers", "add", ENCODED)
+    assert added.code == 1 and "holds '=?'" in added.err
+    config = project / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + f"  - email: '{ENCODED}'\n", encoding="utf-8")
+    checked = run("check")
+    assert checked.code == 1 and f"email: '{ENCODED}' is not an email address" in checked.err
+    assert check_address(ENCODED)[0] is None
