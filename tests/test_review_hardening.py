@@ -3,15 +3,20 @@ fixed (a secret of raw bytes, odd addresses, a config emptied while the daemon r
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from syndicator.config import load_config
+from syndicator.daemon import Daemon
 from syndicator.signup_requests import check_address
+from syndicator.store import Store
 
 from .conftest import Run
+from .test_daemon import write_config
 from .test_signup import Site
 from .web_support import SECRET, built_project, served
 
@@ -119,3 +124,33 @@ def test_an_address_holding_an_encoded_word_is_refused_everywhere(project: Path,
     checked = run("check")
     assert checked.code == 1 and f"email: '{ENCODED}' is not an email address" in checked.err
     assert check_address(ENCODED)[0] is None
+
+
+# --- the daemon and a config caught empty ------------------------------------------------------
+
+
+def test_a_reload_of_an_emptied_config_keeps_the_last_good_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An editor or a `>` redirection empties config.yaml before writing it again; a reload that
+    sees it then used to take it, dropping every subscriber and setting ("0 subscribers"). An
+    empty file, or one of comments only, is logged and the last good config stays in use."""
+    config_file = write_config(tmp_path, subscribers=2)
+    config = load_config(config_file)
+    good = config_file.read_text(encoding="utf-8")
+    with Store.open(config.database_url) as store:
+        service = Daemon(config_file, config, store)
+        for emptied in ("", "\n  \n", "# la configuration\n"):
+            config_file.write_text(emptied, encoding="utf-8")
+            service._reload.set()  # as SIGHUP does: the stamp may not change within a test
+            with caplog.at_level(logging.INFO, logger="syndicator"):
+                service.maybe_reload()
+            assert service.config is config
+            assert f"{config_file} is empty (being saved?): keeping the last good config" in caplog.text
+            assert "config reloaded" not in caplog.text
+            caplog.clear()
+        config_file.write_text(good, encoding="utf-8")
+        service._reload.set()
+        with caplog.at_level(logging.INFO, logger="syndicator"):
+            service.maybe_reload()
+        assert "config reloaded from" in caplog.text and len(service.config.subscribers) == 2
