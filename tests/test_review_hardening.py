@@ -14,10 +14,12 @@ from syndicator.config import load_config
 from syndicator.daemon import Daemon
 from syndicator.signup_requests import check_address
 from syndicator.store import Store
+from syndicator.web import create_app
 
 from .conftest import Run
 from .test_daemon import write_config
 from .test_signup import Site
+from .test_web_hardening import answer, live
 from .web_support import SECRET, built_project, served
 
 MARIE = "marie.dupont@example.org"
@@ -154,3 +156,26 @@ def test_a_reload_of_an_emptied_config_keeps_the_last_good_one(
         with caplog.at_level(logging.INFO, logger="syndicator"):
             service.maybe_reload()
         assert "config reloaded from" in caplog.text and len(service.config.subscribers) == 2
+
+
+# --- the web app's header limit ----------------------------------------------------------------
+
+
+def test_headers_over_16_kb_sent_at_once_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """h11 caps only a request head that arrives in pieces: 40 KB of small headers sent in one
+    go used to be served (200). Over 16 KB is now a French 431 page and the connection closes;
+    a head of 12 KB (many cookies) is still served."""
+    monkeypatch.setenv("SYNDICATOR_SECRET", SECRET)
+    root = built_project(tmp_path)
+    with live(create_app(load_config(root / "config.yaml"))) as server:
+        many = b"".join(b"X-Header-%d: %s\r\n" % (n, b"v" * 20) for n in range(1300))  # 40 KB
+        assert 38_000 < len(many) < 48_000
+        connection = server.connect()
+        connection.sendall(b"GET /subscribe HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+        refused = answer(connection)
+        assert refused.startswith(b"HTTP/1.1 431"), refused[:200]
+        assert b"connection: close" in refused.lower() and b"Demande trop volumineuse" in refused
+        cookies = b"Cookie: " + b"; ".join(b"c%d=%s" % (n, b"x" * 100) for n in range(115)) + b"\r\n"
+        connection = server.connect()
+        connection.sendall(b"GET /subscribe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + cookies + b"\r\n")
+        assert answer(connection).startswith(b"HTTP/1.1 200")
