@@ -103,6 +103,7 @@ def check(config_file: str | None) -> CheckReport:
         first_file.setdefault(url, file.path)
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
+    report.problems += missing_config_problems(report.config)
     report.problems += audience_problems(report.config)
     report.problems += report.config.address_warnings()
     report.problems += email_problems(report.config)
@@ -224,6 +225,20 @@ def _signed_up(config: Config) -> int:
         return 0
     with Store.open(url) as store:
         return len(signups(load_choices(store)))
+
+
+def missing_config_problems(config: Config) -> list[Problem]:
+    """A warning when there is no config file at the default place: every command then runs on
+    the defaults, in the current folder (the usual cause: the wrong folder)."""
+    if Path(config.source).exists():
+        return []
+    return [Problem(
+        config.source, None,
+        "no such file: every setting is the default one (items/, feeds/ and syndicator.db in "
+        "this folder, no subscribers); run syndicator in the folder of your config.yaml, or "
+        "pass --config PATH",
+        "warning",
+    )]  # fmt: skip
 
 
 def audience_problems(config: Config) -> list[Problem]:

@@ -179,3 +179,20 @@ def test_headers_over_16_kb_sent_at_once_are_refused(tmp_path: Path, monkeypatch
         connection = server.connect()
         connection.sendall(b"GET /subscribe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + cookies + b"\r\n")
         assert answer(connection).startswith(b"HTTP/1.1 200")
+
+
+# --- check in a folder without config.yaml -----------------------------------------------------
+
+
+def test_check_in_a_folder_without_config_yaml_says_so(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from the wrong folder, every command quietly uses the defaults; `check` used to speak
+    of config.yaml's subscribers as if the file were there. It now says the file is missing and
+    what to do."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SYNDICATOR_CONFIG", raising=False)
+    checked = run("check")
+    assert checked.code == 1
+    assert "config.yaml: warning: no such file: every setting is the default one" in checked.err
+    assert "run syndicator in the folder of your config.yaml, or pass --config PATH" in checked.err
