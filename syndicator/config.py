@@ -180,6 +180,8 @@ class SubscriberConfig(_Section):
     @field_validator("thematiques", "territoires", "types", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
+        if isinstance(value, str):  # `thematiques: Éducation`: pydantic would say "a valid list"
+            raise ValueError(f"{value!r} is not a list; write the names in brackets: [{value}]")
         return [] if value is None else value
 
 

@@ -196,3 +196,27 @@ def test_check_in_a_folder_without_config_yaml_says_so(
     assert checked.code == 1
     assert "config.yaml: warning: no such file: every setting is the default one" in checked.err
     assert "run syndicator in the folder of your config.yaml, or pass --config PATH" in checked.err
+
+
+def test_interests_written_without_brackets_get_a_message_saying_to_add_them(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`thematiques: Éducation` (no brackets) used to get pydantic's "Input should be a valid
+    list"; the message now shows the line to write."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        "subscribers:\n  - email: a@example.org\n"
+        "    thematiques: Éducation\n    territoires: Nord, Roubaix\n",
+        encoding="utf-8",
+    )
+    checked = run("check")
+    assert checked.code == 1
+    assert (
+        "config.yaml:3: subscriber #1 (a@example.org), thematiques: 'Éducation' is not a list; "
+        "write the names in brackets: [Éducation]"
+    ) in checked.err
+    assert (
+        "config.yaml:4: subscriber #1 (a@example.org), territoires: 'Nord, Roubaix' is not a list"
+        in checked.err
+    )
+    assert "valid list" not in checked.err
