@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -262,7 +263,7 @@ def audience_problems(config: Config) -> list[Problem]:
     )]  # fmt: skip
 
 
-def _suppressed(config: Config) -> dict[str, tuple[str, datetime]]:
+def _suppressed(config: Config) -> Mapping[str, tuple[str, datetime]]:
     """The store's suppression list; empty when the store is a SQLite file not made yet."""
     url = config.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():

@@ -14,6 +14,7 @@ from syndicator.config import load_config
 from syndicator.daemon import Daemon
 from syndicator.signup_requests import check_address
 from syndicator.store import Store
+from syndicator.tokens import Signer
 from syndicator.web import create_app
 
 from .conftest import Run
@@ -220,3 +221,25 @@ def test_interests_written_without_brackets_get_a_message_saying_to_add_them(
         in checked.err
     )
     assert "valid list" not in checked.err
+
+
+def test_an_unsubscribed_sign_up_stays_unsubscribed_when_config_lists_it_as_typed(
+    site: Site, run: Run
+) -> None:
+    """Signed up on the web (stored as `contact@xn--mairie-vry-h7a.fr`) then unsubscribed by the
+    link of a digest: when the admin later lists `contact@mairie-évry.fr` in config.yaml, that
+    is the same mailbox, still suppressed: no digest goes to it."""
+    config = str(site.root / "config.yaml")
+    assert site.sign_up(EVRY).status_code == 200
+    path = site.confirm_path(site.outbox()[0])
+    assert site.client.post(path, data=site.hidden(path)).status_code == 200
+    token = Signer([SECRET], "unsubscribe").sign(EVRY_WIRE)
+    one_click = site.client.post(f"/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click")
+    assert one_click.status_code == 200
+    assert run("subscribers", "add", EVRY, "--frequency", "monthly", "--config", config).code == 0
+    listed = run("subscribers", "list", "--config", config).out.splitlines()
+    [row] = [line for line in listed if line.startswith("contact@")]
+    assert "suppressed (unsubscribed)" in row, row
+    run("digest", "send", "--frequency", "monthly", "--config", config)
+    mails = [p.read_bytes() for p in (site.root / "outbox").glob("*.eml") if "-signup-" not in p.name]
+    assert mails and not any(EVRY_WIRE.encode() in m.split(b"\r\n\r\n")[0] for m in mails)
