@@ -37,6 +37,11 @@ def check(text: str) -> Checked:
         info = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as error:
         raise AddressError(str(error)) from None
+    if "=?" in info.local_part:  # valid in RFC 5322, but an encoded word to mail programs
+        raise AddressError(
+            "The part before the @-sign holds '=?', which mail programs read as the start of an "
+            "encoded word in the To: header."
+        )
     return Checked(
         normalized=info.normalized,
         wire=f"{info.local_part}@{info.ascii_domain}",
@@ -55,6 +60,13 @@ def on_the_wire(address: str) -> str:
         return check(address).wire
     except AddressError:
         return address
+
+
+def mailbox(address: str) -> str:
+    """What tells two subscribers apart: the address on the wire, lower-case, so that
+    `contact@mairie-évry.fr` and `contact@xn--mairie-vry-h7a.fr` (as the sign-up stores it) are
+    one mailbox, and one subscriber."""
+    return on_the_wire(address).lower()
 
 
 def as_typed(address: str) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +104,7 @@ def check(config_file: str | None) -> CheckReport:
         first_file.setdefault(url, file.path)
     report.problems += subscription_problems(report.config, known, hierarchy)
     report.problems += unsubscribed_problems(report.config)
+    report.problems += missing_config_problems(report.config)
     report.problems += audience_problems(report.config)
     report.problems += report.config.address_warnings()
     report.problems += email_problems(report.config)
@@ -231,6 +233,20 @@ def _signed_up(config: Config) -> int:
         return len(signups(load_choices(store)))
 
 
+def missing_config_problems(config: Config) -> list[Problem]:
+    """A warning when there is no config file at the default place: every command then runs on
+    the defaults, in the current folder (the usual cause: the wrong folder)."""
+    if Path(config.source).exists():
+        return []
+    return [Problem(
+        config.source, None,
+        "no such file: every setting is the default one (items/, feeds/ and syndicator.db in "
+        "this folder, no subscribers); run syndicator in the folder of your config.yaml, or "
+        "pass --config PATH",
+        "warning",
+    )]  # fmt: skip
+
+
 def audience_problems(config: Config) -> list[Problem]:
     """A warning when no one would receive a digest: config.yaml lists no subscriber and the
     store holds no confirmed web sign-up."""
@@ -252,7 +268,7 @@ def audience_problems(config: Config) -> list[Problem]:
     )]  # fmt: skip
 
 
-def _suppressed(config: Config) -> dict[str, tuple[str, datetime]]:
+def _suppressed(config: Config) -> Mapping[str, tuple[str, datetime]]:
     """The store's suppression list; empty when the store is a SQLite file not made yet."""
     url = config.database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():

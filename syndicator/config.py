@@ -21,7 +21,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, fi
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
-from .addresses import AddressError, needs_smtputf8
+from .addresses import AddressError, mailbox, needs_smtputf8
 from .addresses import check as check_address
 from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
@@ -180,6 +180,8 @@ class SubscriberConfig(_Section):
     @field_validator("thematiques", "territoires", "types", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
+        if isinstance(value, str):  # `thematiques: Éducation`: pydantic would say "a valid list"
+            raise ValueError(f"{value!r} is not a list; write the names in brackets: [{value}]")
         return [] if value is None else value
 
 
@@ -367,7 +369,7 @@ def _duplicate_subscribers(data: Mapping[str, Any]) -> list[tuple[int, int, str]
         email = entry.get("email") if isinstance(entry, Mapping) else None
         if not isinstance(email, str):
             continue
-        key = email.strip().lower()
+        key = mailbox(email)  # `contact@mairie-évry.fr` and its IDNA form are one mailbox
         if key in seen:
             found.append((index, seen[key], email))
         else:

@@ -40,6 +40,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .addresses import mailbox
 from .config import parse_config
 from .errors import ConfigError, Problem
 from .files import staged
@@ -304,7 +305,7 @@ def _plain(value: Any) -> Any:
 
 
 def _same(a: str, b: str) -> bool:
-    return a.strip().lower() == b.strip().lower()
+    return mailbox(a) == mailbox(b)
 
 
 # --- finding things in the node tree -------------------------------------------------------------

@@ -53,6 +53,16 @@ def _stamp(path: Path) -> _FileStamp | None:
     return _FileStamp(info.st_ino, info.st_mtime_ns, info.st_size)
 
 
+def _blank(path: Path) -> bool:
+    """Whether the file holds nothing but blank lines and comments (False when it cannot be
+    read: loading it then says why)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+
+
 class Daemon:
     """The long-running service over one config file and its store."""
 
@@ -132,6 +142,15 @@ class Daemon:
         self._reload.clear()
         self._config_stamp = stamp  # a bad file is reported once, not every second
         try:
+            if _blank(self.config_path):
+                # Caught mid-save (`>` or an editor truncating before writing), or emptied by
+                # mistake: taking it would drop every subscriber and every setting at once.
+                log.error(
+                    "%s is empty (being saved?): keeping the last good config; "
+                    "an empty config is never taken while the daemon runs, restart it to use one",
+                    self.config_path,
+                )
+                return
             fresh = load_config(self.config_path)
             self._apply(fresh)
         except SyndicatorError as exc:

@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -35,6 +35,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from .addresses import mailbox
 from .schema import AwareDateTime, digest_items, digests, items, suppressions
 from .store import Store
 
@@ -343,13 +344,31 @@ class Ledger:
         with self.engine.begin() as connection:
             connection.execute(delete(suppressions).where(suppressions.c.subscriber == subscriber))
 
-    def suppressed(self) -> dict[str, tuple[str, datetime]]:
+    def suppressed(self) -> Suppressions:
         """Every suppressed address with its reason and since when."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(suppressions.c.subscriber, suppressions.c.reason, suppressions.c.since)
             )
-            return {row.subscriber: (row.reason, row.since) for row in rows}
+            return Suppressions({row.subscriber: (row.reason, row.since) for row in rows})
+
+
+class Suppressions(Mapping[str, tuple[str, datetime]]):
+    """The suppressed addresses (reason, since), looked up by mailbox: an address unsubscribed
+    in one form (`bob@xn--mairie-vry-h7a.fr`, as a sign-up stores it) is suppressed in the other
+    (`bob@mairie-évry.fr`, as config.yaml may list it) too."""
+
+    def __init__(self, rows: Mapping[str, tuple[str, datetime]]) -> None:
+        self._rows = {mailbox(address): row for address, row in rows.items()}
+
+    def __getitem__(self, address: str) -> tuple[str, datetime]:
+        return self._rows[mailbox(address)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_ids: Iterable[int]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from .addresses import mailbox
 from .config import Config, Frequency
 
 
@@ -48,7 +49,8 @@ def with_choices(
     listed: Sequence[Subscriber], chosen: Mapping[str, Subscriber], signed_up: Mapping[str, Subscriber]
 ) -> list[Subscriber]:
     """Who receives digests: each of `listed` (config.yaml's) with their own choice from
-    `chosen` (by address key) when they made one, then the `signed_up` ones not listed."""
+    `chosen` (by address key) when they made one, then the `signed_up` ones not listed (under
+    any form of their address)."""
     found = []
     for subscriber in listed:
         choice = chosen.get(subscriber.key)
@@ -58,6 +60,7 @@ def with_choices(
                 territoires=choice.territoires, types=choice.types,
             )
         )  # fmt: skip
-    keys = {s.key for s in listed}
-    found += [s for key, s in sorted(signed_up.items()) if key not in keys]
+    # One mailbox, one subscriber: a sign-up stores the domain in IDNA, config.yaml as typed.
+    listed_mailboxes = {mailbox(s.email) for s in listed}
+    found += [s for _, s in sorted(signed_up.items()) if mailbox(s.email) not in listed_mailboxes]
     return found

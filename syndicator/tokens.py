@@ -67,6 +67,13 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
         return []
     named = [(name, environ[name].strip()) for name in old_names if environ[name].strip()]
     for name, secret in [*named, (SECRET_ENV, current)]:
+        if not _is_text(secret):  # os.environ keeps bytes that are not UTF-8 as lone surrogates
+            raise SecretError(
+                "the secret holds bytes that are not UTF-8 text (raw random bytes?): "
+                "links cannot be sealed with it",
+                path=f"${name}",
+                hint=f"make a secret of text with: {_MAKE_ONE}",
+            )
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise SecretError(
                 f"the secret is {len(secret.encode())} bytes long, shorter than the "
@@ -76,6 +83,14 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
                 f"(keep a former one in {OLD_SECRET_ENV}_<name> to keep its links working)",
             )
     return [secret for _, secret in named if secret != current] + [current]
+
+
+def _is_text(secret: str) -> bool:
+    try:
+        secret.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def secret_keys(store: Store) -> list[str]:
@@ -100,7 +115,7 @@ def list_like_secret(environ: Mapping[str, str] | None = None) -> bool:
     or commas between parts each long enough to be a secret): now it is one secret, whole."""
     value = (os.environ if environ is None else environ).get(SECRET_ENV, "").strip()
     parts = [p for p in re.split(r"[\s,]+", value) if p]
-    return len(parts) > 1 and all(len(p.encode()) >= MIN_SECRET_BYTES for p in parts)
+    return len(parts) > 1 and all(len(p.encode(errors="surrogateescape")) >= MIN_SECRET_BYTES for p in parts)
 
 
 def _key(secret: str, purpose: Purpose) -> bytes:

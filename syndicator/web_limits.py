@@ -59,8 +59,16 @@ def body_limit(path: str) -> int:
     return BODY_LIMITS.get(path.lstrip("/").split("/", 1)[0], DEFAULT_BODY)
 
 
+def head_size(scope: Scope) -> int:
+    """About the bytes of a request's line and headers as they came."""
+    line = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
 class BodyLimit:
-    """ASGI middleware: a body larger than its route allows is answered 413 (the French page),
+    """ASGI middleware: a request line and headers over `HEADER_SIZE` are answered 431 (h11's
+    own limit only holds for a head that arrives in pieces: one sent at once, up to the size
+    of a read, gets through it). A body larger than its route allows is answered 413 (the French page),
     a body slower than `BODY_TIMEOUT` 408. An announced `Content-Length` over the limit is
     answered by `refuse` (the app's error page) before the app runs; a body found too large
     or too slow while the app reads it raises the HTTPException the app's handler turns into
@@ -75,6 +83,11 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if head_size(scope) > HEADER_SIZE:
+            response = self.refuse(Request(scope), 431)
+            response.headers.update(CLOSE)
+            await response(scope, receive, send)
             return
         limit = body_limit(scope["path"])
         headers = dict(scope["headers"])

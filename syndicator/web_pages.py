@@ -63,6 +63,8 @@ ERRORS: Mapping[int, tuple[str, str]] = {
     404: ("Page introuvable", "Il n'y a pas de page à cette adresse."),
     405: ("Action impossible", "Cette page ne permet pas cette action."),
     413: ("Envoi trop volumineux", "Le formulaire envoyé est trop volumineux."),
+    431: ("Demande trop volumineuse", "Votre navigateur a envoyé des en-têtes trop volumineux, "
+          "souvent des cookies trop nombreux. Effacez les cookies de ce site, puis réessayez."),
     429: ("Trop de demandes", "Trop de demandes ont été faites depuis votre connexion. Réessayez plus tard."),
     500: ("Erreur du serveur", "Une erreur est survenue de notre côté. Réessayez dans quelques minutes."),
 }  # fmt: skip

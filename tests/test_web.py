@@ -10,7 +10,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -41,7 +41,7 @@ class Site(WebSite):
     def link(self, purpose: Purpose, email: str) -> str:
         return f"/{purpose}/{Signer([SECRET], purpose).sign(email)}"
 
-    def suppressed(self) -> dict[str, tuple[str, datetime]]:
+    def suppressed(self) -> Mapping[str, tuple[str, datetime]]:
         return Ledger(self.store).suppressed()
 
     def form(self, path: str) -> dict[str, str]:
