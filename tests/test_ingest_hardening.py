@@ -7,11 +7,13 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Text, inspect
 
 from syndicator.ingest import CHUNK, ingest
 from syndicator.store import Store
 
+from .databases import database_for
 from .support import item_text
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -20,7 +22,7 @@ LONG_NAME = "Politique de la ville " * 30
 
 
 def _store(tmp_path: Path) -> Store:
-    return Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    return Store.open(database_for(tmp_path, "store.db"))
 
 
 def _fill(folder: Path, count: int) -> None:
@@ -62,6 +64,7 @@ def test_a_2100_character_url_and_a_long_term_name_are_stored_whole_beside_a_bro
         assert isinstance(columns[key], Text) and getattr(columns[key], "length", None) is None, key
 
 
+@pytest.mark.sqlite_only  # the refusal is a SQLite trigger
 def test_a_file_the_database_refuses_is_its_own_error_and_the_chunk_is_stored(tmp_path: Path) -> None:
     """A database that refuses one row (here a SQLite trigger, as PostgreSQL refuses a value
     beyond a column's limit) fails that file alone, with its line; the other files of the chunk
