@@ -69,12 +69,19 @@ def _drop_module_databases() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _drop_test_databases(tmp_path: Path) -> Iterator[None]:
-    """Each test's PostgreSQL databases are dropped when it ends (SQLite files go with tmp_path)."""
-    yield
-    if databases.on_postgresql():
-        databases.collect_dropped_connections()
-        databases.server().drop(inside=tmp_path.resolve())
+def _drop_test_databases(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test's PostgreSQL databases are dropped when it ends (SQLite files go with tmp_path).
+    In that run a test that opened a SQLite store without saying it is about SQLite fails: its
+    config missed `use_database`, and it would test SQLite twice and PostgreSQL never."""
+    if not databases.on_postgresql():
+        yield
+        return
+    with databases.sqlite_opened() as opened:
+        yield
+    databases.collect_dropped_connections()
+    databases.server().drop(inside=tmp_path.resolve())
+    if opened and not request.node.get_closest_marker("sqlite_only"):
+        pytest.fail(f"opened SQLite in the PostgreSQL run: {', '.join(sorted(opened))}", pytrace=False)
 
 
 @pytest.fixture

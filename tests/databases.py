@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import psycopg  # the PostgreSQL run only: the SQLite run needs no psycopg
@@ -156,6 +156,25 @@ def server() -> Server:
     return _running[0]
 
 
+@contextlib.contextmanager
+def sqlite_opened() -> Iterator[set[str]]:
+    """The SQLite files this process opens through SQLAlchemy meanwhile."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    opened: set[str] = set()
+
+    def seen(connection: Any, _record: Any) -> None:
+        if type(connection).__module__.startswith("sqlite3"):
+            opened.add(str(connection.execute("PRAGMA database_list").fetchone()[2]))
+
+    event.listen(Engine, "connect", seen)
+    try:
+        yield opened
+    finally:
+        event.remove(Engine, "connect", seen)
+
+
 def collect_dropped_connections() -> None:
     """Collect the connections of stores a test left open, quietly: SQLite's close unseen when
     dropped, psycopg's warn; the server closes them anyway when their database is dropped."""
@@ -179,16 +198,18 @@ def database_for(folder: Path, name: str = "syndicator.db") -> str:
 _DATABASE_LINE = re.compile(r"^database:.*$", re.MULTILINE)
 
 
-def use_database(config: Path) -> Path:
-    """Point the config file at its test database: on SQLite it is left as written (its
-    `database:` is a file beside it); on PostgreSQL its `database:` line names the test's own."""
+def use_database(config: Path, text: str | None = None) -> Path:
+    """Point the config file (written with `text` first, if given) at its test database: on
+    SQLite it is left as written (its `database:` is a file beside it, `syndicator.db` when
+    absent); on PostgreSQL its `database:` line names the test's own, added as the first line if
+    absent (so that text appended later stays in its section)."""
+    if text is not None:
+        config.write_text(text, encoding="utf-8")
     if on_postgresql():
         text = config.read_text(encoding="utf-8")
         line = f"database: {database_for(config.parent)}"
-        if _DATABASE_LINE.search(text):
-            text = _DATABASE_LINE.sub(line, text, count=1)
-        else:
-            text = text.rstrip("\n") + "\n" + line + "\n"
+        found = _DATABASE_LINE.search(text)
+        text = _DATABASE_LINE.sub(line, text, count=1) if found else f"{line}\n{text}"
         config.write_text(text, encoding="utf-8")
     return config
 

@@ -15,6 +15,7 @@ from syndicator.store import Store
 from syndicator.subscribers import Subscriber
 
 from .conftest import Run
+from .databases import use_database
 
 NO_SUBSCRIBERS = (
     "warning: no subscribers, so no digest will be sent: list some under subscribers: "
@@ -50,7 +51,7 @@ def test_an_empty_subscribers_list_is_named_at_its_line(run: Run, project: Path)
 def test_a_confirmed_web_sign_up_is_an_audience(run: Run, project: Path) -> None:
     """With no subscriber in config.yaml but a confirmed sign-up in the store, someone will get
     digests: no warning."""
-    (project / "config.yaml").write_text("subscribers: []\n", encoding="utf-8")
+    use_database(project / "config.yaml", "subscribers: []\n")
     now = datetime.now(UTC)
     with Store.open(load_config(project / "config.yaml").database_url) as store:
         save_choice(

@@ -105,6 +105,7 @@ def test_usage_errors_exit_2(run: Run) -> None:
     assert run("parse").code == 2
 
 
+@pytest.mark.sqlite_only  # mine.yaml's database is a SQLite file relative to it
 def test_config_option_and_environment(
     run: Run, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
