@@ -26,6 +26,7 @@ from syndicator.cli import main
 from syndicator.config import load_config
 from syndicator.web import create_app
 
+from .databases import use_database
 from .support import ITEMS, ROOT
 from .web_support import listening_socket, serving
 
@@ -100,6 +101,7 @@ def served_project(root: Path, *first: str) -> Iterator[Project]:
     assert "base_url: http://127.0.0.1:8080" in config
     config = config.replace("base_url: http://127.0.0.1:8080", f"base_url: {base_url}")
     (root / "config.yaml").write_text(config, encoding="utf-8")
+    use_database(root / "config.yaml")
     site = Project(root, base_url)
     site.cli(*first)
     with serving(create_app(load_config(root / "config.yaml")), sock):

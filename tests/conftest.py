@@ -1,5 +1,7 @@
 """Shared fixtures: the shipped sample items, a scratch project folder, the CLI run in-process,
-and for the browser tests one headless Chromium per module with a fresh page per test."""
+the test's database (SQLite, or PostgreSQL when SYNDICATOR_TEST_DATABASE=postgresql: see
+tests/databases.py), and for the browser tests one headless Chromium per module with a fresh page
+per test."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from playwright.sync_api import Browser, Page
 
 from syndicator.cli import main
 
+from . import databases
 from .support import ITEMS, ROOT
 
 # Property tests explore new inputs at every run on a developer's machine; CI (.ci/run sets
@@ -22,6 +25,69 @@ from .support import ITEMS, ROOT
 # loaded CI machine never fails a submission on a draw no one has seen.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if databases.on_postgresql():
+        # SQLite's connections close unseen when dropped; psycopg's warn. A store a test leaves
+        # open is closed by the server when its database is dropped at the test's end.
+        config.addinivalue_line("filterwarnings", "ignore:.*was deleted while still open:ResourceWarning")
+
+
+def pytest_report_header() -> str:
+    return f"database: {databases.kind()} ({databases.VARIABLE})"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In the PostgreSQL run, tests about SQLite itself are skipped, saying why."""
+    if not databases.on_postgresql():
+        return
+    skip = pytest.mark.skip(reason="about SQLite itself (sqlite_only): not run on PostgreSQL")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgresql_server() -> Iterator[None]:
+    """In the PostgreSQL run, one server for the session, in a temporary folder."""
+    if not databases.on_postgresql():
+        yield
+        return
+    with databases.postgresql_server():
+        yield
+        databases.collect_dropped_connections()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_databases() -> Iterator[None]:
+    """The PostgreSQL databases of a module's shared folders are dropped when the module ends."""
+    yield
+    if databases.on_postgresql():
+        databases.collect_dropped_connections()
+        databases.server().drop()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test's PostgreSQL databases are dropped when it ends (SQLite files go with tmp_path).
+    In that run a test that opened a SQLite store without saying it is about SQLite fails: its
+    config missed `use_database`, and it would test SQLite twice and PostgreSQL never."""
+    if not databases.on_postgresql():
+        yield
+        return
+    with databases.sqlite_opened() as opened:
+        yield
+    databases.collect_dropped_connections()
+    databases.server().drop(inside=tmp_path.resolve())
+    if opened and not request.node.get_closest_marker("sqlite_only"):
+        pytest.fail(f"opened SQLite in the PostgreSQL run: {', '.join(sorted(opened))}", pytrace=False)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """The test's own database: `sqlite:///<tmp_path>/syndicator.db`, or a fresh PostgreSQL one."""
+    return databases.database_for(tmp_path)
 
 
 @dataclass(frozen=True)
@@ -55,7 +121,7 @@ def run(capsys: pytest.CaptureFixture[str]) -> Run:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder laid out as a user's: config.yaml and items/ copied from the project, as cwd."""
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    databases.use_database(Path(shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")))
     shutil.copytree(ITEMS, tmp_path / "items")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SYNDICATOR_CONFIG", raising=False)

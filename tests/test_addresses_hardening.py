@@ -28,6 +28,7 @@ from syndicator.signup_requests import check_address
 from syndicator.store import Store
 
 from .conftest import Run
+from .databases import use_database
 from .smtp_server import Handler, smtp_server
 from .support import ITEMS
 from .test_signup import Site
@@ -58,11 +59,11 @@ def _project(root: Path, subscribers: list[str], *, port: int | None = None) -> 
     )
     listed = "".join(f"  - email: {address}\n    frequency: weekly\n" for address in subscribers)
     path = root / "config.yaml"
-    path.write_text(
+    use_database(
+        path,
         f"email:\n  from: 'IREV <lettre@example.org>'\n{transport}"
         "  max_connections: 1\n  rate_per_second: 1000\n  lookback_days: {weekly: 4000}\n"
         f"subscribers:\n{listed}",
-        encoding="utf-8",
     )
     config = load_config(path)
     with Store.open(config.database_url) as store:

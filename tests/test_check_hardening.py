@@ -7,12 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from syndicator.choices import Consent, save_choice
 from syndicator.config import load_config
 from syndicator.store import Store
 from syndicator.subscribers import Subscriber
 
 from .conftest import Run
+from .databases import use_database
 
 NO_SUBSCRIBERS = (
     "warning: no subscribers, so no digest will be sent: list some under subscribers: "
@@ -48,7 +51,7 @@ def test_an_empty_subscribers_list_is_named_at_its_line(run: Run, project: Path)
 def test_a_confirmed_web_sign_up_is_an_audience(run: Run, project: Path) -> None:
     """With no subscriber in config.yaml but a confirmed sign-up in the store, someone will get
     digests: no warning."""
-    (project / "config.yaml").write_text("subscribers: []\n", encoding="utf-8")
+    use_database(project / "config.yaml", "subscribers: []\n")
     now = datetime.now(UTC)
     with Store.open(load_config(project / "config.yaml").database_url) as store:
         save_choice(
@@ -59,6 +62,7 @@ def test_a_confirmed_web_sign_up_is_an_audience(run: Run, project: Path) -> None
     assert result.code == 0, result.err
 
 
+@pytest.mark.sqlite_only
 def test_check_and_status_name_a_database_folder_that_does_not_exist(run: Run, project: Path) -> None:
     """`database:` pointing into a missing folder: `check` reports it at its line with what to
     do; `status`, `ingest` and `serve` say the same instead of SQLAlchemy's message and link."""
@@ -84,6 +88,7 @@ def test_check_and_status_name_a_database_folder_that_does_not_exist(run: Run, p
     assert run("check").code == 0
 
 
+@pytest.mark.sqlite_only
 def test_a_database_that_names_a_folder_is_reported(run: Run, project: Path) -> None:
     """`database: sqlite:///feeds` (a folder) is named as such, with the file to write instead."""
     (project / "data").mkdir()

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from syndicator.config import load_config
+from syndicator.store import Store
+
 from .conftest import Run
 from .support import ITEMS, SEED, item_text
 
@@ -41,7 +44,8 @@ def test_ingest_reports_counts_and_is_idempotent(run: Run, project: Path) -> Non
     count = len(list((project / "items").glob("*.txt")))
     first = run("ingest")
     assert (first.code, first.out) == (0, f"{count} new, 0 updated, 0 unchanged, 0 errors\n")
-    assert (project / "syndicator.db").exists()
+    with Store.open(load_config(project / "config.yaml").database_url) as store:
+        assert store.count_items() == count
     second = run("ingest")
     assert second.out == f"0 new, 0 updated, {count} unchanged, 0 errors\n"
 
@@ -101,6 +105,7 @@ def test_usage_errors_exit_2(run: Run) -> None:
     assert run("parse").code == 2
 
 
+@pytest.mark.sqlite_only  # mine.yaml's database is a SQLite file relative to it
 def test_config_option_and_environment(
     run: Run, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

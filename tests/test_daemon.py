@@ -28,6 +28,7 @@ from syndicator.scheduler import WallClockCron, is_due, last_result, last_run, r
 from syndicator.store import Store
 
 from .conftest import Run
+from .databases import use_database
 from .smtp_server import smtp_server
 from .support import ITEMS, item_text
 from .test_delivery_smtp import SlowHandler, message_ids
@@ -64,7 +65,7 @@ def write_config(root: Path, *, subscribers: int = 3, frequency: str = "daily", 
         f"subscribers:\n{people}",
         encoding="utf-8",
     )
-    return path
+    return use_database(path)
 
 
 def start(config: Path, *args: str) -> subprocess.Popen[str]:
@@ -269,7 +270,8 @@ def test_a_config_broken_on_disk_is_logged_and_the_old_one_keeps_working(
         with caplog.at_level(logging.INFO, logger="syndicator"):
             service.maybe_reload()
             assert service.config is config
-            assert f"{config_file}:10: subscriber #1 (s0@example.org), frequency: " in caplog.text
+            line = 1 + next(n for n, row in enumerate(good.splitlines()) if "frequency: daily" in row)
+            assert f"{config_file}:{line}: subscriber #1 (s0@example.org), frequency: " in caplog.text
             assert "keeping the last good config" in caplog.text
             service.run_job("refresh")
         assert outbox_recipients(tmp_path) == {"s0@example.org": 1, "s1@example.org": 1}
@@ -320,7 +322,8 @@ def test_sighup_with_a_broken_config_keeps_the_daemon_running(tmp_path: Path) ->
         config_file.write_text(good + "  - email: not-an-address\n", encoding="utf-8")
         process.send_signal(signal.SIGHUP)
         wait_for(lambda: "keeping the last good config" in logged(config_file), "the reload error")
-        assert "config.yaml:15: subscriber #4 (not-an-address), email: " in logged(config_file)
+        line = len(good.splitlines()) + 1
+        assert f"config.yaml:{line}: subscriber #4 (not-an-address), email: " in logged(config_file)
         assert process.poll() is None
         config_file.write_text(good + "  - email: s7@example.org\n", encoding="utf-8")
         wait_for(lambda: "config reloaded" in logged(config_file), "the reload of the fixed file")

@@ -28,6 +28,7 @@ from syndicator.ledger import Ledger
 from syndicator.mailer import RunStopped
 from syndicator.store import Store
 
+from .databases import use_database
 from .smtp_server import Handler, smtp_server
 from .support import ITEMS
 
@@ -61,7 +62,8 @@ def project(root: Path, port: int, *, connections: int = 2, subscribers: int = S
     """A folder with the samples and a config sending through the test server."""
     shutil.copytree(ITEMS, root / "items")
     listed = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(subscribers))
-    (root / "config.yaml").write_text(
+    use_database(
+        root / "config.yaml",
         "email:\n"
         "  from: 'IREV <lettre@example.org>'\n"
         "  transport: smtp\n"
@@ -70,7 +72,6 @@ def project(root: Path, port: int, *, connections: int = 2, subscribers: int = S
         "  rate_per_second: 1000\n"
         "  lookback_days: {weekly: 4000}\n"
         f"subscribers:\n{listed}",
-        encoding="utf-8",
     )
     config = load_config(root / "config.yaml")
     with Store.open(config.database_url) as store:

@@ -26,6 +26,7 @@ from syndicator.store import Store
 from syndicator.taxonomy import term_key
 from syndicator.territoires import Hierarchy
 
+from .databases import use_database
 from .support import ITEMS, item_text
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -73,7 +74,7 @@ class Project:
     def __init__(self, root: Path, subscribers: str, lookback: str = LONG) -> None:
         self.root = root
         shutil.copytree(ITEMS, root / "items")
-        (root / "config.yaml").write_text(config_text(subscribers, lookback), encoding="utf-8")
+        use_database(root / "config.yaml", config_text(subscribers, lookback))
         self.config: Config = parse_config(
             (root / "config.yaml").read_text(encoding="utf-8"), root / "config.yaml"
         )

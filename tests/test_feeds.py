@@ -18,6 +18,7 @@ from syndicator.items import parse_file
 from syndicator.store import Store
 from syndicator.taxonomy import slugify
 
+from .databases import database_for, use_database
 from .support import ITEMS, ROOT, item_text
 from .test_items import assert_harmless
 
@@ -32,7 +33,7 @@ class Site:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+        use_database(Path(shutil.copy(ROOT / "config.yaml", root / "config.yaml")))
         shutil.copytree(ITEMS, root / "items")
         self.config: Config = load_config(root / "config.yaml")
         self.store = Store.open(self.config.database_url)
@@ -177,8 +178,8 @@ def test_a_rebuild_is_byte_identical_and_writes_nothing(site: Site) -> None:
     assert again.unchanged == len(before)
     assert site.snapshot() == before
 
-    (site.root / "syndicator.db").unlink()
-    site.store = Store.open(site.config.database_url)
+    site.store.close()
+    site.store = Store.open(database_for(site.root, "fresh.db"))
     site.ingest()
     rebuilt = site.build()
     assert rebuilt.written == 0, "a new store with the same items gives the same bytes"

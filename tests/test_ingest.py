@@ -1,4 +1,5 @@
-"""Ingest into a real SQLite file: new, updated, unchanged, broken and duplicate files."""
+"""Ingest into a real store (a SQLite file, or PostgreSQL in that run): new, updated, unchanged,
+broken and duplicate files."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 
 from syndicator.ingest import ingest
 from syndicator.schema import MIGRATIONS
 from syndicator.store import Store
 
+from .databases import database_for
 from .support import ITEMS, SEED, item_text
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -21,7 +24,7 @@ T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    return Store.open(database_for(tmp_path, "store.db"))
 
 
 @pytest.fixture
@@ -60,11 +63,11 @@ def test_stored_items_round_trip_to_the_parsed_ones(store: Store, folder: Path) 
 def test_reingesting_the_same_folder_changes_nothing(store: Store, folder: Path, tmp_path: Path) -> None:
     """A second run reports everything unchanged and leaves the database as it was."""
     ingest(store, [folder], now=T0)
-    before = _dump(tmp_path / "store.db")
+    before = _dump(store)
     report = ingest(store, [folder], now=T0 + timedelta(hours=1))
     assert (report.new, report.updated, report.errors) == (0, 0, [])
     assert report.unchanged == len(list(folder.glob("*.txt")))
-    assert _dump(tmp_path / "store.db") == before
+    assert _dump(store) == before
 
 
 def test_unchanged_files_are_not_read_again(store: Store, folder: Path) -> None:
@@ -90,11 +93,12 @@ def test_a_changed_file_updates_its_item(store: Store, folder: Path) -> None:
     later = T0 + timedelta(days=1)
     report = ingest(store, [folder], now=later)
     assert (report.new, report.updated) == (0, 1)
-    with sqlite3.connect(store.engine.url.database or "") as db:
+    with store.engine.connect() as db:
         first_seen, last_changed = db.execute(
-            "SELECT first_seen, last_changed FROM items WHERE file LIKE ?", (f"%{SEED.name}",)
-        ).fetchone()
-    assert first_seen.startswith("2026-11-26 07:00") and last_changed.startswith("2026-11-27 07:00")
+            text("SELECT first_seen, last_changed FROM items WHERE file LIKE :file"),
+            {"file": f"%{SEED.name}"},
+        ).one()
+    assert str(first_seen).startswith("2026-11-26 07:00") and str(last_changed).startswith("2026-11-27 07:00")
     assert any(i.summary.startswith("Tous les membres") for i in store.items())
 
 
@@ -131,7 +135,7 @@ def test_same_url_in_two_files_the_later_modification_wins(store: Store, tmp_pat
     assert str(folder / "a.txt") in warning.message and str(folder / "b.txt") in str(warning)
 
     # Reading the files the other way round gives the same outcome.
-    other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")
+    other = Store.open(database_for(tmp_path, "other.db"))
     ingest(other, [folder / "b.txt"], now=T0)
     ingest(other, [folder / "a.txt"], now=T0)
     assert "récente" in next(iter(other.items())).summary
@@ -149,6 +153,7 @@ def test_a_renamed_file_takes_its_item_without_a_warning(store: Store, tmp_path:
     assert next(iter(store.items())).file == str(folder / "new.txt")
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_store_uses_wal_and_a_versioned_schema(store: Store, tmp_path: Path) -> None:
     """The SQLite file is in WAL mode and records its schema version."""
     with sqlite3.connect(tmp_path / "store.db") as db:
@@ -160,7 +165,7 @@ def test_sqlite_store_uses_wal_and_a_versioned_schema(store: Store, tmp_path: Pa
 def test_a_state_set_by_another_process_meanwhile_wins(store: Store, tmp_path: Path) -> None:
     """Two processes on a new store both find no secret and make one: the second to write does
     not fail, it takes the first one's (as `run` and `serve` started together would)."""
-    other = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    other = Store.open(database_for(tmp_path, "store.db"))
 
     def make() -> str:  # the other process writes between this one's read and its write
         assert other.ensure_state("secret", lambda: "theirs") == "theirs"
@@ -174,11 +179,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     """A database written by a newer syndicator is not touched."""
     from syndicator.errors import StoreError
 
-    Store.open(f"sqlite:///{tmp_path / 'store.db'}").close()
-    with sqlite3.connect(tmp_path / "store.db") as db:
-        db.execute("INSERT INTO schema_version VALUES (99)")
+    with Store.open(database_for(tmp_path, "store.db")) as store, store.engine.begin() as db:
+        db.execute(text("INSERT INTO schema_version VALUES (99)"))
     with pytest.raises(StoreError, match="newer than this syndicator"):
-        Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+        Store.open(database_for(tmp_path, "store.db"))
 
 
 def test_parallel_parsing_gives_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,13 +201,17 @@ def test_parallel_parsing_gives_the_same_store(tmp_path: Path, monkeypatch: pyte
             encoding="utf-8",
         )
     (folder / "0100b.txt").write_text("pas un item", encoding="utf-8")
-    store = Store.open(f"sqlite:///{tmp_path / 'many.db'}")
+    store = Store.open(database_for(tmp_path, "many.db"))
     report = ingest(store, [folder], now=T0)
     assert report.new == 130 and [e.path for e in report.errors] == [str(folder / "0100b.txt")]
     titles = {i.title for i in store.items()}
     assert {"Titre numéro 7", "Titre numéro 129"} <= titles
 
 
-def _dump(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
-        return list(db.iterdump())
+def _dump(store: Store) -> dict[str, list[str]]:
+    """Every row of every table, sorted: equal dumps are equal databases."""
+    with store.engine.connect() as db:
+        return {
+            table: sorted(repr(tuple(row)) for row in db.execute(text(f"SELECT * FROM {table}")))
+            for table in inspect(store.engine).get_table_names()
+        }

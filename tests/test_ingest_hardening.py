@@ -3,15 +3,15 @@ and a file the database refuses is that file's error only, never its chunk's."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Text, inspect
+from sqlalchemy import Text, inspect, text
 
 from syndicator.ingest import CHUNK, ingest
 from syndicator.store import Store
 
+from .databases import database_for
 from .support import item_text
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -20,7 +20,7 @@ LONG_NAME = "Politique de la ville " * 30
 
 
 def _store(tmp_path: Path) -> Store:
-    return Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    return Store.open(database_for(tmp_path, "store.db"))
 
 
 def _fill(folder: Path, count: int) -> None:
@@ -63,25 +63,38 @@ def test_a_2100_character_url_and_a_long_term_name_are_stored_whole_beside_a_bro
 
 
 def test_a_file_the_database_refuses_is_its_own_error_and_the_chunk_is_stored(tmp_path: Path) -> None:
-    """A database that refuses one row (here a SQLite trigger, as PostgreSQL refuses a value
-    beyond a column's limit) fails that file alone, with its line; the other files of the chunk
-    are stored, and the refused file is tried again at the next ingest."""
+    """A database that refuses one row (here a trigger, as PostgreSQL refuses a value beyond a
+    column's limit) fails that file alone, with its line; the other files of the chunk are
+    stored (on PostgreSQL too, where a refused statement aborts its transaction), and the
+    refused file is tried again at the next ingest."""
     folder = tmp_path / "items"
     _fill(folder, 20)
-    with _store(tmp_path) as store:
-        pass
-    with sqlite3.connect(tmp_path / "store.db") as connection:
-        connection.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON items WHEN NEW.url LIKE '%numero-7' "
-            "BEGIN SELECT RAISE(ABORT, 'value too long for type character varying(2000)'); END"
-        )
-    connection.close()
+    message = "value too long for type character varying(2000)"
+    with _store(tmp_path) as store, store.engine.begin() as connection:
+        if store.engine.dialect.name == "sqlite":
+            connection.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON items WHEN NEW.url LIKE '%numero-7' "
+                    f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+                )
+            )
+        else:
+            connection.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    f"IF NEW.url LIKE '%numero-7' THEN RAISE EXCEPTION '{message}'; END IF; "
+                    "RETURN NEW; END $$"
+                )
+            )
+            connection.execute(
+                text("CREATE TRIGGER refuse BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION refuse()")
+            )
     with _store(tmp_path) as store:
         report = ingest(store, [folder], now=T0)
-        assert [str(e) for e in report.errors] == [
-            f"{folder / '007.txt'}:7: the database refused this item (value too long for type "
-            "character varying(2000)); the other files are stored"
-        ]
+        [error] = [str(e) for e in report.errors]
+        # PostgreSQL adds where its trigger raised it ("CONTEXT: PL/pgSQL function ...").
+        assert error.startswith(f"{folder / '007.txt'}:7: the database refused this item ({message}")
+        assert error.endswith("); the other files are stored")
         assert (report.new, report.updated, report.unchanged) == (19, 0, 0)
         stored = {item.url for item in store.items()}
         assert len(stored) == 19 and "https://www.irev.fr/actualites-0/item-numero-7" not in stored

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import parse_config
+from syndicator.config import load_config, parse_config
 from syndicator.errors import ConfigError
 from syndicator.ledger import Ledger
 from syndicator.store import Store
@@ -193,7 +193,7 @@ def test_subscribers_add_with_known_terms_is_silent(run: Run, project: Path) -> 
 
 
 def _ledger_counts(project: Path) -> dict[str, int]:
-    with Store.open(f"sqlite:///{project / 'syndicator.db'}") as store:
+    with Store.open(load_config(project / "config.yaml").database_url) as store:
         return Ledger(store).counts()
 
 
@@ -236,6 +236,7 @@ def test_digest_preview_when_nothing_matches_writes_nothing(run: Run, project: P
     assert not (project / "vide").exists()
 
 
+@pytest.mark.sqlite_only  # the unreadable store is a file of garbage
 def test_subscribers_add_with_an_unreadable_store_uses_the_item_files(run: Run, project: Path) -> None:
     """A store that cannot be read does not stop `subscribers add`: the items' terms come from
     the item files, and known terms still get their spelling without a warning."""

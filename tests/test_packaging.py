@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from .databases import use_database
 from .support import ITEMS, ROOT
 
 
@@ -72,7 +73,7 @@ def test_the_installed_wheel_runs_the_quick_start_in_an_empty_folder(wheel: Path
     )
     folder = tmp_path / "site"
     folder.mkdir()
-    shutil.copy(ROOT / "config.yaml", folder / "config.yaml")
+    use_database(Path(shutil.copy(ROOT / "config.yaml", folder / "config.yaml")))
     shutil.copytree(ITEMS, folder / "items")
     where = subprocess.run(
         [python, "-c", "import syndicator; print(syndicator.__file__)"],

@@ -137,7 +137,8 @@ def test_a_daemon_whose_config_gets_a_bad_cron_time_keeps_running(tmp_path: Path
         config_file.write_text(good + 'schedule:\n  weekly: "30 7 * * lundi"\n', encoding="utf-8")
         wait_for(lambda: "keeping the last good config" in logged(config_file), "the reload error", 20)
         text = logged(config_file)
-        assert "config.yaml:16: schedule.weekly: '30 7 * * lundi': 'lundi' is French" in text
+        line = len(good.splitlines()) + 2
+        assert f"config.yaml:{line}: schedule.weekly: '30 7 * * lundi': 'lundi' is French" in text
         assert "hint: a schedule: time is a cron line" in text
         time.sleep(2)  # the poll that used to end the process has come and gone
         assert process.poll() is None, logged(config_file)

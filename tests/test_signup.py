@@ -49,6 +49,7 @@ from syndicator.subscribers import Subscriber
 from syndicator.templating import environment
 
 from .conftest import Run
+from .databases import database_for, on_postgresql
 from .smtp_server import Handler, smtp_server
 from .support import ROOT
 from .web_support import SECRET, WebSite, built_project, served, text_of
@@ -62,7 +63,7 @@ WORDING = "2026-11-26+0123abcd"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as opened:
+    with Store.open(database_for(tmp_path, "store.db")) as opened:
         yield opened
 
 
@@ -141,11 +142,12 @@ def test_a_newer_request_for_the_address_supersedes_the_pending_one(store: Store
 
 def test_a_link_to_a_purged_request_never_confirms_a_later_one(store: Store) -> None:
     """SQLite may give a purged request's id to a new one: the old link names its address and
-    time as well, so it says expired and leaves the new request alone."""
+    time as well, so it says expired and leaves the new request alone (on PostgreSQL, whose
+    sequences never give an id twice, the outcome is the same)."""
     old = request(store)
     assert purge(store, T0 + timedelta(days=3)) == 1
     new = request(store, Subscriber("paul@exemple.fr"), now=T0 + timedelta(days=3))
-    assert new.id == old.id
+    assert (new.id == old.id) is not on_postgresql()
     assert confirm_now(store, old, T0 + timedelta(days=3)) == "expired"
     assert request_of(store, token_of(new)) == new
     assert load_choice(store, "paul@exemple.fr") is None

@@ -21,6 +21,7 @@ from syndicator.delivery import Digests
 from syndicator.ingest import ingest
 from syndicator.store import Store
 
+from .databases import use_database
 from .support import ITEMS, ROOT
 
 MAX_SCORE = 1.0  # SpamAssassin holds mail at 5.0; a digest should not come anywhere near
@@ -40,7 +41,7 @@ def spamassassin_binary() -> str:
 def digest_messages(root: Path) -> dict[str, bytes]:
     """Each subscriber's next digest as bytes, built as `digest send` builds them."""
     shutil.copytree(ITEMS, root / "items")
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    use_database(Path(shutil.copy(ROOT / "config.yaml", root / "config.yaml")))
     config = parse_config((root / "config.yaml").read_text(encoding="utf-8"), root / "config.yaml")
     messages: dict[str, bytes] = {}
     with Store.open(config.database_url) as store:

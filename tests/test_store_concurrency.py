@@ -31,12 +31,6 @@ NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A new, empty database."""
-    return f"sqlite:///{tmp_path / 'store.db'}"
-
-
-@pytest.fixture
 def stores(database_url: str) -> Iterator[list[Store]]:
     """One store per thread, on the same database, each with its own connection pool."""
     opened = [Store.open(database_url) for _ in range(THREADS)]
@@ -275,8 +269,10 @@ def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name(run: Run,
     by opening the store."""
     config = project / "config.yaml"
     text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("sqlite:///syndicator.db", "mysql://user@localhost/syndicator"))
-    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("database:"))
+    rows = text.splitlines()
+    line = next(n for n, row in enumerate(rows, 1) if row.startswith("database:"))
+    rows[line - 1] = "database: mysql://user@localhost/syndicator"  # whichever database the run uses
+    config.write_text("\n".join(rows) + "\n", encoding="utf-8")
     checked = run("check")
     assert checked.code == 1
     assert checked.err.splitlines() == [
@@ -288,6 +284,7 @@ def test_a_database_other_than_sqlite_or_postgresql_is_refused_by_name(run: Run,
         Store.open("mysql://user@localhost/syndicator")
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("kind", ["reading", "writing"])
 def test_sqlite_transactions_begin_at_their_first_statement(tmp_path: Path, kind: str) -> None:
     """On SQLite, what a transaction read stays what it sees until it ends (pysqlite's own

@@ -48,6 +48,7 @@ from syndicator.web import create_app
 from syndicator.web_limits import cookie, server_config
 from syndicator.web_unsubscribe import masked
 
+from .databases import copy_database, database_for
 from .web_support import SECRET, TestClient, WebSite, built_project, listening_socket, served, text_of
 
 MARIE = "marie.dupont@example.org"  # config.yaml: weekly, Éducation, Nord
@@ -118,6 +119,7 @@ def project(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cal
 
         root = tmp_path / "live"
         shutil.copytree(built, root)
+        copy_database(built, root)
         path = root / "config.yaml"
         path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
         return create_app(load_config(path), body_timeout=body_timeout)
@@ -302,7 +304,7 @@ def test_a_crafted_cookie_costs_no_time(site: WebSite) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as opened:
+    with Store.open(database_for(tmp_path, "store.db")) as opened:
         yield opened
 
 

@@ -25,6 +25,7 @@ from syndicator.ingest import ingest
 from syndicator.store import Store
 from syndicator.web import create_app
 
+from .databases import copy_database, use_database
 from .support import ITEMS, ROOT
 
 with warnings.catch_warnings():
@@ -64,7 +65,7 @@ S = TypeVar("S", bound=WebSite)
 
 def built_project(root: Path) -> Path:
     """The shipped config.yaml and items in `root`, ingested."""
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    use_database(Path(shutil.copy(ROOT / "config.yaml", root / "config.yaml")))
     shutil.copytree(ITEMS, root / "items")
     config = load_config(root / "config.yaml")
     with Store.open(config.database_url) as store:
@@ -76,6 +77,7 @@ def served(kind: type[S], built: Path, root: Path, edit: Callable[[str], str] | 
     """A fresh copy of the `built` project in `root` (its config.yaml's text passed through
     `edit`), served by the web app while in use."""
     shutil.copytree(built, root)
+    copy_database(built, root)
     if edit is not None:
         path = root / "config.yaml"
         path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
