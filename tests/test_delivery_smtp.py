@@ -68,6 +68,7 @@ def project(root: Path, port: int, *, connections: int = 2, subscribers: int = S
         f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 10}}\n"
         f"  max_connections: {connections}\n"
         "  rate_per_second: 1000\n"
+        "  lease_seconds: 2\n"
         "  lookback_days: {weekly: 4000}\n"
         f"subscribers:\n{listed}",
         encoding="utf-8",
