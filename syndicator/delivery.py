@@ -23,6 +23,7 @@ from functools import cached_property, partial
 from threading import Event
 
 from jinja2 import Environment
+from sqlalchemy.exc import DBAPIError
 
 from .addresses import on_the_wire
 from .choices import effective_subscribers
@@ -266,6 +267,8 @@ def build_batch(
             _build_one(digests, subscriber, built, dry_run=dry_run, claim=claim)
         except Fenced:
             built.lost.add(subscriber.key)
+        except DBAPIError:
+            raise  # the database's failure, not this subscriber's: the batch is built again
         except Exception as error:  # this subscriber's failure: recorded, the others still built
             detail = error.message if isinstance(error, SyndicatorError) else str(error)
             reason = f"digest not built: {type(error).__name__}: {detail}"
@@ -342,9 +345,10 @@ async def _deliver(
             confirm = partial(ledger.failed, entry.row, result.detail, final=final, claim=claim)
             details[message.name] = result.detail
             if result.outcome == "bad_mailbox":
-                await asyncio.to_thread(
+                bad = partial(
                     ledger.suppress, entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
                 )
+                await asyncio.to_thread(retrying, bad, what="suppressing an address")
         if not await asyncio.to_thread(retrying, confirm, what="confirming a digest"):
             log.warning("%s: lease ran out before the outcome was confirmed", entry.subscriber.email)
         outcomes[message.name] = result.outcome
@@ -454,11 +458,15 @@ async def _serve(
     outcomes: dict[str, str] = {
         key: "gone" for key in claim.subscribers if key not in known
     }  # config changed
-    suppressed = await asyncio.to_thread(digests.ledger.suppressed)
+    suppressed = await asyncio.to_thread(retrying, digests.ledger.suppressed, what="reading suppressions")
     try:
+        # Built again whole if the database goes away meanwhile: what was recorded is then
+        # found unfinished, and what was not is chosen again.
         built = await asyncio.to_thread(
-            build_batch, digests, batch, suppressed=suppressed, claim=claim.token,
-            halted=lambda: stop is not None and stop.is_set(),
+            retrying, partial(
+                build_batch, digests, batch, suppressed=suppressed, claim=claim.token,
+                halted=lambda: stop is not None and stop.is_set(),
+            ), what="building digests",
         )  # fmt: skip
         sent: dict[str, str] = {}
         details: dict[str, str] = {}
@@ -469,13 +477,21 @@ async def _serve(
                 if not getattr(kept, "_syndicator_open", False):
                     await kept.enter_async_context(transport.connections())
                     kept._syndicator_open = True  # type: ignore[attr-defined]
-                live = len(await asyncio.to_thread(runs.live_workers, None)) or 1
+                live = (
+                    len(
+                        await asyncio.to_thread(
+                            retrying, partial(runs.live_workers, None), what="reading workers"
+                        )
+                    )
+                    or 1
+                )
                 transport.rate_per_second = digests.config.email.rate_per_second / live
             sent, details = await _deliver(
                 digests, built, transport, claim.token, stop=stop, suppressed=suppressed
             )
     except BaseException:
-        await asyncio.to_thread(runs.give_back, claim, claim.subscribers)  # due again, for any worker
+        with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
+            await asyncio.to_thread(runs.give_back, claim, claim.subscribers)  # due again, for any worker
         raise
     results: dict[str, list[str]] = {}
     reasons = dict(built.unbuilt)
@@ -498,8 +514,9 @@ async def _serve(
             report, subscriber, got, reasons.get(subscriber.key),
             suppressed=subscriber.key in suppressed, would_send=False,
         )  # fmt: skip
-    await asyncio.to_thread(runs.give_back, claim, back)
-    await asyncio.to_thread(runs.done, claim, {k: v for k, v in outcomes.items() if k not in back})
+    await asyncio.to_thread(retrying, partial(runs.give_back, claim, back), what="giving back subscribers")
+    finished = {k: v for k, v in outcomes.items() if k not in back}
+    await asyncio.to_thread(retrying, partial(runs.done, claim, finished), what="confirming subscribers")
     return transport
 
 

@@ -341,7 +341,10 @@ class Heartbeat:
                 self.runs.beat(self.worker)
                 self.runs.renew(tokens)
             except Exception:  # a database hiccup: the next beat tries again, the lease may run out
-                log.warning("send heartbeat failed", exc_info=True)
+                log.warning(
+                    "send heartbeat failed (the next one tries again)",
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

@@ -3,7 +3,8 @@ subscribers, leases on the database's clock, fencing of a worker whose lease ran
 worker's share taken by the others, `--workers N`, and one rate for the whole deployment.
 
 Real parts only: real `syndicator digest send` processes (killed with SIGKILL where it matters),
-a real aiosmtpd sink on a loopback port, the real store on a SQLite file."""
+a real aiosmtpd sink on a loopback port, the real store on a SQLite file (or, with
+$SYNDICATOR_TEST_DATABASE_URL, on that empty database: `postgresql+psycopg://...`)."""
 
 from __future__ import annotations
 
@@ -71,8 +72,9 @@ def project(root: Path, port: int, *, subscribers: int, rate: float = 1000, conn
     """A folder with the samples and a config sending through the test server."""
     shutil.copytree(ITEMS, root / "items")
     listed = "".join(f"  - email: s{n:03d}@example.org\n    frequency: weekly\n" for n in range(subscribers))
+    database = os.environ.get("SYNDICATOR_TEST_DATABASE_URL")  # an empty PostgreSQL database, say
     (root / "config.yaml").write_text(
-        "email:\n"
+        (f"database: {database}\n" if database else "") + "email:\n"
         "  from: 'IREV <lettre@example.org>'\n"
         "  transport: smtp\n"
         f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 10}}\n"
