@@ -30,6 +30,7 @@ from syndicator.delivery import Digests
 from syndicator.ingest import ingest
 from syndicator.ledger import Ledger
 from syndicator.runs import Fenced, Runs
+from syndicator.schema import MIGRATIONS, schema_version
 from syndicator.store import Store
 
 from .smtp_server import Handler, smtp_server
@@ -227,3 +228,19 @@ def test_the_rate_is_shared_by_the_live_workers(tmp_path: Path) -> None:
     stamps = sorted(handler.stamps)
     assert len(stamps) == subscribers
     assert stamps[-1] - stamps[0] >= 1.5, f"{subscribers} messages in {stamps[-1] - stamps[0]:.2f} s"
+
+
+def test_a_worker_refuses_a_database_at_another_schema_version(tmp_path: Path) -> None:
+    """A database migrated by a newer syndicator: `digest send` refuses to start, exit 1, naming
+    the version the database is at and the one it knows, and sends nothing."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=2)
+        config = load_config(config_file)
+        with Store.open(config.database_url) as store, store.engine.begin() as connection:
+            connection.execute(schema_version.insert().values(version=len(MIGRATIONS) + 1))
+        worker = send(config_file)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 1
+    assert f"schema version {len(MIGRATIONS) + 1}, newer than this syndicator ({len(MIGRATIONS)})" in err
+    assert handler.accepted == []
