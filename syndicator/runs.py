@@ -208,17 +208,26 @@ class Runs:
             send_claims.c.state == "due",
             and_(send_claims.c.state == "claimed", send_claims.c.expires < db_clock()),
         )
+        free = send_claims.alias("free")  # not correlated with the UPDATE: its own scan, limited
         chosen = (
-            select(send_claims.c.subscriber)
-            .where(send_claims.c.run_id == run.id, takeable)
-            .order_by(send_claims.c.subscriber)
+            select(free.c.subscriber)
+            .where(
+                free.c.run_id == run.id,
+                or_(free.c.state == "due", and_(free.c.state == "claimed", free.c.expires < db_clock())),
+            )
+            .order_by(free.c.subscriber)
             .limit(size)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's write lock serialises the UPDATE
+            # A CTE: run once. As an `IN (subquery)`, PostgreSQL may run it again for each row,
+            # each time skipping the rows this statement just locked: it took the whole run.
+            .cte("picked")
         )
         with self.engine.begin() as connection:
             taken = connection.execute(
                 update(send_claims)
-                .where(send_claims.c.run_id == run.id, send_claims.c.subscriber.in_(chosen.scalar_subquery()))
+                .where(
+                    send_claims.c.run_id == run.id, send_claims.c.subscriber.in_(select(chosen.c.subscriber))
+                )
                 .where(takeable)
                 .values(state="claimed", token=token, expires=db_clock() + self.lease)
                 .returning(send_claims.c.subscriber)

@@ -244,3 +244,17 @@ def test_a_worker_refuses_a_database_at_another_schema_version(tmp_path: Path) -
     assert worker.returncode == 1
     assert f"schema version {len(MIGRATIONS) + 1}, newer than this syndicator ({len(MIGRATIONS)})" in err
     assert handler.accepted == []
+
+
+def test_a_claim_takes_a_batch_not_the_whole_run(tmp_path: Path) -> None:
+    """A worker claims at most the batch it asks for, and never a subscriber another live claim
+    holds: two claims of 5 over 30 due subscribers take 10 different ones."""
+    url = os.environ.get("SYNDICATOR_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'store.db'}"
+    with Store.open(url) as store:
+        runs = Runs(store)
+        run, _ = runs.join("daily", [f"s{n:03d}@example.org" for n in range(30)], datetime.now(UTC))
+        first, second = runs.claim(run, 5), runs.claim(run, 5)
+        assert first is not None and second is not None
+        assert len(first.subscribers) == len(second.subscribers) == 5
+        assert not set(first.subscribers) & set(second.subscribers)
+        assert runs.waiting(run) == 30
