@@ -258,3 +258,21 @@ def test_a_claim_takes_a_batch_not_the_whole_run(tmp_path: Path) -> None:
         assert len(first.subscribers) == len(second.subscribers) == 5
         assert not set(first.subscribers) & set(second.subscribers)
         assert runs.waiting(run) == 30
+
+
+def test_a_worker_has_no_helper_process_to_leave_behind(tmp_path: Path) -> None:
+    """A worker sending to many subscribers runs as one process: no builder, forkserver or
+    resource tracker that a `kill -9` would leave behind, blocked on a pipe."""
+    handler = SlowHandler(0.1)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=80)
+        worker = send(config_file)
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        children = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(worker.pid)],
+                                  capture_output=True, text=True, check=False).stdout  # fmt: skip
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=30)
+    assert len(handler.received) >= 10, "killed while sending"
+    assert children.strip() == "", children
