@@ -37,7 +37,7 @@ from .items import NewsItem
 from .ledger import AlreadyRecorded, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
-from .runs import Claim, Fenced, Heartbeat, Runs, retrying
+from .runs import Claim, Fenced, Heartbeat, Runs, SharedPace, retrying
 from .smtp import SmtpTransport
 from .store import Store
 from .subscribers import Subscriber
@@ -477,15 +477,7 @@ async def _serve(
                 if not getattr(kept, "_syndicator_open", False):
                     await kept.enter_async_context(transport.connections())
                     kept._syndicator_open = True  # type: ignore[attr-defined]
-                live = (
-                    len(
-                        await asyncio.to_thread(
-                            retrying, partial(runs.live_workers, None), what="reading workers"
-                        )
-                    )
-                    or 1
-                )
-                transport.rate_per_second = digests.config.email.rate_per_second / live
+                transport.pace = SharedPace(runs, transport.rate_per_second)
             sent, details = await _deliver(
                 digests, built, transport, claim.token, stop=stop, suppressed=suppressed
             )

@@ -13,6 +13,8 @@ left due or claimed, the run is finished. No host name, process id or local cloc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -22,14 +24,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Float, and_, delete, false, func, insert, or_, select, update
+from sqlalchemy import Connection, Float, and_, case, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from .schema import send_claims, send_runs, send_workers
+from .schema import send_claims, send_pace, send_runs, send_workers
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -298,6 +301,24 @@ class Runs:
         with self.engine.begin() as connection:
             connection.execute(delete(send_workers).where(send_workers.c.token == worker))
 
+    def next_slot(self, interval: float) -> float:
+        """Take the next message slot of the deployment; how many seconds to wait for it."""
+        clock = db_clock()
+        start = case((send_pace.c.next_at > clock, send_pace.c.next_at), else_=clock)
+        for _ in range(3):
+            with self.engine.begin() as connection:
+                wait = connection.execute(
+                    update(send_pace)
+                    .where(send_pace.c.key == "smtp")
+                    .values(next_at=start + interval)
+                    .returning(send_pace.c.next_at - interval - clock)
+                ).scalar()
+            if wait is not None:
+                return max(0.0, float(wait))
+            with contextlib.suppress(IntegrityError), self.engine.begin() as connection:
+                connection.execute(insert(send_pace).values(key="smtp", next_at=0.0))
+        raise RuntimeError("the send pace row cannot be written")
+
     def live_workers(self, run_id: int | None = None) -> list[tuple[int, str]]:
         """The workers whose heartbeat is current: (run id, name)."""
         query = select(send_workers.c.run_id, send_workers.c.name).where(send_workers.c.expires >= db_clock())
@@ -322,6 +343,28 @@ class Runs:
                 )
                 found.append((run, {str(k): int(v) for k, v in rows}))
             return found
+
+
+class SharedPace:
+    """`email.rate_per_second` for all the workers together: each message takes the next slot
+    from one row (`send_pace`), moved on by 1/rate in one atomic UPDATE on the database's clock,
+    and waits for its slot. The wait is computed by the database (slot − its now), so the
+    workers' clocks play no part."""
+
+    def __init__(self, runs: Runs, rate: float) -> None:
+        self.runs, self.interval = runs, 1.0 / rate
+
+    async def take(self, interrupt: asyncio.Event) -> bool:
+        if interrupt.is_set():
+            return False
+        wait = await asyncio.to_thread(retrying, partial(self.runs.next_slot, self.interval), what="pacing")
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(interrupt.wait(), wait)
+        return not interrupt.is_set()
+
+    def give_back(self) -> None:
+        """A slot taken for nothing stays taken: the pace is a ceiling, never exceeded."""
 
 
 class Heartbeat:

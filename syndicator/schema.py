@@ -272,8 +272,18 @@ def _v3_unbounded_texts(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
 
 
+# The pace of every worker's messages together (`email.rate_per_second`): the moment, on the
+# database's clock, from which the next message may leave.
+send_pace = Table(
+    "send_pace",
+    metadata,
+    Column("key", String(20), primary_key=True),
+    Column("next_at", Float, nullable=False),
+)
+
+
 def _v4_send_runs(connection: Connection) -> None:
-    metadata.create_all(connection, tables=[send_runs, send_claims, send_workers])
+    metadata.create_all(connection, tables=[send_runs, send_claims, send_workers, send_pace])
 
 
 # Append-only: a released migration is never edited, a new one is added at the end.
