@@ -256,13 +256,23 @@ def build_batch(
     """The digests of these subscribers (with those earlier runs left unconfirmed), recorded
     unless `dry_run`, under `claim` (the token holding them); until `halted()` says stop."""
     built = Built()
-    unfinished = {} if dry_run else digests.ledger.unfinished_of([s.key for s in batch])
+    keys = [s.key for s in batch]
+    unfinished = {} if dry_run else digests.ledger.unfinished_of(keys)
+    latest = {} if dry_run else digests.ledger.lasts_of(keys)  # newer than this run's start?
     for subscriber in batch:
         if halted():
             break
         if subscriber.key in suppressed:
             continue
         built.pending += [_Pending(row, subscriber) for row in unfinished.get(subscriber.key, [])]
+        known = digests.lasts.get(subscriber.key)
+        if latest.get(subscriber.key, 0) > (known.id if known else 0):
+            # Recorded by a worker that died after this one started: its window and items, so
+            # that the next digest builds on it instead of colliding with it.
+            last = digests.ledger.last(subscriber.key)
+            if last is not None:
+                digests.lasts[subscriber.key] = dataclasses.replace(last, message=None)
+            digests.sent[subscriber.key] = digests.ledger.sent_items(subscriber.key)
         try:
             _build_one(digests, subscriber, built, dry_run=dry_run, claim=claim)
         except Fenced:

@@ -107,6 +107,21 @@ class Ledger:
             rows = connection.execute(select(*digests.c).where(digests.c.id.in_(latest)))
             return {row.subscriber: _row(row) for row in rows}
 
+    def lasts_of(self, subscribers: Sequence[str]) -> dict[str, int]:
+        """The id of the latest digest (one never built aside) of each of these subscribers."""
+        found: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(subscribers), 500):
+                rows = connection.execute(
+                    select(digests.c.subscriber, func.max(digests.c.id))
+                    .where(
+                        digests.c.subscriber.in_(subscribers[start : start + 500]), digests.c.state != UNBUILT
+                    )
+                    .group_by(digests.c.subscriber)
+                )
+                found.update({str(subscriber): int(last) for subscriber, last in rows})
+        return found
+
     def sent_items(self, subscriber: str) -> set[int]:
         """The ids of every item already in one of the subscriber's digests."""
         with self.engine.connect() as connection:

@@ -284,6 +284,7 @@ send_pace = Table(
 
 def _v4_send_runs(connection: Connection) -> None:
     metadata.create_all(connection, tables=[send_runs, send_claims, send_workers, send_pace])
+    connection.execute(send_pace.insert().values(key="smtp", next_at=0.0))  # workers only update it
 
 
 # Append-only: a released migration is never edited, a new one is added at the end.
