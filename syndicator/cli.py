@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from .ledger import UNBUILT, Ledger
 from .progress import progress_bar
 from .render import mark_sample
 from .runlock import RunnerLock
+from .runs import Runs
 from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
 from .subscribers import Subscriber, from_config, with_choices
@@ -169,6 +171,8 @@ def cmd_digest_preview(args: argparse.Namespace) -> int:
 
 def cmd_digest_send(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.workers > 1 and not args.dry_run:
+        return _send_with_workers(args, config)
     with _open(config) as store, progress_bar("Sending") as progress:
         report = send_digests(
             _digests(store, config), frequency=args.frequency, dry_run=args.dry_run, progress=progress
@@ -178,8 +182,36 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
     if report.errors:
         print("hint: 'syndicator status' lists them; temporary failures are tried again by the next run",
               file=sys.stderr)  # fmt: skip
-    print(("dry run: " if args.dry_run else "") + report.summary())
+    label = f"{args.worker_label}: " if args.worker_label else ""
+    print(label + ("dry run: " if args.dry_run else "") + report.summary(), flush=True)
     return 1 if report.failed else 0
+
+
+def _send_with_workers(args: argparse.Namespace, config: Config) -> int:
+    """`digest send --workers N`: N identical worker processes sharing the send through the
+    database (this one and N - 1 started here), each printing its own outcomes; the exit code
+    is the worst of theirs."""
+    _open(config).close()  # the schema brought up to date once, before the workers start
+    count = args.workers
+    command = [sys.executable, "-m", "syndicator", "digest", "send"]
+    if args.config:
+        command += ["--config", str(args.config)]
+    if args.frequency:
+        command += ["--frequency", args.frequency]
+    others = [
+        subprocess.Popen([*command, "--worker-label", f"worker {n}/{count}"], stdin=subprocess.DEVNULL)
+        for n in range(2, count + 1)
+    ]
+    try:
+        args.workers, args.worker_label = 1, f"worker 1/{count}"
+        codes = [cmd_digest_send(args)]
+        codes += [other.wait() for other in others]
+    finally:
+        for other in others:
+            if other.poll() is None:  # this one failed or was interrupted: so do they
+                other.terminate()
+                other.wait()
+    return max(codes)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -314,6 +346,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"runner: {holder.describe()}" if holder else "runner: none (no 'syndicator run' holds the store)"
         )
+        runs = Runs(store)
+        for run, tally in runs.open_runs():  # sends under way, shared by their workers
+            totals = ", ".join(f"{count} {state}" for state, count in sorted(tally.items()))
+            workers = [name for _, name in runs.live_workers(run.id)]
+            print(
+                f"send run {run.frequency} #{run.number} of {run.issued.astimezone(PARIS):%Y-%m-%d %H:%M}: "
+                f"{totals}; live workers: {', '.join(workers) or 'none'}"
+            )
         for job in JOBS:
             last, upcoming, result = last_run(store, job), next_run(config, job, now), last_result(store, job)
             done = f"last run {last.astimezone(PARIS):%Y-%m-%d %H:%M}" if last else "never run"
@@ -405,6 +445,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=cmd_digest_send)
     sub.add_argument("--frequency", choices=FREQUENCIES, help="only the subscribers of this frequency")
     sub.add_argument("--dry-run", action="store_true", help="build and count, record and deliver nothing")
+    sub.add_argument(
+        "--workers", type=_positive, default=1, metavar="N",
+        help="N worker processes share the send (more may run on other machines against the same database)",
+    )  # fmt: skip
+    sub.add_argument("--worker-label", default="", help=argparse.SUPPRESS)
 
     subscribers = commands.add_parser("subscribers", help="list, add or remove subscribers in config.yaml")
     subscriber_commands = subscribers.add_subparsers(
@@ -435,6 +480,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--once", action="store_true", help="one cycle now, then exit")
     return parser
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, not {number}")
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,7 +113,10 @@ class EmailConfig(_Section):
     smtp: SmtpConfig = SmtpConfig()
     max_connections: int = Field(default=4, ge=1, le=64)
     messages_per_connection: int = Field(default=100, ge=1)  # then the connection is renewed
-    rate_per_second: float = Field(default=20.0, gt=0)
+    rate_per_second: float = Field(default=20.0, gt=0)  # for the whole deployment, all workers together
+    # How long a send worker's claim on subscribers lasts without a heartbeat: a worker killed
+    # mid-send has its subscribers taken by the others after this long.
+    lease_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     max_items: int = Field(default=30, ge=1)
     lookback_days: LookbackConfig = LookbackConfig()
     dkim: DkimConfig | None = None  # sign every message when set

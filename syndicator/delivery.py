@@ -15,18 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from threading import Event
 
 from jinja2 import Environment
+from sqlalchemy.exc import DBAPIError
 
 from .addresses import on_the_wire
-from .builder import BuildingProcess
 from .choices import effective_subscribers
 from .config import Config, Frequency
 from .digest import Candidate, Digest, DigestLinks, Pool, RenderedDigest, build_digest, newest_first
@@ -35,9 +34,10 @@ from .emails import Envelope, address, digest_bytes, message_id
 from .errors import SyndicatorError
 from .french_dates import PARIS
 from .items import NewsItem
-from .ledger import AlreadyRecorded, GroupedWrites, Ledger, LedgerRow
+from .ledger import AlreadyRecorded, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
 from .render import render_digest
+from .runs import Claim, Fenced, Heartbeat, Runs, SharedPace, retrying
 from .smtp import SmtpTransport
 from .store import Store
 from .subscribers import Subscriber
@@ -48,9 +48,7 @@ from .tokens import Signer, secret_keys
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
-log = logging.getLogger(__name__)
-BATCH = 200  # digests built, recorded, then delivered together
-FIRST_BATCH = 25  # the first batches are smaller (25, 50, 100, …): the first messages leave sooner
+BATCH = 50  # subscribers a worker claims at once: built, recorded, then delivered together
 
 
 @dataclass(slots=True)
@@ -202,8 +200,9 @@ class Digests:
         # very same message.
         return mid, sign(data, self.dkim) if self.dkim else data
 
-    def record(self, digest: Digest) -> LedgerRow:
-        """Write the digest and its items to the ledger as `pending`."""
+    def record(self, digest: Digest, *, claim: str | None = None) -> LedgerRow:
+        """Write the digest and its items to the ledger as `pending` (refused with `Fenced` when
+        `claim`, the token holding its subscriber, ran out)."""
         links = self.links(digest.subscriber)  # signed once for both the body and the headers
         rendered = render_digest(self.env, digest, links, self.config.site)
         item_ids = [self.ids[item.url] for item in digest.items]
@@ -216,6 +215,7 @@ class Digests:
             message=lambda digest_id: self.message(
                 digest, rendered, digest_id, unsubscribe=links.unsubscribe
             ),
+            claim=claim,
         )
         # A later digest of this run would build on this one: nothing first seen before its
         # issue, which rules out its items without keeping their ids (10,000 digests of 600
@@ -233,100 +233,6 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Claimed:
-    """A batch's recorded digests, claimed in the ledger and ready for the transport."""
-
-    by_name: dict[str, _Pending]  # by message name
-    taken: set[int]  # the ledger rows this run claimed
-    suppressed: Collection[str]  # the suppressed addresses when it was claimed
-
-
-async def _claim_batch(digests: Digests, pending: Sequence[_Pending]) -> _Claimed:
-    """Claim the batch in the ledger at once, in one transaction, before any of it is sent (those
-    whose address is suppressed aside)."""
-    ledger = digests.ledger
-    suppressed = await asyncio.to_thread(ledger.suppressed)
-    rows = [p.row for p in pending if p.subscriber.key not in suppressed]
-    taken = await asyncio.to_thread(ledger.claim_all, rows, datetime.now(UTC))
-    return _Claimed({f"{p.row.id:08d}": p for p in pending}, taken, suppressed)
-
-
-async def _release(digests: Digests, claimed: _Claimed, handed: Collection[str] = ()) -> None:
-    """Give back what the batch claimed and did not hand to the transport: pending again."""
-    unsent = [
-        p.row for name, p in claimed.by_name.items() if p.row.id in claimed.taken and name not in handed
-    ]
-    if unsent:
-        await asyncio.to_thread(digests.ledger.release, unsent)
-
-
-async def _deliver_all(
-    digests: Digests,
-    claimed: _Claimed,
-    transport: Transport,
-    stop: Event | None = None,
-    details: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """Hand every claimed digest to the transport; the outcome per message name (and in
-    `details`, why, for those that failed). Once `stop` is set, nothing more goes on the wire:
-    the messages on it finish, the others stay pending.
-
-    A digest claimed and not handed to the transport is given back at the end (pending again).
-    Each confirmation is written once its message is accepted, the confirmations of messages
-    accepted at the same moment in one transaction (`GroupedWrites`)."""
-    by_name, taken, suppressed = claimed.by_name, claimed.taken, claimed.suppressed
-    details = {} if details is None else details
-    outcomes: dict[str, str] = {}
-    writes = GroupedWrites(digests.ledger)
-    handed: set[str] = set()  # claimed and given to the transport
-
-    async def claim(message: Outgoing) -> bool:
-        entry = by_name[message.name]
-        if stop is not None and stop.is_set():
-            outcomes[message.name] = "stopped"
-            return False
-        if entry.subscriber.key in suppressed:
-            await writes.failed(entry.row, "address suppressed before delivery", final=True)
-            outcomes[message.name] = "suppressed"
-            return False
-        if entry.row.id not in taken:
-            outcomes[message.name] = "busy"
-            return False
-        handed.add(message.name)
-        return True
-
-    async def done(message: Outgoing, result: Result) -> None:
-        entry = by_name[message.name]
-        if result.outcome == "sent":
-            await writes.sent(entry.row, datetime.now(UTC))
-        else:
-            final = result.outcome != "temporary"
-            await writes.failed(entry.row, result.detail, final=final)
-            details[message.name] = result.detail
-            if result.outcome == "bad_mailbox":
-                await writes.suppress(
-                    entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
-                )
-        outcomes[message.name] = result.outcome
-
-    messages = [
-        Outgoing(
-            data=p.row.message or b"",
-            sender=digests.config.email.from_,
-            recipient=on_the_wire(p.subscriber.email),  # the domain in IDNA
-            message_id=p.row.message_id,
-            name=name,
-        )
-        for name, p in by_name.items()
-    ]
-    try:
-        await transport.send(messages, claim=claim, done=done)
-    finally:
-        await _release(digests, claimed, handed)
-    return outcomes
-
-
-@dataclass(slots=True)
 class Built:
     """A batch built: the digests to deliver (those recorded now, and those earlier runs left
     unconfirmed), the subscribers who have a new digest, and which rows were recorded now."""
@@ -335,6 +241,7 @@ class Built:
     subscribers: set[str] = field(default_factory=set)
     recorded: set[int] = field(default_factory=set)  # the ledger rows recorded now
     unbuilt: dict[str, str] = field(default_factory=dict)  # the reason, by subscriber key
+    lost: set[str] = field(default_factory=set)  # fenced: the claim ran out, another worker has them
 
 
 def build_batch(
@@ -342,25 +249,36 @@ def build_batch(
     batch: Sequence[Subscriber],
     *,
     suppressed: Collection[str],
-    waiting: Collection[str],
     dry_run: bool = False,
+    claim: str | None = None,
     halted: Callable[[], bool] = lambda: False,
-    progress: Callable[[int], None] | None = None,
 ) -> Built:
-    """The digests of these subscribers, recorded unless `dry_run`; until `halted()` says stop.
-    `waiting`: the subscribers with digests recorded and not confirmed; `progress(n)`: n done."""
+    """The digests of these subscribers (with those earlier runs left unconfirmed), recorded
+    unless `dry_run`, under `claim` (the token holding them); until `halted()` says stop."""
     built = Built()
-    for count, subscriber in enumerate(batch):
+    keys = [s.key for s in batch]
+    unfinished = {} if dry_run else digests.ledger.unfinished_of(keys)
+    latest = {} if dry_run else digests.ledger.lasts_of(keys)  # newer than this run's start?
+    for subscriber in batch:
         if halted():
             break
-        if progress:
-            progress(count)
         if subscriber.key in suppressed:
             continue
-        if not dry_run and subscriber.key in waiting:
-            built.pending += [_Pending(row, subscriber) for row in digests.ledger.unfinished(subscriber.key)]
+        built.pending += [_Pending(row, subscriber) for row in unfinished.get(subscriber.key, [])]
+        known = digests.lasts.get(subscriber.key)
+        if latest.get(subscriber.key, 0) > (known.id if known else 0):
+            # Recorded by a worker that died after this one started: its window and items, so
+            # that the next digest builds on it instead of colliding with it.
+            last = digests.ledger.last(subscriber.key)
+            if last is not None:
+                digests.lasts[subscriber.key] = dataclasses.replace(last, message=None)
+            digests.sent[subscriber.key] = digests.ledger.sent_items(subscriber.key)
         try:
-            _build_one(digests, subscriber, built, dry_run=dry_run)
+            _build_one(digests, subscriber, built, dry_run=dry_run, claim=claim)
+        except Fenced:
+            built.lost.add(subscriber.key)
+        except DBAPIError:
+            raise  # the database's failure, not this subscriber's: the batch is built again
         except Exception as error:  # this subscriber's failure: recorded, the others still built
             detail = error.message if isinstance(error, SyndicatorError) else str(error)
             reason = f"digest not built: {type(error).__name__}: {detail}"
@@ -374,7 +292,9 @@ def build_batch(
     return built
 
 
-def _build_one(digests: Digests, subscriber: Subscriber, built: Built, *, dry_run: bool) -> None:
+def _build_one(
+    digests: Digests, subscriber: Subscriber, built: Built, *, dry_run: bool, claim: str | None
+) -> None:
     """The subscriber's next digest, if any, recorded unless `dry_run`, noted in `built`."""
     digest = digests.next_digest(subscriber)
     if digest is None:
@@ -382,37 +302,79 @@ def _build_one(digests: Digests, subscriber: Subscriber, built: Built, *, dry_ru
     if dry_run:
         built.subscribers.add(subscriber.key)
         return
-    # AlreadyRecorded: a concurrent run has this digest and delivers it.
+    # AlreadyRecorded: a concurrent send (of another frequency's run) has this digest.
     with contextlib.suppress(AlreadyRecorded):
-        row = digests.record(digest)
+        row = digests.record(digest, claim=claim)
         built.pending.append(_Pending(row, subscriber))
         built.recorded.add(row.id)
     built.subscribers.add(subscriber.key)
 
 
-@dataclass(slots=True)
-class _Building:
-    """Who builds a run's batches besides this process: a worker process (being started), if any."""
+async def _deliver(
+    digests: Digests,
+    built: Built,
+    transport: Transport,
+    claim: str,
+    *,
+    stop: Event | None,
+    suppressed: Collection[str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Hand the batch's digests to the transport, each taken under `claim` just before it goes
+    on the wire and confirmed on its own once the transport says how it went; the outcome and
+    (for failures) the reason per message name. Once `stop` is set nothing more goes on the
+    wire: those not sent stay pending."""
+    ledger = digests.ledger
+    by_name = {f"{p.row.id:08d}": p for p in built.pending}
+    outcomes: dict[str, str] = {}
+    details: dict[str, str] = {}
 
-    worker: BuildingProcess | None = None
-    starting: asyncio.Future[None] | None = None  # the worker's start
+    async def take(message: Outgoing) -> bool:
+        entry = by_name[message.name]
+        if stop is not None and stop.is_set():
+            outcomes[message.name] = "stopped"
+            return False
+        if entry.subscriber.key in suppressed:
+            await asyncio.to_thread(
+                ledger.failed, entry.row, "address suppressed before delivery", final=True
+            )
+            outcomes[message.name] = "suppressed"
+            return False
+        if not await asyncio.to_thread(
+            retrying, partial(ledger.take, entry.row, claim), what="taking a digest"
+        ):
+            outcomes[message.name] = "busy"  # another worker has it now
+            return False
+        return True
 
-    async def aclose(self) -> None:
-        """Wait for the worker's end (halted by then)."""
-        if self.starting is not None:
-            await asyncio.wait([self.starting])
-            if not self.starting.cancelled():
-                self.starting.exception()  # raised where it was awaited, if it was
-        if self.worker is not None:
-            await asyncio.to_thread(self.worker.close)
+    async def done(message: Outgoing, result: Result) -> None:
+        entry = by_name[message.name]
+        if result.outcome == "sent":
+            confirm = partial(ledger.sent, entry.row, datetime.now(UTC), claim)
+        else:
+            final = result.outcome != "temporary"
+            confirm = partial(ledger.failed, entry.row, result.detail, final=final, claim=claim)
+            details[message.name] = result.detail
+            if result.outcome == "bad_mailbox":
+                bad = partial(
+                    ledger.suppress, entry.subscriber.key, "invalid address", datetime.now(UTC), result.detail
+                )
+                await asyncio.to_thread(retrying, bad, what="suppressing an address")
+        if not await asyncio.to_thread(retrying, confirm, what="confirming a digest"):
+            log.warning("%s: lease ran out before the outcome was confirmed", entry.subscriber.email)
+        outcomes[message.name] = result.outcome
 
-
-@dataclass(slots=True)
-class _Ready:
-    """A batch built and claimed, waiting for its turn with the transport."""
-
-    built: Built
-    claimed: _Claimed | None  # None: nothing to send
+    messages = [
+        Outgoing(
+            data=p.row.message or b"",
+            sender=digests.config.email.from_,
+            recipient=on_the_wire(p.subscriber.email),  # the domain in IDNA
+            message_id=p.row.message_id,
+            name=name,
+        )
+        for name, p in by_name.items()
+    ]
+    await transport.send(messages, claim=take, done=done)
+    return outcomes, details
 
 
 def send_digests(
@@ -423,146 +385,183 @@ def send_digests(
     transport: Transport | None = None,
     progress: Progress | None = None,
     stop: Event | None = None,
+    lease: float | None = None,
 ) -> SendReport:
-    """Build and deliver now the digests of the subscribers of `frequency` (default: all).
+    """Build and deliver now the digests of the subscribers of `frequency` (default: all), as
+    one worker of the send run (syndicator/runs.py): any number of workers, here or on other
+    machines, share the run through the database.
 
-    In batches (25, 50, 100, then 200 subscribers), so that the messages waiting for the
-    transport never pile up in memory: each digest of a batch is built and recorded (with those
-    earlier runs left unconfirmed), then the transport delivers them all, the batch claimed in
-    the ledger before any goes on the wire. Meanwhile the next batch is built and claimed: by a
-    worker process when there are several batches (syndicator/builder.py; this process builds
-    the small first ones while it starts), else by a thread of this one. SMTP connections stay
-    open from one batch to the next. When `stop` is set (the daemon got SIGTERM) the run ends
-    after the messages on the wire; what it did not send stays in the ledger for the next run.
-    The worker makes its own `Digests` from the store and config: a custom `env`
-    given to this one is not used there."""
+    A plain loop: claim a batch of due subscribers, build (choose, render, record with its items)
+    their digests, send them, confirm each outcome on its own, and again until no subscriber is
+    due. Subscribers claimed by a worker that died are due again once its lease ran out, and
+    taken by whoever is still working. When `stop` is set (the daemon got SIGTERM) the worker
+    ends after the messages on the wire; the rest stays due for the next one. The report counts
+    this worker's subscribers only."""
+    if dry_run:
+        return _dry_run(digests, frequency, progress)
     report = SendReport()
-    chosen: Sequence[Subscriber] = digests.subscribers(frequency)
-    suppressed = digests.ledger.suppressed()
-    waiting = digests.ledger.unfinished_counts()  # one query, not one per subscriber
-    starts = _batch_starts(len(chosen))
-    batches = [chosen[start:end] for start, end in itertools.pairwise([*starts, len(chosen)])]
-    halt = Event()  # delivery failed: build no more
+    lease = lease or digests.config.email.lease_seconds
+    runs = Runs(digests.store, lease=lease)
+    digests.ledger.lease = lease
+    chosen = digests.subscribers(frequency)
+    known = {s.key: s for s in digests.subscribers()}
+    run, worker = retrying(
+        partial(runs.join, frequency, [s.key for s in chosen], digests.now), what="joining the send run"
+    )
+    digests.now = run.issued  # every worker's digests carry the run's moment
+    total = retrying(partial(runs.waiting, run), what="reading the send run")
 
-    def halted() -> bool:
-        return halt.is_set() or (stop is not None and stop.is_set())
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
 
-    def build(number: int) -> Built:
-        def done(count: int) -> None:
-            if progress:
-                progress(starts[number] + count, len(chosen))
-
-        return build_batch(
-            digests, batches[number], suppressed=suppressed, waiting=waiting, dry_run=dry_run,
-            halted=halted, progress=done,
-        )  # fmt: skip
-
-    async def fetch(number: int, building: _Building) -> _Ready:
-        """Batch `number` built (by the worker, or here while it starts, or by a thread) and,
-        unless a dry run, claimed."""
-        worker = building.worker
-        if worker is None or worker.take_first(number):
-            built = await asyncio.to_thread(build, number)  # recorded by this process's `Digests`
-        elif halted():
-            built = Built()  # the worker builds no more either
-        else:
-            assert building.starting is not None
-            await building.starting
-            built = await worker.batch(number)
-            for entry in built.pending:  # as record() does in this process
-                if entry.row.id in built.recorded:
-                    digests.lasts[entry.row.subscriber] = dataclasses.replace(entry.row, message=None)
-            if progress:
-                progress(starts[number], len(chosen))
-        claimed = await _claim_batch(digests, built.pending) if built.pending else None
-        return _Ready(built, claimed)
-
-    async def deliver(transport: Transport | None) -> None:
-        building = _Building()
-        if len(batches) > 1 and not dry_run and _on_disk(digests.store):
-            worker = building.worker = BuildingProcess(
-                digests, batches, suppressed=suppressed, waiting=waiting, stop=stop
-            )
-            writing = digests.ledger.share_turns(worker.turns)
-            building.starting = asyncio.ensure_future(asyncio.to_thread(worker.start))
-        kept, keeping = contextlib.AsyncExitStack(), False  # the SMTP connections, kept open
-        # The next batch is fetched and claimed while this one is sent: no pause between them.
-        upcoming: asyncio.Future[_Ready] | None = None
+    async def work(transport: Transport | None) -> None:
+        kept = contextlib.AsyncExitStack()  # the SMTP connections, kept open from batch to batch
+        done = 0
         try:
-            for number, batch in enumerate(batches):
-                ready = await (upcoming or fetch(number, building))
-                more = number + 1 < len(batches)
-                upcoming = asyncio.ensure_future(fetch(number + 1, building)) if more else None
-                built, outcomes = ready.built, {}
-                details: dict[str, str] = {}
-                if ready.claimed is not None:
-                    if transport is None:
-                        transport = transport_for(digests.config)
-                    if isinstance(transport, SmtpTransport) and not keeping:
-                        await kept.enter_async_context(transport.connections())  # for every batch
-                        keeping = True
-                    outcomes = await _deliver_all(digests, ready.claimed, transport, stop, details)
-                results: dict[str, list[str]] = {}
-                reasons = dict(built.unbuilt)
-                for entry in built.pending:
-                    name = f"{entry.row.id:08d}"
-                    results.setdefault(entry.subscriber.key, []).append(outcomes.get(name, "busy"))
-                    if name in details:
-                        reasons.setdefault(entry.subscriber.key, details[name])
-                for subscriber in batch:
-                    would_send = dry_run and subscriber.key in built.subscribers
-                    if subscriber.key in built.unbuilt:
-                        results.setdefault(subscriber.key, []).append("unbuilt")
-                    _tally(report, subscriber, results.get(subscriber.key, []), reasons.get(subscriber.key),
-                           suppressed=subscriber.key in suppressed, would_send=would_send)  # fmt: skip
+            with Heartbeat(runs, worker) as heart:
+                while not stopped():
+                    claim = await asyncio.to_thread(
+                        retrying, partial(runs.claim, run, BATCH), what="claiming"
+                    )
+                    if claim is None:
+                        if await asyncio.to_thread(retrying, partial(runs.finish_if_done, run, digests.now),
+                                                   what="finishing the send run"):  # fmt: skip
+                            break
+                        await asyncio.sleep(min(1.0, lease / 4))  # others hold the rest: until theirs run out
+                        continue
+                    heart.hold(claim.token)
+                    try:
+                        transport = await _serve(
+                            digests, runs, claim, known=known, transport=transport, kept=kept,
+                            report=report, stop=stop,
+                        )  # fmt: skip
+                    finally:
+                        heart.drop(claim.token)
+                    done += len(claim.subscribers)
+                    if progress:
+                        progress(min(done, total), total)
         finally:
-            halt.set()  # the batch being built ends at its next digest, and is left pending
-            if upcoming is not None:  # fetched, not delivered: what it claimed is given back
-                await asyncio.wait([upcoming])
-                fetched = not upcoming.cancelled() and upcoming.exception() is None
-                if fetched and (claimed := upcoming.result().claimed) is not None:
-                    await _release(digests, claimed)
             await kept.aclose()
-            await building.aclose()
-            if building.worker is not None:
-                digests.ledger.share_turns(writing)
+            with contextlib.suppress(Exception):  # its heartbeat stops anyway: it ends in one lease
+                await asyncio.to_thread(runs.leave, worker)
 
-    asyncio.run(deliver(transport))
+    asyncio.run(work(transport))
     if progress:
-        progress(len(chosen), len(chosen))
+        progress(total, total)
     return report
 
 
-def _batch_starts(count: int) -> list[int]:
-    """Where each batch of `count` subscribers starts: FIRST_BATCH, then twice as many each time,
-    up to BATCH."""
-    starts, size, start = [], min(FIRST_BATCH, BATCH), 0
-    while start < count:
-        starts.append(start)
-        start, size = start + size, min(size * 2, BATCH)
-    return starts
+async def _serve(
+    digests: Digests,
+    runs: Runs,
+    claim: Claim,
+    *,
+    known: dict[str, Subscriber],
+    transport: Transport | None,
+    kept: contextlib.AsyncExitStack,
+    report: SendReport,
+    stop: Event | None,
+) -> Transport | None:
+    """One claimed batch: built, sent, each subscriber's outcome counted and confirmed; the
+    transport (opened if it was not)."""
+    batch = [known[key] for key in claim.subscribers if key in known]
+    outcomes: dict[str, str] = {
+        key: "gone" for key in claim.subscribers if key not in known
+    }  # config changed
+    suppressed = await asyncio.to_thread(retrying, digests.ledger.suppressed, what="reading suppressions")
+    try:
+        # Built again whole if the database goes away meanwhile: what was recorded is then
+        # found unfinished, and what was not is chosen again.
+        built = await asyncio.to_thread(
+            retrying, partial(
+                build_batch, digests, batch, suppressed=suppressed, claim=claim.token,
+                halted=lambda: stop is not None and stop.is_set(),
+            ), what="building digests",
+        )  # fmt: skip
+        sent: dict[str, str] = {}
+        details: dict[str, str] = {}
+        if built.pending:
+            if transport is None:
+                transport = transport_for(digests.config)
+            if isinstance(transport, SmtpTransport):
+                if not getattr(kept, "_syndicator_open", False):
+                    await kept.enter_async_context(transport.connections())
+                    kept._syndicator_open = True  # type: ignore[attr-defined]
+                transport.pace = SharedPace(runs, transport.rate_per_second)
+            sent, details = await _deliver(
+                digests, built, transport, claim.token, stop=stop, suppressed=suppressed
+            )
+    except BaseException:
+        with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
+            await asyncio.to_thread(runs.give_back, claim, claim.subscribers)  # due again, for any worker
+        raise
+    results: dict[str, list[str]] = {}
+    reasons = dict(built.unbuilt)
+    for entry in built.pending:
+        name = f"{entry.row.id:08d}"
+        results.setdefault(entry.subscriber.key, []).append(sent.get(name, "stopped"))
+        if name in details:
+            reasons.setdefault(entry.subscriber.key, details[name])
+    back: list[str] = []
+    for subscriber in batch:
+        if subscriber.key in built.lost:
+            continue  # another worker holds it now, and reports it
+        if subscriber.key in built.unbuilt:
+            results.setdefault(subscriber.key, []).append("unbuilt")
+        got = results.get(subscriber.key, [])
+        if "stopped" in got or (stop is not None and stop.is_set() and subscriber.key not in built.subscribers
+                                and subscriber.key not in suppressed and not got):  # fmt: skip
+            back.append(subscriber.key)
+        outcomes[subscriber.key] = _tally(
+            report, subscriber, got, reasons.get(subscriber.key),
+            suppressed=subscriber.key in suppressed, would_send=False,
+        )  # fmt: skip
+    await asyncio.to_thread(retrying, partial(runs.give_back, claim, back), what="giving back subscribers")
+    finished = {k: v for k, v in outcomes.items() if k not in back}
+    await asyncio.to_thread(retrying, partial(runs.done, claim, finished), what="confirming subscribers")
+    return transport
 
 
-def _on_disk(store: Store) -> bool:
-    """Whether another process opening the store's URL gets the same database."""
-    return store.engine.url.database not in (None, "", ":memory:")
+def _dry_run(digests: Digests, frequency: Frequency | None, progress: Progress | None) -> SendReport:
+    """What a send would do, recording and sending nothing."""
+    report = SendReport()
+    chosen = digests.subscribers(frequency)
+    suppressed = digests.ledger.suppressed()
+    for start in range(0, len(chosen), BATCH):
+        batch = chosen[start : start + BATCH]
+        built = build_batch(digests, batch, suppressed=suppressed, dry_run=True)
+        for subscriber in batch:
+            got = ["unbuilt"] if subscriber.key in built.unbuilt else []
+            _tally(
+                report, subscriber, got, built.unbuilt.get(subscriber.key),
+                suppressed=subscriber.key in suppressed, would_send=subscriber.key in built.subscribers,
+            )  # fmt: skip
+        if progress:
+            progress(min(start + BATCH, len(chosen)), len(chosen))
+    return report
 
 
 def _tally(report: SendReport, subscriber: Subscriber, results: list[str], reason: str | None, *,
-           suppressed: bool, would_send: bool) -> None:  # fmt: skip
-    """One outcome per subscriber, so that the parts of the summary add up."""
+           suppressed: bool, would_send: bool) -> str:  # fmt: skip
+    """One outcome per subscriber, so that the parts of the summary add up; that outcome."""
     if suppressed or "suppressed" in results:
         report.suppressed += 1
-    elif "stopped" in results:
+        return "suppressed"
+    if "stopped" in results:
         report.stopped += 1
-    elif {"bad_mailbox", "failed", "temporary", "unbuilt"} & set(results):
+        return "stopped"
+    if {"bad_mailbox", "failed", "temporary", "unbuilt"} & set(results):
         report.failed += 1
         report.temporary += "temporary" in results and not {"failed", "bad_mailbox", "unbuilt"} & set(results)
         report.errors.append(f"{subscriber.email}: {reason or 'delivery failed'}")
-    elif "sent" in results or would_send:
+        return "failed"
+    if "sent" in results or would_send:
         report.sent += 1
-    else:
-        report.empty += 1
+        return "sent"
+    if "busy" in results:
+        return "busy"
+    report.empty += 1
+    return "empty"
 
 
 def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, list[str]]:

@@ -1,47 +1,39 @@
 """The delivery ledger: every digest is recorded, with its items, before it is delivered.
 
-States: `pending` (recorded, not yet handed to a transport) → `sending` (claimed by a run) →
+States: `pending` (recorded, not yet handed to a transport) → `sending` (taken by a worker) →
 `sent` | `failed`. The unique (subscriber, item) pair keeps an item from going to anyone twice.
-A run claims a row before delivering it; a row left `sending` by a run that died (same host and
-its process gone, or its claim older than the lease) is claimed again and delivered with the
+Every write of a send carries the claim token of the worker that holds the subscriber
+(syndicator/runs.py) and is refused once that worker's lease ran out: a digest left `sending` by a
+worker that died is taken by the worker that claims its subscriber next, and delivered with the
 same Message-ID and bytes. The message bytes are kept until the digest is sent.
 
 A digest that could not be built (its address, a template...) is recorded `unbuilt`, with the
 reason and no items: that subscriber's failure, shown by `status`; its items stay theirs for the
 next run, and a digest's window (`lasts`) ignores such rows.
 
-A delivery claims its batch of digests in one transaction before sending any (`claim_all`),
-gives back at the end those it did not send (`release`), and confirms each digest once it is
-accepted, through `GroupedWrites`: the confirmations asked for at the same moment share a
-transaction, and each caller still waits for its own.
+Each outcome is confirmed in its own transaction: one failed write never undoes another.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache, partial
+from datetime import UTC, date, datetime, time
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .addresses import mailbox
-from .schema import AwareDateTime, digest_items, digests, items, suppressions
+from .runs import Fenced, claim_valid, db_clock
+from .schema import AwareDateTime, digest_items, digests, items, send_claims, suppressions
 from .store import Store
 
-LEASE = timedelta(minutes=15)  # a claim older than this is taken over whatever its host
 UNBUILT = "unbuilt"  # the state of a digest that could not be built: a failure with no items
-RUN_ID = f"{socket.gethostname()}:{os.getpid()}:{datetime.now(UTC).timestamp():.0f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +60,6 @@ _SET_MESSAGE = (
     .where(digests.c.id == bindparam("b_id"))
     .values(message_id=bindparam("b_mid"), message=bindparam("b_data"))
 )
-_CLAIM_PENDING = (
-    update(digests)
-    .where(digests.c.id == bindparam("b_id"), digests.c.state == "pending")
-    .values(state="sending", claimed_by=bindparam("b_by"), claimed_at=bindparam("b_at"),
-            attempts=digests.c.attempts + 1)
-)  # fmt: skip
-_CLAIM_ALL_PENDING = (
-    update(digests)
-    .where(digests.c.state == "pending")
-    .values(state="sending", claimed_by=bindparam("b_by"), claimed_at=bindparam("b_at"),
-            attempts=digests.c.attempts + 1)
-    .returning(digests.c.id)
-)  # fmt: skip
-_SENT = (
-    update(digests)
-    .where(digests.c.id == bindparam("b_id"))
-    .values(state="sent", sent_at=bindparam("b_at"), message=None, error=None)
-)
 _DATES = AwareDateTime()
 
 
@@ -99,25 +73,6 @@ def _row(row: object) -> LedgerRow:
     return LedgerRow(*(getattr(row, name) for name in LedgerRow.__dataclass_fields__))
 
 
-def _alive(claimed_by: str | None) -> bool:
-    """Whether the run that claimed a row may still be delivering it."""
-    if not claimed_by:
-        return False
-    host, _, rest = claimed_by.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine's run: only the lease can tell
-    if claimed_by == RUN_ID:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class AlreadyRecorded(Exception):
     """Another run recorded a digest holding some of these items for this subscriber first."""
 
@@ -125,17 +80,8 @@ class AlreadyRecorded(Exception):
 class Ledger:
     """Digests, what they hold, and the suppression list, in the store's database."""
 
-    def __init__(self, store: Store) -> None:
-        self.engine = store.engine
-        # Writers take turns here, woken as soon as the one before is done; SQLite's own wait
-        # for its lock polls, sleeping milliseconds at a time.
-        self._writing: AbstractContextManager[Any] = threading.Lock()
-
-    def share_turns(self, lock: AbstractContextManager[Any]) -> AbstractContextManager[Any]:
-        """Take turns to write with the holders of `lock` (another process's ledger, say); the
-        lock used until now."""
-        previous, self._writing = self._writing, lock
-        return previous
+    def __init__(self, store: Store, *, lease: float = 30.0) -> None:
+        self.engine, self.lease = store.engine, lease
 
     # --- reading --------------------------------------------------------------------------
 
@@ -161,6 +107,21 @@ class Ledger:
         with self.engine.connect() as connection:
             rows = connection.execute(select(*digests.c).where(digests.c.id.in_(latest)))
             return {row.subscriber: _row(row) for row in rows}
+
+    def lasts_of(self, subscribers: Sequence[str]) -> dict[str, int]:
+        """The id of the latest digest (one never built aside) of each of these subscribers."""
+        found: dict[str, int] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(subscribers), 500):
+                rows = connection.execute(
+                    select(digests.c.subscriber, func.max(digests.c.id))
+                    .where(
+                        digests.c.subscriber.in_(subscribers[start : start + 500]), digests.c.state != UNBUILT
+                    )
+                    .group_by(digests.c.subscriber)
+                )
+                found.update({str(subscriber): int(last) for subscriber, last in rows})
+        return found
 
     def sent_items(self, subscriber: str) -> set[int]:
         """The ids of every item already in one of the subscriber's digests."""
@@ -209,6 +170,21 @@ class Ledger:
             )
             return [_row(row) for row in rows]
 
+    def unfinished_of(self, subscribers: Sequence[str]) -> dict[str, list[LedgerRow]]:
+        """`unfinished` for each of these subscribers that has some, in one query."""
+        found: dict[str, list[LedgerRow]] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(subscribers), 500):
+                rows = connection.execute(
+                    select(*digests.c)
+                    .where(digests.c.subscriber.in_(subscribers[start : start + 500]),
+                           digests.c.state.in_(("pending", "sending")))
+                    .order_by(digests.c.id)
+                )  # fmt: skip
+                for row in rows:
+                    found.setdefault(row.subscriber, []).append(_row(row))
+        return found
+
     def unfinished_counts(self) -> dict[str, int]:
         """For each subscriber with some, how many digests are recorded but not yet confirmed."""
         with self.engine.connect() as connection:
@@ -248,14 +224,18 @@ class Ledger:
         issued: datetime,
         item_ids: Iterable[int],
         message: Callable[[int], tuple[str, bytes]],
+        claim: str | None = None,
     ) -> LedgerRow:
         """Record a digest and its items as `pending`, in one transaction. `message(row id)`
         gives its Message-ID and bytes, so both derive from the row and never change.
 
         Raises `AlreadyRecorded` when a concurrent run got there first (the unique pair of
-        subscriber and item says so); nothing is then written."""
+        subscriber and item says so), `Fenced` when `claim` (the token under which this worker
+        holds the subscriber) ran out; nothing is then written."""
         try:
-            with self._writing, self.engine.begin() as connection:
+            with self.engine.begin() as connection:
+                if claim is not None and not claim_valid(connection, claim, subscriber, self.lease):
+                    raise Fenced(subscriber)
                 values = {
                     "subscriber": subscriber,
                     "frequency": frequency,
@@ -281,7 +261,7 @@ class Ledger:
 
     def unbuilt(self, *, subscriber: str, frequency: str, issued: datetime, error: str) -> None:
         """Record that this subscriber's digest could not be built, and why."""
-        with self._writing, self.engine.begin() as connection:
+        with self.engine.begin() as connection:
             connection.execute(
                 _NEW_DIGEST,
                 {
@@ -291,54 +271,55 @@ class Ledger:
                 },
             )  # fmt: skip
 
-    def claim(self, row: LedgerRow, now: datetime) -> bool:
-        """Take a digest for delivery; False when it is done or another living run has it.
+    def take(self, row: LedgerRow, claim: str) -> bool:
+        """Take a digest for delivery under `claim`, the token that holds its subscriber; False
+        when it is done, the claim ran out, or a live claim of another worker has it."""
+        others = exists().where(
+            send_claims.c.token == digests.c.claimed_by, send_claims.c.token != claim,
+            send_claims.c.state == "claimed", send_claims.c.expires >= db_clock(),
+        )  # fmt: skip
+        with self.engine.begin() as connection:
+            if not claim_valid(connection, claim, row.subscriber, self.lease):
+                return False
+            return bool(
+                connection.execute(
+                    update(digests)
+                    .where(digests.c.id == row.id, digests.c.state.in_(("pending", "sending")),
+                           or_(digests.c.claimed_by.is_(None), ~others))
+                    .values(state="sending", claimed_by=claim, claimed_at=datetime.now(UTC),
+                            attempts=digests.c.attempts + 1)
+                ).rowcount
+            )  # fmt: skip
 
-        Optimistic: the update only applies if the row is still as it was read, so of two runs
-        racing for one row exactly one wins."""
-        return self.write([partial(_claim, row=row, now=now)])[0]
+    def release(self, row: LedgerRow, claim: str) -> None:
+        """Give back a digest taken and not handed to a transport: pending again."""
+        self._confirm(row, claim, state="pending", claimed_by=None)
 
-    def claim_all(self, rows: Sequence[LedgerRow], now: datetime) -> set[int]:
-        """`claim` each digest, in one transaction; the ids of those taken. The pending ones, the
-        usual case, in a statement per `_ROWS` (a batch holds the write lock for a moment, not
-        for a statement per row), then the others one by one."""
-        with self._writing, self.engine.begin() as connection:
-            taken: set[int] = set()
-            if connection.dialect.update_returning:
-                ids = [row.id for row in rows]
-                for start in range(0, len(ids), _ROWS):
-                    claimed = connection.execute(
-                        _CLAIM_ALL_PENDING.where(digests.c.id.in_(ids[start : start + _ROWS])),
-                        {"b_by": RUN_ID, "b_at": now},
-                    )
-                    taken.update(int(digest_id) for digest_id in claimed.scalars())
-            taken.update(
-                row.id for row in rows if row.id not in taken and _claim(connection, row=row, now=now)
-            )
-            return taken
+    def sent(self, row: LedgerRow, now: datetime, claim: str | None = None) -> bool:
+        """The transport accepted the digest: done, and its bytes are no longer kept. Refused
+        (False) when `claim` no longer holds the row."""
+        return self._confirm(row, claim, state="sent", sent_at=now, message=None, error=None)
 
-    def release(self, rows: Sequence[LedgerRow]) -> None:
-        """Give back digests this run claimed and did not hand to a transport: pending again."""
-        self.write([partial(_release, row=row) for row in rows])
-
-    def sent(self, row: LedgerRow, now: datetime) -> None:
-        """The transport accepted the digest: done, and its bytes are no longer kept."""
-        self.write([partial(_sent, row=row, now=now)])
-
-    def failed(self, row: LedgerRow, error: str, *, final: bool) -> None:
+    def failed(self, row: LedgerRow, error: str, *, final: bool, claim: str | None = None) -> bool:
         """Delivery failed: for good (`failed`), or to be tried again by a later run (`pending`)."""
-        self.write([partial(_failed, row=row, error=error, final=final)])
+        return self._confirm(
+            row, claim, state="failed" if final else "pending", error=error[:2000], claimed_by=None
+        )
 
-    def write(self, steps: Sequence[Step]) -> list[bool]:
-        """Run these writes in order, in one transaction; what each returned."""
-        with self._writing, self.engine.begin() as connection:
-            return [step(connection) for step in steps]
+    def _confirm(self, row: LedgerRow, claim: str | None, **values: Any) -> bool:
+        """One outcome, in its own transaction, only while `claim` holds the row."""
+        where = [digests.c.id == row.id]
+        if claim is not None:
+            where.append(digests.c.claimed_by == claim)
+        with self.engine.begin() as connection:
+            return bool(connection.execute(update(digests).where(*where).values(**values)).rowcount)
 
     # --- suppression list -------------------------------------------------------------------
 
     def suppress(self, subscriber: str, reason: str, now: datetime, detail: str | None = None) -> None:
         """Add an address to the suppression list (idempotent: the first reason stays)."""
-        self.write([partial(_suppress, subscriber=subscriber, reason=reason, now=now, detail=detail)])
+        with self.engine.begin() as connection:
+            _suppress(connection, subscriber=subscriber, reason=reason, now=now, detail=detail)
 
     def unsuppress(self, subscriber: str) -> None:
         with self.engine.begin() as connection:
@@ -416,59 +397,6 @@ def _rows_statement(single: str, count: int) -> str:
     return f"{head} VALUES {', '.join([group] * count)}"
 
 
-# --- writes, as steps of a transaction ---------------------------------------------------------
-
-Step = Callable[[Connection], bool]
-
-
-def _claim(connection: Connection, *, row: LedgerRow, now: datetime) -> bool:
-    # The usual case, a pending row, in one statement.
-    taken = connection.execute(_CLAIM_PENDING, {"b_id": row.id, "b_by": RUN_ID, "b_at": now})
-    if taken.rowcount:
-        return True
-    current = connection.execute(
-        select(digests.c.state, digests.c.claimed_by, digests.c.claimed_at).where(digests.c.id == row.id)
-    ).one()
-    if current.state != "sending":
-        return False
-    if _alive(current.claimed_by) and current.claimed_at is not None and now - current.claimed_at < LEASE:
-        return False
-    same_claim = (
-        digests.c.claimed_by.is_(None)
-        if current.claimed_by is None
-        else digests.c.claimed_by == current.claimed_by
-    )
-    result = connection.execute(
-        update(digests)
-        .where(digests.c.id == row.id, digests.c.state == "sending", same_claim)
-        .values(state="sending", claimed_by=RUN_ID, claimed_at=now, attempts=digests.c.attempts + 1)
-    )
-    return bool(result.rowcount)
-
-
-def _release(connection: Connection, *, row: LedgerRow) -> bool:
-    released = connection.execute(
-        update(digests)
-        .where(digests.c.id == row.id, digests.c.state == "sending", digests.c.claimed_by == RUN_ID)
-        .values(state="pending", claimed_by=None)
-    )
-    return bool(released.rowcount)
-
-
-def _sent(connection: Connection, *, row: LedgerRow, now: datetime) -> bool:
-    connection.execute(_SENT, {"b_id": row.id, "b_at": now})
-    return True
-
-
-def _failed(connection: Connection, *, row: LedgerRow, error: str, final: bool) -> bool:
-    connection.execute(
-        update(digests)
-        .where(digests.c.id == row.id)
-        .values(state="failed" if final else "pending", error=error[:2000], claimed_by=None)
-    )
-    return True
-
-
 def _suppress(
     connection: Connection, *, subscriber: str, reason: str, now: datetime, detail: str | None
 ) -> bool:
@@ -480,48 +408,3 @@ def _suppress(
         insert(suppressions).values(subscriber=subscriber, reason=reason, detail=detail, since=now)
     )
     return True
-
-
-class GroupedWrites:
-    """The ledger's writes of one delivery, asked for by the transport's tasks: those asked while
-    a transaction runs go together into the next one. Nothing waits for a group to fill, and
-    each caller returns only once its own write is committed."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self._waiting: list[tuple[Step, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def sent(self, row: LedgerRow, now: datetime) -> None:
-        """`Ledger.sent`."""
-        await self._write(partial(_sent, row=row, now=now))
-
-    async def failed(self, row: LedgerRow, error: str, *, final: bool) -> None:
-        """`Ledger.failed`."""
-        await self._write(partial(_failed, row=row, error=error, final=final))
-
-    async def suppress(self, subscriber: str, reason: str, now: datetime, detail: str | None = None) -> None:
-        """`Ledger.suppress`."""
-        await self._write(partial(_suppress, subscriber=subscriber, reason=reason, now=now, detail=detail))
-
-    async def _write(self, step: Step) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((step, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        await asyncio.sleep(0)  # the tasks ready now add their writes to this first group
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                results = await asyncio.to_thread(self.ledger.write, [step for step, _ in group])
-            except Exception as error:  # each caller gets it, as a write of its own would have
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                for (_, future), result in zip(group, results, strict=True):
-                    if not future.done():  # its caller may have been cancelled meanwhile
-                        future.set_result(result)

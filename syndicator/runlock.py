@@ -1,22 +1,36 @@
 """The single-runner lock: one `syndicator run` (or `run --once`) per store at a time.
 
-The lock is a row of the store's `state` table, so it works the same on a SQLite file and on a
-PostgreSQL server shared by several machines. It names its holder (pid, host, since) and is
-refreshed by a heartbeat. A lock whose holder is gone is taken over: on the same host when
-that process no longer exists (checked with its pid and start time, so a reused pid does not
-keep a dead lock alive), on another host when the heartbeat is older than `STALE`.
+The lock is one the operating system or the database server frees when its holder dies, so
+liveness is never guessed from a host name, a process id or a clock:
+
+- on PostgreSQL, a session advisory lock held by a connection kept for it: the server frees it
+  when the process dies or the connection drops;
+- on SQLite, an exclusive `flock` on a file next to the database (`<database>.runner-lock`):
+  the kernel frees it when the process dies.
+
+Who holds it (pid, host, since, command) is written to the store's `state` table for `status`
+and for the message a second runner prints; that row is information, never the lock. A
+heartbeat checks that the lock is still held (the connection alive, the lock file still the one
+locked); a runner that lost it is told (`on_lost`) and stops its jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
+from typing import IO
+
+from sqlalchemy import Connection, text
 
 from .errors import SyndicatorError
 from .store import Store
@@ -24,8 +38,10 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 KEY = "runner.lock"
-HEARTBEAT = timedelta(seconds=30)
-STALE = timedelta(minutes=5)  # another host's lock with no heartbeat for this long is dead
+HEARTBEAT = timedelta(seconds=10)
+ADVISORY_KEY = 0x53594E44  # "SYND": the PostgreSQL advisory lock of the runner
+_LOCAL: set[str] = set()  # in-memory stores locked by this process (no file to lock)
+_LOCAL_GUARD = threading.Lock()
 
 
 class LockHeld(SyndicatorError):
@@ -34,13 +50,11 @@ class LockHeld(SyndicatorError):
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """Who holds the lock, as stored."""
+    """Who holds the lock, as stored for people to read."""
 
     pid: int
     host: str
-    started: str  # the process's start time as the kernel counts it ("" where unknown)
     since: str  # ISO time the lock was taken
-    beat: str  # ISO time of the last heartbeat
     command: str
 
     def describe(self) -> str:
@@ -48,88 +62,128 @@ class Holder:
         return f"pid {self.pid} on {self.host}, since {since:%Y-%m-%d %H:%M:%S %Z} ({self.command})"
 
 
-def _process_start(pid: int) -> str:
-    """The start time of a process in clock ticks since boot (Linux), "" where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            # The command name (field 2) may hold spaces: count fields after its closing ")".
-            return stat.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _gone(holder: Holder, now: datetime) -> bool:
-    """Whether the holder of a lock no longer runs."""
-    if holder.host != socket.gethostname():
-        return now - datetime.fromisoformat(holder.beat) > STALE
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # a process of another user has that pid: alive, unless its start time says not
-    return bool(holder.started) and _process_start(holder.pid) != holder.started
-
-
 class RunnerLock:
     """Hold the store's runner lock while in a `with` block, with a heartbeat thread."""
 
-    def __init__(self, store: Store, command: str) -> None:
-        self.store, self.command = store, command
-        self._value: str | None = None
+    def __init__(self, store: Store, command: str, *, on_lost: Callable[[], None] | None = None) -> None:
+        self.store, self.command, self.on_lost = store, command, on_lost
+        self._file: IO[bytes] | None = None
+        self._connection: Connection | None = None
+        self._local: str | None = None
+        self._value: str | None = None  # the holder row this runner wrote
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def _path(self) -> Path | None:
+        """The lock file of a SQLite file database; None otherwise."""
+        url = self.store.engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(f"{url.database}.runner-lock")
 
     def holder(self) -> Holder | None:
+        """Who holds the lock now; None when nobody does."""
+        if self._try_take():
+            self._drop()
+            return None
         value = self.store.get_state(KEY)
-        return _read(value) if value else None
+        return _read(value) if value else Holder(0, "?", datetime.now(UTC).isoformat(), "unknown")
 
     def acquire(self) -> None:
         """Take the lock, or raise `LockHeld` naming the holder."""
-        now = datetime.now(UTC)
-        pid = os.getpid()
-        mine = Holder(
-            pid, socket.gethostname(), _process_start(pid), now.isoformat(), now.isoformat(), self.command
-        )
-        value = json.dumps(asdict(mine))
-        for _ in range(3):  # a lost race with another starter is retried, then reported
-            current = self.store.get_state(KEY)
-            holder = _read(current) if current else None
-            if holder is not None and not _gone(holder, now):
-                raise LockHeld(
-                    f"another syndicator runs on this store: {holder.describe()}",
-                    hint="stop it first, or wait for it to finish (see the README: one runner)",
-                )
-            if holder is not None:
-                log.warning("taking over the lock of a runner that is gone: %s", holder.describe())
-            if self.store.swap_state(KEY, current, value):
-                self._value = value
-                return
-        raise LockHeld("another syndicator is starting on this store at the same moment")
+        if not self._try_take():
+            value = self.store.get_state(KEY)
+            holder = _read(value) if value else None
+            raise LockHeld(
+                "another syndicator runs on this store" + (f": {holder.describe()}" if holder else ""),
+                hint="stop it first, or wait for it to finish (see the README: one runner)",
+            )
+        previous = self.store.get_state(KEY)
+        gone = _read(previous) if previous else None
+        if gone is not None:
+            log.warning("taking over the lock of a runner that is gone: %s", gone.describe())
+        mine = Holder(os.getpid(), socket.gethostname(), datetime.now(UTC).isoformat(), self.command)
+        self._value = json.dumps(asdict(mine))
+        self.store.set_state(KEY, self._value)
 
     def release(self) -> None:
-        if self._value is not None:
-            self.store.swap_state(KEY, self._value, None)
-            self._value = None
-
-    def beat(self) -> None:
-        """Refresh the heartbeat; a lock taken over meanwhile is logged and left alone."""
-        if self._value is None:
+        if self._file is None and self._connection is None and self._local is None:
             return
-        data = json.loads(self._value)
-        data["beat"] = datetime.now(UTC).isoformat()
-        value = json.dumps(data)
-        if self.store.swap_state(KEY, self._value, value):
-            self._value = value
-        else:
-            log.error("the runner lock was taken by another process; this one keeps running")
+        with contextlib.suppress(Exception):  # the lock goes anyway; the row is only information
+            self.store.swap_state(KEY, self._value, None)
+        self._drop()
+
+    def held(self) -> bool:
+        """Whether this runner still holds the lock."""
+        if self._file is not None:
+            path = self._path()
+            try:
+                return path is not None and os.stat(path).st_ino == os.fstat(self._file.fileno()).st_ino
+            except OSError:
+                return False
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT 1"))
+            except Exception:
+                return False
+            return True
+        return self._local is not None
+
+    def _try_take(self) -> bool:
+        path = self._path()
+        if path is not None:
+            handle = open(path, "a+b")  # noqa: SIM115 -- kept open while the lock is held
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._file = handle
+            return True
+        if self.store.engine.dialect.name == "postgresql":
+            connection = self.store.engine.connect()
+            taken = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}
+            ).scalar()
+            connection.commit()
+            if not taken:
+                connection.close()
+                return False
+            self._connection = connection
+            return True
+        key = self.store.engine.url.render_as_string()
+        with _LOCAL_GUARD:
+            if key in _LOCAL:
+                return False
+            _LOCAL.add(key)
+        self._local = key
+        return True
+
+    def _drop(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file frees the flock
+            self._file = None
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+                self._connection.commit()
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+        if self._local is not None:
+            with _LOCAL_GUARD:
+                _LOCAL.discard(self._local)
+            self._local = None
 
     def _beating(self) -> None:
         while not self._stop.wait(HEARTBEAT.total_seconds()):
-            try:
-                self.beat()
-            except Exception:  # a database hiccup must not kill the heartbeat; the next one retries
-                log.exception("runner lock heartbeat failed")
+            if not self.held():
+                self.lost = True
+                log.error("the runner lock was lost (database connection or lock file gone): stopping")
+                if self.on_lost is not None:
+                    self.on_lost()
+                return
 
     def __enter__(self) -> RunnerLock:
         self.acquire()
@@ -148,6 +202,7 @@ class RunnerLock:
 
 def _read(value: str) -> Holder | None:
     try:
-        return Holder(**json.loads(value))
-    except (ValueError, TypeError):
-        return None  # unreadable: treated as no lock
+        data = json.loads(value)
+        return Holder(int(data["pid"]), str(data["host"]), str(data["since"]), str(data["command"]))
+    except (ValueError, TypeError, KeyError):
+        return None  # unreadable: treated as no holder named

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -145,7 +146,7 @@ digests = Table(
     Column("message", LargeBinary),  # the bytes to deliver; dropped once sent
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
-    Column("claimed_by", String(200)),  # host:pid:start of the run delivering it
+    Column("claimed_by", String(200)),  # the claim token of the worker delivering it
     Column("claimed_at", AwareDateTime),
     Column("sent_at", AwareDateTime),
 )
@@ -210,6 +211,42 @@ signup_requests = Table(
 )
 
 
+# A send shared by any number of workers (syndicator/runs.py): a row per run, numbered per
+# frequency ("all" for every one), so that workers started together join the same one; a row per
+# subscriber due in it, claimed by one worker at a time under a lease. Lease times are seconds
+# since the epoch on the database server's clock, never a worker's.
+send_runs = Table(
+    "send_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("frequency", String(20), nullable=False),  # a frequency, or "all"
+    Column("number", Integer, nullable=False),  # 1, 2, 3... per frequency
+    Column("issued", AwareDateTime, nullable=False),  # the moment every digest of the run carries
+    Column("finished", AwareDateTime),
+    UniqueConstraint("frequency", "number"),
+)
+
+send_claims = Table(
+    "send_claims",
+    metadata,
+    Column("run_id", ForeignKey("send_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber", String(320), primary_key=True),
+    Column("state", String(10), nullable=False, index=True),  # due, claimed, done
+    Column("token", String(64), index=True),  # the claim that holds it (random, per batch)
+    Column("expires", Float),  # the claim's lease, on the database's clock
+    Column("outcome", String(20)),  # sent, empty, failed, suppressed, ... once done
+)
+
+send_workers = Table(
+    "send_workers",
+    metadata,
+    Column("token", String(64), primary_key=True),  # random, per worker
+    Column("run_id", ForeignKey("send_runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(300), nullable=False),  # what `status` shows: host and pid, for people
+    Column("expires", Float, nullable=False),  # alive while its heartbeat keeps this ahead
+)
+
+
 _V1_TABLES = (
     *("schema_version", "terms", "items", "item_terms", "attachments", "files", "feed_files"),
     *("state", "digests", "digest_items", "suppressions"),
@@ -237,8 +274,23 @@ def _v3_unbounded_texts(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT")
 
 
+# The pace of every worker's messages together (`email.rate_per_second`): the moment, on the
+# database's clock, from which the next message may leave.
+send_pace = Table(
+    "send_pace",
+    metadata,
+    Column("key", String(20), primary_key=True),
+    Column("next_at", Float, nullable=False),
+)
+
+
+def _v4_send_runs(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[send_runs, send_claims, send_workers, send_pace])
+    connection.execute(send_pace.insert().values(key="smtp", next_at=0.0))  # workers only update it
+
+
 Migration = Callable[[Connection], None]
 """One step of the schema, given the connection of the transaction that applies them all."""
 
 # Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts)
+MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts, _v4_send_runs)

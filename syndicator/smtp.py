@@ -13,9 +13,10 @@ certificate that fails. Nothing ever falls back to plain text. Once stopped, no 
 claimed any more; those already on the wire finish and are reported (a refused one as
 `temporary`, so that nobody is suppressed), then `RunStopped` is raised.
 
-Within `async with transport.connections():` the connections outlive each `send` and serve the
-next one (a run's batches), instead of a STARTTLS handshake and a login per batch; they are
-closed when the block ends, and one left idle for more than `IDLE` seconds is not used again.
+Within `async with transport.connections():` the connections (and the token bucket's pace)
+outlive each `send` and serve the next one (a run's batches), instead of a STARTTLS handshake
+and a login per batch; they are closed when the block ends, and one left idle for more than
+`IDLE` seconds is not used again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiosmtplib import (
     SMTP,
@@ -96,6 +97,15 @@ def classify(code: int, text: str, *, stage: Stage) -> Verdict:
     return "failed"
 
 
+class Pace(Protocol):
+    """Spaces messages: a `TokenBucket` in this process, or one shared by several (the send
+    workers' rate, kept in the database)."""
+
+    async def take(self, interrupt: asyncio.Event) -> bool: ...
+
+    def give_back(self) -> None: ...
+
+
 class TokenBucket:
     """Spaces events at `rate` per second across every task sharing it, bursts of `burst` at most.
 
@@ -143,7 +153,7 @@ class _Run:
     queue: deque[Outgoing]
     claim: Claim
     done: Done
-    bucket: TokenBucket
+    bucket: Pace
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     stopped: RunStopped | None = None
     unavailable: str | None = None  # why the last connection attempt failed, if it did
@@ -197,6 +207,8 @@ class SmtpTransport:
         self._tls_context: ssl.SSLContext | None = None
         self._random = random.Random()
         self._keeping = False
+        self._bucket: TokenBucket | None = None  # kept with the connections, across sends
+        self.pace: Pace | None = None  # set: it spaces the messages instead of `rate_per_second` here
         self._idle: list[tuple[SMTP, int, float]] = []  # kept: connection, messages sent, since
         if username is not None and not (tls or starttls) and host.lower() not in _LOOPBACK:
             raise RunStopped(
@@ -263,7 +275,14 @@ class SmtpTransport:
             return
         if self.local_hostname is None:
             self.local_hostname = await asyncio.to_thread(socket.getfqdn)
-        run = _Run(deque(messages), claim, done, TokenBucket(self.rate_per_second))
+        bucket: Pace
+        if self.pace is not None:
+            bucket = self.pace
+        else:
+            bucket = self._bucket if self._keeping and self._bucket else TokenBucket(self.rate_per_second)
+            if self._keeping:
+                self._bucket = bucket  # the pace carries over from one batch to the next
+        run = _Run(deque(messages), claim, done, bucket)
         workers = [
             asyncio.create_task(self._worker(run), name=f"smtp-{number}")
             for number in range(min(self.max_connections, len(messages)))
@@ -290,7 +309,7 @@ class SmtpTransport:
         try:
             yield
         finally:
-            self._keeping = False
+            self._keeping, self._bucket = False, None
             idle, self._idle = self._idle, []
             await asyncio.gather(*(self._quit(client) for client, _, _ in idle))
 

@@ -116,8 +116,10 @@ class FileStamp:
 DIALECTS = ("sqlite", "postgresql")
 # The execution option that makes SQLite begin a transaction with BEGIN IMMEDIATE.
 _IMMEDIATE = "syndicator_immediate"
-# Any fixed number: the PostgreSQL advisory lock that `Store.writing()` transactions take turns on.
-_WRITING_LOCK = 0x53594E44
+# The PostgreSQL advisory lock that `Store.writing()` transactions take turns on ("SYNW"): any
+# fixed number but the runner lock's (runlock.ADVISORY_KEY, "SYND"), which a runner holds while
+# it writes.
+_WRITING_LOCK = 0x53594E57
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

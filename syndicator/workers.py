@@ -1,4 +1,4 @@
-"""The forkserver that worker processes (ingest's parsers, the digest builder) are started from.
+"""The forkserver that ingest's parser processes are started from.
 
 forkserver, not fork: the daemon has threads, and forking a threaded process can deadlock.
 """

@@ -26,6 +26,7 @@ from syndicator.delivery import Digests, send_digests
 from syndicator.ingest import ingest
 from syndicator.ledger import Ledger
 from syndicator.mailer import RunStopped
+from syndicator.runs import Runs
 from syndicator.store import Store
 
 from .databases import use_database
@@ -70,6 +71,7 @@ def project(root: Path, port: int, *, connections: int = 2, subscribers: int = S
         f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 10}}\n"
         f"  max_connections: {connections}\n"
         "  rate_per_second: 1000\n"
+        "  lease_seconds: 2\n"
         "  lookback_days: {weekly: 4000}\n"
         f"subscribers:\n{listed}",
     )
@@ -107,7 +109,8 @@ def test_a_bad_mailbox_is_suppressed_and_the_others_delivered(tmp_path: Path) ->
 
 
 def test_a_policy_refusal_stops_the_run_and_suppresses_no_one(tmp_path: Path) -> None:
-    """550 5.7.1: the run stops with an error; nobody is suppressed; the digests stay pending."""
+    """550 5.7.1: the run stops with an error; nobody is suppressed; the digests recorded stay
+    pending, and every subscriber of the run is due again for the next worker."""
     handler = Handler(data_replies=["550 5.7.1 Relaying denied"] * 50)
     with smtp_server(handler) as port:
         config = load_config(project(tmp_path, port, connections=1))
@@ -116,7 +119,9 @@ def test_a_policy_refusal_stops_the_run_and_suppresses_no_one(tmp_path: Path) ->
                 send_digests(Digests(store, config, now=_now()))
             ledger = Ledger(store)
             assert ledger.suppressed() == {}
-            assert ledger.counts().get("pending") == SUBSCRIBERS
+            assert set(ledger.counts()) == {"pending"}
+            [(_, tally)] = Runs(store).open_runs()
+            assert tally == {"due": SUBSCRIBERS}
     assert handler.accepted == []
 
 

@@ -7,15 +7,12 @@ import dataclasses
 import email
 import email.policy
 import itertools
-import os
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from syndicator.builder import BuildingProcess
 from syndicator.config import Config, DkimConfig, parse_config
 from syndicator.delivery import Digests, explain, send_digests
 from syndicator.digest import Digest
@@ -256,68 +253,22 @@ def recorded(project: Project, email: str) -> tuple[Digests, Digest, LedgerRow]:
     return digests, digest, digests.record(digest)
 
 
-def test_a_digest_left_sending_by_a_dead_run_is_delivered_again_with_its_message_id(tmp_path: Path) -> None:
-    """A crash between claim and confirmation: the next run sends the same Message-ID, once more."""
+def test_a_digest_left_sending_by_a_dead_worker_is_delivered_again_with_its_message_id(
+    tmp_path: Path,
+) -> None:
+    """A crash between taking a digest and confirming it: its claim token holds no live lease,
+    so the next send takes it and sends the same Message-ID, once more."""
     project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
     _, _, row = recorded(project, "a@example.org")
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
-    )
     with project.store.engine.begin() as connection:
         from syndicator.schema import digests as table
 
-        claimer = f"{os.uname().nodename}:{dead.stdout.strip()}:0"
-        connection.execute(table.update().values(state="sending", claimed_by=claimer, claimed_at=NOW))
+        connection.execute(table.update().values(state="sending", claimed_by="0" * 32, claimed_at=NOW))
     report = send_digests(project.digests(NOW + timedelta(minutes=1)))
     assert report.sent == 1
     [message] = project.outbox()
     assert message["Message-ID"] == row.message_id
     assert Ledger(project.store).counts() == {"sent": 1}
-
-
-def test_claiming_a_batch_takes_the_pending_and_the_dead_runs_digests_only(tmp_path: Path) -> None:
-    """`claim_all` over digests pending, left sending by a dead run, sending by a living run and
-    sent: it takes the first two, and leaves the others as they are."""
-    addresses = [f"{name}@example.org" for name in ("pending", "dead", "living", "sent")]
-    project = Project(tmp_path, "".join(subscriber_yaml(a, "weekly", [], [], []) for a in addresses))
-    rows = [recorded(project, address)[2] for address in addresses]
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
-    )
-    from syndicator.schema import digests as table
-
-    host = os.uname().nodename
-    with project.store.engine.begin() as connection:
-        for row, values in zip(rows[1:], [
-            {"state": "sending", "claimed_by": f"{host}:{dead.stdout.strip()}:0", "claimed_at": NOW},
-            {"state": "sending", "claimed_by": f"{host}:{os.getpid()}:0", "claimed_at": NOW},
-            {"state": "sent", "sent_at": NOW},
-        ], strict=True):  # fmt: skip
-            connection.execute(table.update().where(table.c.id == row.id).values(**values))
-    ledger = Ledger(project.store)
-    assert ledger.claim_all(rows, NOW + timedelta(minutes=1)) == {rows[0].id, rows[1].id}
-    assert ledger.counts() == {"sending": 3, "sent": 1}
-
-
-def test_this_process_takes_the_small_first_batches_only_while_the_worker_is_not_ready(
-    tmp_path: Path,
-) -> None:
-    """Batches of 1, 2, 4 and 4 subscribers, the worker not started: this process may take the
-    next untaken small batch; never one already taken, out of turn, or full-sized."""
-    addresses = [f"s{n}@example.org" for n in range(11)]
-    project = Project(tmp_path, "".join(subscriber_yaml(a, "weekly", [], [], []) for a in addresses))
-    digests = project.digests()
-    people = digests.subscribers()
-    batches = [people[0:1], people[1:3], people[3:7], people[7:11]]
-    worker = BuildingProcess(digests, batches, suppressed=(), waiting=())
-    try:
-        assert worker.take_first(0)
-        assert not worker.take_first(0)  # taken
-        assert not worker.take_first(2)  # not its turn: batch 1 is next
-        assert worker.take_first(1)
-        assert not worker.take_first(2)  # full-sized: the worker's
-    finally:
-        worker.close()
 
 
 def test_items_sent_are_read_back_only_as_far_as_they_can_still_be_chosen(tmp_path: Path) -> None:

@@ -1,0 +1,285 @@
+"""Several identical send workers sharing one run through the database: claims of due
+subscribers, leases on the database's clock, fencing of a worker whose lease ran out, a killed
+worker's share taken by the others, `--workers N`, and one rate for the whole deployment.
+
+Real parts only: real `syndicator digest send` processes (killed with SIGKILL where it matters),
+a real aiosmtpd sink on a loopback port, the real store: a SQLite file, or in the PostgreSQL run
+a database of the test's own on the suite's server (tests/databases.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from syndicator.config import load_config
+from syndicator.delivery import Digests
+from syndicator.ingest import ingest
+from syndicator.ledger import Ledger
+from syndicator.runs import Fenced, Runs
+from syndicator.schema import MIGRATIONS, schema_version
+from syndicator.store import Store
+
+from . import databases
+from .smtp_server import Handler, smtp_server
+from .support import ITEMS
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+LEASE = 2  # seconds: short, so that a killed worker's share is taken over quickly
+
+
+class SlowHandler(Handler):
+    """Accepts every message after a pause, as a distant relay would."""
+
+    def __init__(self, delay: float, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.delay = delay
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+class StampingHandler(Handler):
+    """Accepts every message, noting when each DATA arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stamps: list[float] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.stamps.append(time.monotonic())
+        return await super().handle_DATA(server, session, envelope)
+
+
+def project(
+    root: Path, port: int, *, subscribers: int, rate: float = 1000, connections: int = 2, daily: int = 0
+) -> Path:
+    """A folder with the samples and a config sending through the test server."""
+    shutil.copytree(ITEMS, root / "items")
+    listed = "".join(
+        f"  - email: s{n:03d}@example.org\n    frequency: {'daily' if n < daily else 'weekly'}\n"
+        for n in range(subscribers)
+    )  # the first `daily` ones daily
+    (root / "config.yaml").write_text(
+        f"database: {databases.database_for(root)}\n" + "email:\n"
+        "  from: 'IREV <lettre@example.org>'\n"
+        "  transport: smtp\n"
+        f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 10}}\n"
+        f"  max_connections: {connections}\n"
+        f"  rate_per_second: {rate}\n"
+        f"  lease_seconds: {LEASE}\n"
+        "  lookback_days: {daily: 4000, weekly: 4000}\n"
+        f"subscribers:\n{listed}",
+        encoding="utf-8",
+    )
+    config = load_config(root / "config.yaml")
+    with Store.open(config.database_url) as store:
+        assert ingest(store, [config.items_path]).errors == []
+    return root / "config.yaml"
+
+
+def send(config_file: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "syndicator", "digest", "send", "--config", str(config_file), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def message_ids(handler: Handler) -> Counter[tuple[str, str]]:
+    found: Counter[tuple[str, str]] = Counter()
+    for received in handler.accepted:
+        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+        found[(received.recipients[0], str(parsed["Message-ID"]))] += 1
+    return found
+
+
+def summaries(out: str) -> list[dict[str, int]]:
+    """Each worker's summary line of a `digest send` output, as counts."""
+    return [
+        {key: int(value) for value, key in zip(m.groups()[::2], m.groups()[1::2], strict=True)}
+        for m in re.finditer(
+            r"(\d+) \((sent)\), (\d+) \((empty)\)", re.sub(r"(sent|empty) (\d+)", r"\2 (\1)", out)
+        )
+    ]
+
+
+def test_two_workers_started_together_share_the_run_and_report_only_their_own(tmp_path: Path) -> None:
+    """Two `digest send` processes started at once: every subscriber gets one digest, and their
+    reports add up to the run (neither counts the other's subscribers as `empty`)."""
+    subscribers = 24
+    handler = SlowHandler(0.05)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=subscribers)
+        workers = [send(config_file), send(config_file)]
+        outputs = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+            outputs.append(out)
+    counts = [summary for out in outputs for summary in summaries(out)]
+    assert len(counts) == 2, outputs
+    assert sum(c["sent"] for c in counts) == subscribers
+    assert sum(c["empty"] for c in counts) == 0, outputs
+    assert Counter(r for r, _ in message_ids(handler)) == {
+        f"s{n:03d}@example.org": 1 for n in range(subscribers)
+    }
+
+
+def test_a_killed_worker_s_subscribers_are_taken_by_the_other_within_one_lease(tmp_path: Path) -> None:
+    """kill -9 one of two workers mid-send: the other finishes the run on its own (within about
+    one lease), nothing is lost, and a digest arrives twice only if it was on the wire at the
+    kill, with the same Message-ID."""
+    subscribers = 60
+    handler = SlowHandler(0.1)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=subscribers)
+        victim, survivor = send(config_file), send(config_file)
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.communicate(timeout=30)
+        _, err = survivor.communicate(timeout=120)
+        assert survivor.returncode == 0, err
+    ids = message_ids(handler)
+    assert {r for r, _ in ids} == {f"s{n:03d}@example.org" for n in range(subscribers)}, "none lost"
+    assert set(Counter(r for r, _ in ids).values()) == {1}, "one Message-ID per subscriber"
+    assert sum(count - 1 for count in ids.values()) <= 2, "duplicates only among those on the wire"
+    config = load_config(config_file)
+    with Store.open(config.database_url) as store:
+        assert Ledger(store).counts() == {"sent": subscribers}
+
+
+def test_a_worker_whose_lease_ran_out_is_fenced(tmp_path: Path) -> None:
+    """A worker paused past its lease: another worker takes its subscriber, and the late one's
+    writes (recording a digest, confirming one as sent) are refused by its claim token."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port, subscribers=1))
+    with Store.open(config.database_url) as store:
+        digests = Digests(store, config, now=datetime.now(UTC))
+        digests.ledger.lease = 1.0
+        runs = Runs(store, lease=1.0)
+        run, _ = runs.join("weekly", ["s000@example.org"], digests.now)
+        late = runs.claim(run, 10)
+        assert late is not None and late.subscribers == ("s000@example.org",)
+        assert runs.claim(run, 10) is None  # held
+        subscriber = digests.subscriber("s000@example.org")
+        assert subscriber is not None
+        digest = digests.next_digest(subscriber)
+        assert digest is not None
+        row = digests.record(digest, claim=late.token)
+        assert digests.ledger.take(row, late.token)
+        time.sleep(1.3)  # the lease runs out on the database's clock
+        other = runs.claim(run, 10)
+        assert other is not None and other.subscribers == ("s000@example.org",)
+        assert digests.ledger.take(row, other.token)  # the digest left sending is the new worker's
+        assert not digests.ledger.sent(row, datetime.now(UTC), late.token)  # fenced
+        with pytest.raises(Fenced):
+            digests.record(digest, claim=late.token)
+        assert runs.done(late, {"s000@example.org": "sent"}) == 0
+        assert Ledger(store).counts() == {"sending": 1}
+        assert digests.ledger.sent(row, datetime.now(UTC), other.token)
+
+
+def test_workers_option_runs_n_workers_that_each_print_their_outcomes(tmp_path: Path) -> None:
+    """`digest send --workers 3`: three workers share the run, each prints its own summary, and
+    every subscriber gets one digest."""
+    subscribers = 30
+    handler = SlowHandler(0.05)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=subscribers)
+        run = send(config_file, "--workers", "3")
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    counts = summaries(out)
+    assert len(counts) == 3, out
+    assert sum(c["sent"] for c in counts) == subscribers
+    assert Counter(r for r, _ in message_ids(handler)) == {
+        f"s{n:03d}@example.org": 1 for n in range(subscribers)
+    }
+
+
+def test_the_rate_is_one_for_all_the_workers(tmp_path: Path) -> None:
+    """`email.rate_per_second: 10` with two workers at once (the daily send and the weekly send,
+    say): together they never send more than about 10 messages in any second (not 10 each),
+    and all 30 go."""
+    subscribers = 30
+    handler = StampingHandler()
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=subscribers, rate=10, connections=2, daily=15)
+        workers = [send(config_file, "--frequency", "daily"), send(config_file, "--frequency", "weekly")]
+        for worker in workers:
+            _, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+    stamps = sorted(handler.stamps)
+    assert len(stamps) == subscribers
+    busiest = max(sum(1 for t in stamps if start <= t < start + 1.0) for start in stamps)
+    assert busiest <= 12, f"{busiest} messages in one second"
+
+
+def test_a_worker_refuses_a_database_at_another_schema_version(tmp_path: Path) -> None:
+    """A database migrated by a newer syndicator: `digest send` refuses to start, exit 1, naming
+    the version the database is at and the one it knows, and sends nothing."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=2)
+        config = load_config(config_file)
+        with Store.open(config.database_url) as store, store.engine.begin() as connection:
+            connection.execute(schema_version.insert().values(version=len(MIGRATIONS) + 1))
+        worker = send(config_file)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 1
+    assert f"schema version {len(MIGRATIONS) + 1}, newer than this syndicator ({len(MIGRATIONS)})" in err
+    assert handler.accepted == []
+
+
+def test_a_claim_takes_a_batch_not_the_whole_run(tmp_path: Path) -> None:
+    """A worker claims at most the batch it asks for, and never a subscriber another live claim
+    holds: two claims of 5 over 30 due subscribers take 10 different ones."""
+    url = databases.database_for(tmp_path, "store.db")
+    with Store.open(url) as store:
+        runs = Runs(store)
+        run, _ = runs.join("daily", [f"s{n:03d}@example.org" for n in range(30)], datetime.now(UTC))
+        first, second = runs.claim(run, 5), runs.claim(run, 5)
+        assert first is not None and second is not None
+        assert len(first.subscribers) == len(second.subscribers) == 5
+        assert not set(first.subscribers) & set(second.subscribers)
+        assert runs.waiting(run) == 30
+
+
+def test_a_worker_has_no_helper_process_to_leave_behind(tmp_path: Path) -> None:
+    """A worker sending to many subscribers runs as one process: no builder, forkserver or
+    resource tracker that a `kill -9` would leave behind, blocked on a pipe."""
+    handler = SlowHandler(0.1)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=80)
+        worker = send(config_file)
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        children = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(worker.pid)],
+                                  capture_output=True, text=True, check=False).stdout  # fmt: skip
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=30)
+    assert len(handler.received) >= 10, "killed while sending"
+    assert children.strip() == "", children
