@@ -85,6 +85,14 @@ def _drop_test_databases(tmp_path: Path, request: pytest.FixtureRequest) -> Iter
 
 
 @pytest.fixture
+def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret from the developer's environment leaks into the test."""
+    for name in list(os.environ):
+        if name.startswith(("SYNDICATOR_SECRET", "SYNDICATOR_OLD_SECRET")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """The test's own database: `sqlite:///<tmp_path>/syndicator.db`, or a fresh PostgreSQL one."""
     return databases.database_for(tmp_path)

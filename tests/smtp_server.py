@@ -109,6 +109,18 @@ class Handler:
         return AuthResult(success=self._logins.get(user) == password, handled=False)
 
 
+class SlowHandler(Handler):
+    """Accepts every message after a pause, as a distant relay would."""
+
+    def __init__(self, delay: float, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.delay = delay
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
 class _DistantSMTP(SMTP):
     """aiosmtpd's server, waiting `reply_delay` seconds before each reply (the greeting, 354 and
     STARTTLS's 220 included), as a server a few milliseconds away would seem. A reply of several

@@ -3,7 +3,6 @@ two runs at once. The server is aiosmtpd on a loopback port (tests/smtp_server.p
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import os
@@ -17,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from jinja2 import UndefinedError
 
 from syndicator import delivery
@@ -30,7 +28,7 @@ from syndicator.runs import Runs
 from syndicator.store import Store
 
 from .databases import use_database
-from .smtp_server import Handler, smtp_server
+from .smtp_server import Handler, SlowHandler, smtp_server
 from .support import ITEMS
 
 # The SMTP server runs in aiosmtpd's own thread and event loop: when a test ends, a socket or TLS
@@ -45,18 +43,6 @@ pytestmark = [
 
 
 SUBSCRIBERS = 12
-
-
-class SlowHandler(Handler):
-    """Accepts every message after a pause, as a distant relay would."""
-
-    def __init__(self, delay: float, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.delay = delay
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def project(root: Path, port: int, *, connections: int = 2, subscribers: int = SUBSCRIBERS) -> Path:

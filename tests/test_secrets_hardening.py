@@ -31,12 +31,7 @@ FORMER = "l'ancien secret de la lettre, avant la rotation"
 MARIE = "marie.dupont@example.org"
 
 
-@pytest.fixture(autouse=True)
-def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No secret from the developer's environment leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith(("SYNDICATOR_SECRET", "SYNDICATOR_OLD_SECRET")):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_secrets")  # tests/conftest.py
 
 
 @pytest.fixture
