@@ -163,11 +163,11 @@ def test_a_digest_that_cannot_be_built_fails_alone_and_its_items_wait(tmp_path: 
     assert str(message["To"]) == "casse@example.org"
 
 
-def test_a_digest_the_worker_process_cannot_build_fails_alone(
+def test_a_digest_of_a_later_batch_that_cannot_be_built_fails_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches of 5 (5, 5, 2): the second, a full batch, is always the worker process's. A
-    subscriber of it whose digest cannot be built fails alone; every other digest goes."""
+    """Batches of 5 (5, 5, 2): a subscriber of the second batch whose digest cannot be built
+    fails alone; every other digest, before and after it, goes."""
     monkeypatch.setattr(delivery, "BATCH", 5)
     subscribers = [f"s{n}@example.org" for n in range(12)]
     subscribers[7] = "casse@example.org"
