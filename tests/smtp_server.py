@@ -9,11 +9,14 @@ once DATA is in.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -210,3 +213,20 @@ def self_signed(folder: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
+
+
+def message_ids(handler: Handler) -> Counter[tuple[str, str]]:
+    """How many times each (recipient, Message-ID) pair reached the server."""
+    found: Counter[tuple[str, str]] = Counter()
+    for received in handler.accepted:
+        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+        found[(received.recipients[0], str(parsed["Message-ID"]))] += 1
+    return found
+
+
+def digest_send(config_file: Path, *extra: str) -> subprocess.Popen[str]:
+    """A real `syndicator digest send` process on that config, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "syndicator", "digest", "send", "--config", str(config_file), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip

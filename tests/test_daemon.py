@@ -29,9 +29,8 @@ from syndicator.store import Store
 
 from .conftest import Run
 from .databases import use_database
-from .smtp_server import SlowHandler, smtp_server
+from .smtp_server import SlowHandler, message_ids, smtp_server
 from .support import ITEMS, item_text
-from .test_delivery_smtp import message_ids
 
 pytestmark = [  # the aiosmtpd thread's late socket closes: see tests/test_delivery_smtp.py
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),

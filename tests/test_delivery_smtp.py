@@ -3,13 +3,9 @@ two runs at once. The server is aiosmtpd on a loopback port (tests/smtp_server.p
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -28,7 +24,7 @@ from syndicator.runs import Runs
 from syndicator.store import Store
 
 from .databases import use_database
-from .smtp_server import Handler, SlowHandler, smtp_server
+from .smtp_server import Handler, SlowHandler, digest_send, message_ids, smtp_server
 from .support import ITEMS
 
 # The SMTP server runs in aiosmtpd's own thread and event loop: when a test ends, a socket or TLS
@@ -65,21 +61,6 @@ def project(root: Path, port: int, *, connections: int = 2, subscribers: int = S
     with Store.open(config.database_url) as store:
         assert ingest(store, [config.items_path]).errors == []
     return root / "config.yaml"
-
-
-def send(config_file: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "syndicator", "digest", "send", "--config", str(config_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def message_ids(handler: Handler) -> Counter[tuple[str, str]]:
-    found: Counter[tuple[str, str]] = Counter()
-    for received in handler.accepted:
-        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
-        found[(received.recipients[0], str(parsed["Message-ID"]))] += 1
-    return found
 
 
 def test_a_bad_mailbox_is_suppressed_and_the_others_delivered(tmp_path: Path) -> None:
@@ -122,7 +103,7 @@ def test_killed_mid_run_the_next_run_delivers_the_rest_once(
     handler = SlowHandler(0.3 if subscribers == SUBSCRIBERS else 0.1)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, connections=2, subscribers=subscribers)
-        first = send(config_file)
+        first = digest_send(config_file)
         deadline = time.monotonic() + 60
         while len(handler.received) < kill_after and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -131,7 +112,7 @@ def test_killed_mid_run_the_next_run_delivers_the_rest_once(
         before = len(handler.accepted)
         assert kill_after <= before < subscribers, "killed mid-run"
         handler.delay = 0.0
-        second = send(config_file)
+        second = digest_send(config_file)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
     ids = message_ids(handler)
@@ -148,7 +129,7 @@ def test_two_runs_at_once_deliver_each_digest_once(tmp_path: Path) -> None:
     handler = SlowHandler(0.05)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, connections=2)
-        runs = [send(config_file), send(config_file)]
+        runs = [digest_send(config_file), digest_send(config_file)]
         for run in runs:
             _, err = run.communicate(timeout=120)
             assert run.returncode == 0, err

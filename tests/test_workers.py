@@ -8,14 +8,11 @@ a database of the test's own on the suite's server (tests/databases.py)."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -33,7 +30,7 @@ from syndicator.schema import MIGRATIONS, schema_version
 from syndicator.store import Store
 
 from . import databases
-from .smtp_server import Handler, SlowHandler, smtp_server
+from .smtp_server import Handler, SlowHandler, digest_send, message_ids, smtp_server
 from .support import ITEMS
 
 pytestmark = [
@@ -85,21 +82,6 @@ def project(
     return root / "config.yaml"
 
 
-def send(config_file: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "syndicator", "digest", "send", "--config", str(config_file), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def message_ids(handler: Handler) -> Counter[tuple[str, str]]:
-    found: Counter[tuple[str, str]] = Counter()
-    for received in handler.accepted:
-        parsed = email.message_from_bytes(received.data, policy=email.policy.default)
-        found[(received.recipients[0], str(parsed["Message-ID"]))] += 1
-    return found
-
-
 def summaries(out: str) -> list[dict[str, int]]:
     """Each worker's summary line of a `digest send` output, as counts."""
     return [
@@ -117,7 +99,7 @@ def test_two_workers_started_together_share_the_run_and_report_only_their_own(tm
     handler = SlowHandler(0.05)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, subscribers=subscribers)
-        workers = [send(config_file), send(config_file)]
+        workers = [digest_send(config_file), digest_send(config_file)]
         outputs = []
         for worker in workers:
             out, err = worker.communicate(timeout=120)
@@ -140,7 +122,7 @@ def test_a_killed_worker_s_subscribers_are_taken_by_the_other_within_one_lease(t
     handler = SlowHandler(0.1)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, subscribers=subscribers)
-        victim, survivor = send(config_file), send(config_file)
+        victim, survivor = digest_send(config_file), digest_send(config_file)
         deadline = time.monotonic() + 60
         while len(handler.received) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -196,7 +178,7 @@ def test_workers_option_runs_n_workers_that_each_print_their_outcomes(tmp_path: 
     handler = SlowHandler(0.05)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, subscribers=subscribers)
-        run = send(config_file, "--workers", "3")
+        run = digest_send(config_file, "--workers", "3")
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
     counts = summaries(out)
@@ -215,7 +197,10 @@ def test_the_rate_is_one_for_all_the_workers(tmp_path: Path) -> None:
     handler = StampingHandler()
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, subscribers=subscribers, rate=10, connections=2, daily=15)
-        workers = [send(config_file, "--frequency", "daily"), send(config_file, "--frequency", "weekly")]
+        workers = [
+            digest_send(config_file, "--frequency", "daily"),
+            digest_send(config_file, "--frequency", "weekly"),
+        ]
         for worker in workers:
             _, err = worker.communicate(timeout=120)
             assert worker.returncode == 0, err
@@ -234,7 +219,7 @@ def test_a_worker_refuses_a_database_at_another_schema_version(tmp_path: Path) -
         config = load_config(config_file)
         with Store.open(config.database_url) as store, store.engine.begin() as connection:
             connection.execute(schema_version.insert().values(version=len(MIGRATIONS) + 1))
-        worker = send(config_file)
+        worker = digest_send(config_file)
         _, err = worker.communicate(timeout=60)
     assert worker.returncode == 1
     assert f"schema version {len(MIGRATIONS) + 1}, newer than this syndicator ({len(MIGRATIONS)})" in err
@@ -261,7 +246,7 @@ def test_a_worker_has_no_helper_process_to_leave_behind(tmp_path: Path) -> None:
     handler = SlowHandler(0.1)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, subscribers=80)
-        worker = send(config_file)
+        worker = digest_send(config_file)
         deadline = time.monotonic() + 60
         while len(handler.received) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)
