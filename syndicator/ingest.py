@@ -77,6 +77,9 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
             else:
                 info = os.stat(path)
                 found.append(ItemFile(path, os.path.abspath(path), FileStamp(info.st_size, info.st_mtime_ns)))
+        except FileNotFoundError:
+            report.errors.append(Problem(path, None, "no such file or folder: put the item files there, or "
+                                         "point items.path in config.yaml at them"))  # fmt: skip
         except OSError as exc:
             report.errors.append(Problem(path, None, f"cannot read: {exc.strerror or exc}"))
     return found

@@ -95,3 +95,13 @@ def test_the_installed_wheel_runs_the_quick_start_in_an_empty_folder(wheel: Path
     assert "Flux" in (folder / "feeds" / "index.html").read_text(encoding="utf-8")
     assert list((folder / "outbox").glob("*.eml"))
     assert not (folder / "templates").exists()
+    # A folder holding nothing at all: the shipped templates still write the feeds' index, and
+    # the missing items/ is one located error saying what to do, not a traceback.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bare = subprocess.run(
+        [venv / "bin" / "syndicator", "run", "--once"], cwd=empty, capture_output=True, text=True, check=False
+    )
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr
+    assert "items: no such file or folder: put the item files there" in bare.stderr
+    assert (empty / "feeds" / "index.html").exists()
