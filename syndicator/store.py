@@ -270,7 +270,23 @@ class Store:
 
         An item whose hash is the stored one only moves to its new file; `last_changed` moves
         only when the content did."""
-        self._save(changed, stamps, forget, now)
+        # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
+        latest = {item.url: (item, key, digest) for item, key, digest in changed}
+        new_terms: dict[tuple[str, str], int] = {}
+        with self.writing() as connection:
+            if latest:
+                self._save_items(connection, list(latest.values()), now, new_terms)
+                self._bump(connection, "items.generation")
+            gone = [*forget, *(key for key, _, _ in stamps)]
+            for start in range(0, len(gone), 500):
+                connection.execute(delete(files).where(files.c.path.in_(gone[start : start + 500])))
+            if stamps:
+                connection.execute(
+                    insert(files),
+                    [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in stamps],
+                )
+        # Known to other threads only once committed: a rolled-back id would name no row.
+        self._term_ids.update(new_terms)
 
     def save_each(
         self,
@@ -295,32 +311,6 @@ class Store:
         if refused:
             self.save([], [], list(refused), now)
         return refused
-
-    def _save(
-        self,
-        changed: Sequence[tuple[NewsItem, str, str]],
-        stamps: Sequence[tuple[str, FileStamp, str | None]],
-        forget: Sequence[str],
-        now: datetime,
-    ) -> None:
-        # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
-        latest = {item.url: (item, key, digest) for item, key, digest in changed}
-        new_terms: dict[tuple[str, str], int] = {}
-        with self.writing() as connection:
-            if latest:
-                self._save_items(connection, list(latest.values()), now, new_terms)
-                self._bump(connection, "items.generation")
-            keys = [key for key, _, _ in stamps]
-            for start in range(0, len(forget) + len(keys), 500):
-                batch = (list(forget) + keys)[start : start + 500]
-                connection.execute(delete(files).where(files.c.path.in_(batch)))
-            if stamps:
-                connection.execute(
-                    insert(files),
-                    [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in stamps],
-                )
-        # Known to other threads only once committed: a rolled-back id would name no row.
-        self._term_ids.update(new_terms)
 
     def _term_id(self, connection: Connection, term: Term, new_terms: dict[tuple[str, str], int]) -> int:
         """The id of a term, inserted if new (first spelling wins), its page URL filled in if it
