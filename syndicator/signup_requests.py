@@ -26,6 +26,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
 from . import addresses
+from .addresses import mailbox
 from .choices import FREQUENCIES, Consent, load_choice, save_choice
 from .emails import header_text
 from .ledger import Ledger
@@ -64,8 +65,9 @@ class Limits:
 
 def mailbox_key(email: str) -> str:
     """The mailbox an address delivers to, for counting: lower case, without its sub-address
-    tag (`+...`), without dots where the provider ignores them (Gmail)."""
-    local, _, domain = email.strip().lower().rpartition("@")
+    tag (`+...`), without dots where the provider ignores them (Gmail); built on
+    `addresses.mailbox`, so a domain typed in Unicode or in IDNA is one quota."""
+    local, _, domain = mailbox(email.strip()).rpartition("@")
     domain = domain.rstrip(".")
     local = local.split("+", 1)[0] or local
     if domain in DOTLESS:

@@ -313,10 +313,13 @@ def ask(store: Store, email: str, ip: str, limits: Limits = LIMITS, at: datetime
 
 
 def test_mailboxes_are_counted_without_tags_and_gmail_dots() -> None:
-    """The quota key drops a `+tag` and case everywhere, and dots only at Gmail."""
+    """The quota key drops a `+tag` and case everywhere, dots only at Gmail, and reads a
+    Unicode domain as its IDNA form."""
     assert mailbox_key("Victim+1@Example.org") == "victim@example.org"
     assert mailbox_key("v.ictim+x@googlemail.com") == "victim@gmail.com"
     assert mailbox_key("v.ictim@example.org") == "v.ictim@example.org"
+    # A domain typed in Unicode and its IDNA form are one mailbox, one quota.
+    assert mailbox_key("victim+2@mairie-évry.fr") == mailbox_key("Victim@xn--mairie-vry-h7a.fr")
 
 
 def test_sub_addresses_and_dots_share_one_mailbox_quota(store: Store) -> None:
