@@ -24,7 +24,7 @@ from .config import Config, config_path, load_config
 from .config_edit import add_subscriber, remove_subscriber
 from .cycle import run_cycle
 from .daemon import Daemon
-from .delivery import Digests, explain, send_digests
+from .delivery import Digests, explain, open_send_run, send_digests
 from .emails import shows_as_written
 from .errors import ConfigError, Problem, SyndicatorError
 from .feeds import update_feeds
@@ -175,8 +175,9 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
         return _send_with_workers(args, config)
     with _open(config) as store, progress_bar("Sending") as progress:
         report = send_digests(
-            _digests(store, config), frequency=args.frequency, dry_run=args.dry_run, progress=progress
-        )
+            _digests(store, config), frequency=args.frequency, dry_run=args.dry_run, progress=progress,
+            run_id=args.run,
+        )  # fmt: skip
     for failure in report.errors:
         print(failure, file=sys.stderr)
     if report.errors:
@@ -191,9 +192,10 @@ def _send_with_workers(args: argparse.Namespace, config: Config) -> int:
     """`digest send --workers N`: N identical worker processes sharing the send through the
     database (this one and N - 1 started here), each printing its own outcomes; the exit code
     is the worst of theirs."""
-    _open(config).close()  # the schema brought up to date once, before the workers start
+    with _open(config) as store:  # the schema brought up to date once, before the workers start
+        args.run = open_send_run(_digests(store, config), args.frequency)
     count = args.workers
-    command = [sys.executable, "-m", "syndicator", "digest", "send"]
+    command = [sys.executable, "-m", "syndicator", "digest", "send", "--run", str(args.run)]
     if args.config:
         command += ["--config", str(args.config)]
     if args.frequency:
@@ -450,6 +452,7 @@ def _parser() -> argparse.ArgumentParser:
         help="N worker processes share the send (more may run on other machines against the same database)",
     )  # fmt: skip
     sub.add_argument("--worker-label", default="", help=argparse.SUPPRESS)
+    sub.add_argument("--run", type=int, default=None, help=argparse.SUPPRESS)  # the run --workers opened
 
     subscribers = commands.add_parser("subscribers", help="list, add or remove subscribers in config.yaml")
     subscriber_commands = subscribers.add_subparsers(

@@ -386,6 +386,7 @@ def send_digests(
     progress: Progress | None = None,
     stop: Event | None = None,
     lease: float | None = None,
+    run_id: int | None = None,
 ) -> SendReport:
     """Build and deliver now the digests of the subscribers of `frequency` (default: all), as
     one worker of the send run (syndicator/runs.py): any number of workers, here or on other
@@ -406,7 +407,8 @@ def send_digests(
     chosen = digests.subscribers(frequency)
     known = {s.key: s for s in digests.subscribers()}
     run, worker = retrying(
-        partial(runs.join, frequency, [s.key for s in chosen], digests.now), what="joining the send run"
+        partial(runs.join, frequency, [s.key for s in chosen], digests.now, run_id=run_id),
+        what="joining the send run",
     )
     digests.now = run.issued  # every worker's digests carry the run's moment
     total = retrying(partial(runs.waiting, run), what="reading the send run")
@@ -414,32 +416,50 @@ def send_digests(
     def stopped() -> bool:
         return stop is not None and stop.is_set()
 
+    async def claimed_and_built(heart: Heartbeat) -> _Batch | None:
+        claim = await asyncio.to_thread(retrying, partial(runs.claim, run, BATCH), what="claiming")
+        if claim is None:
+            return None
+        heart.hold(claim.token)
+        try:
+            return await _build(digests, runs, claim, known=known, stop=stop)
+        except BaseException:
+            heart.drop(claim.token)
+            raise
+
+    finish = partial(runs.finish_if_done, run, digests.now)
+
     async def work(transport: Transport | None) -> None:
         kept = contextlib.AsyncExitStack()  # the SMTP connections, kept open from batch to batch
         done = 0
+        ahead: asyncio.Task[_Batch | None] | None = None
         try:
             with Heartbeat(runs, worker) as heart:
-                while not stopped():
-                    claim = await asyncio.to_thread(
-                        retrying, partial(runs.claim, run, BATCH), what="claiming"
-                    )
-                    if claim is None:
-                        if await asyncio.to_thread(retrying, partial(runs.finish_if_done, run, digests.now),
-                                                   what="finishing the send run"):  # fmt: skip
-                            break
-                        await asyncio.sleep(min(1.0, lease / 4))  # others hold the rest: until theirs run out
-                        continue
-                    heart.hold(claim.token)
-                    try:
-                        transport = await _serve(
-                            digests, runs, claim, known=known, transport=transport, kept=kept,
-                            report=report, stop=stop,
-                        )  # fmt: skip
-                    finally:
-                        heart.drop(claim.token)
-                    done += len(claim.subscribers)
-                    if progress:
-                        progress(min(done, total), total)
+                try:
+                    while not stopped():
+                        batch = await (ahead or claimed_and_built(heart))
+                        ahead = None
+                        if batch is None:
+                            if await asyncio.to_thread(retrying, finish, what="finishing the send run"):
+                                break
+                            await asyncio.sleep(min(1.0, lease / 4))  # others hold the rest, till their lease
+                            continue
+                        # The next batch is claimed and built while this one is on the wire, so
+                        # that one worker's connections do not wait for it: the SQLite target
+                        # of bench/smtp.py (no lower throughput than a single process had).
+                        ahead = asyncio.create_task(claimed_and_built(heart))
+                        try:
+                            transport = await _send(
+                                digests, runs, batch, transport=transport, kept=kept, report=report, stop=stop
+                            )
+                        finally:
+                            heart.drop(batch.claim.token)
+                        done += len(batch.claim.subscribers)
+                        if progress:
+                            progress(min(done, total), total)
+                finally:
+                    if ahead is not None:  # stopped or failed: the batch built ahead is due again
+                        await _give_back(runs, heart, ahead)
         finally:
             await kept.aclose()
             with contextlib.suppress(Exception):  # its heartbeat stops anyway: it ends in one lease
@@ -451,33 +471,69 @@ def send_digests(
     return report
 
 
-async def _serve(
+@dataclass(slots=True)
+class _Batch:
+    """A claimed batch, built: its subscribers still configured, those gone, and the suppression
+    list it was built with."""
+
+    claim: Claim
+    subscribers: list[Subscriber]
+    gone: list[str]
+    suppressed: Collection[str]
+    built: Built
+
+
+async def _build(
+    digests: Digests, runs: Runs, claim: Claim, *, known: dict[str, Subscriber], stop: Event | None
+) -> _Batch:
+    """The digests of a claimed batch, built and recorded; the claim given back if that fails."""
+    subscribers = [known[key] for key in claim.subscribers if key in known]
+    gone = [key for key in claim.subscribers if key not in known]  # config changed
+    try:
+        suppressed = await asyncio.to_thread(retrying, digests.ledger.suppressed, what="reading suppressions")
+        # Built again whole if the database goes away meanwhile: what was recorded is then
+        # found unfinished, and what was not is chosen again.
+        built = await asyncio.to_thread(
+            retrying, partial(
+                build_batch, digests, subscribers, suppressed=suppressed, claim=claim.token,
+                halted=lambda: stop is not None and stop.is_set(),
+            ), what="building digests",
+        )  # fmt: skip
+    except BaseException:
+        with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
+            await asyncio.to_thread(runs.give_back, claim, claim.subscribers)  # due again, for any worker
+        raise
+    return _Batch(claim, subscribers, gone, suppressed, built)
+
+
+async def _give_back(runs: Runs, heart: Heartbeat, ahead: asyncio.Task[_Batch | None]) -> None:
+    """A batch claimed and built ahead, not sent: its subscribers due again (what was recorded
+    for them is found unfinished and sent by whoever takes them)."""
+    try:
+        batch = await ahead
+    except BaseException:
+        return  # its own failure gave it back
+    if batch is not None:
+        heart.drop(batch.claim.token)
+        with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
+            await asyncio.to_thread(runs.give_back, batch.claim, batch.claim.subscribers)
+
+
+async def _send(
     digests: Digests,
     runs: Runs,
-    claim: Claim,
+    batch: _Batch,
     *,
-    known: dict[str, Subscriber],
     transport: Transport | None,
     kept: contextlib.AsyncExitStack,
     report: SendReport,
     stop: Event | None,
 ) -> Transport | None:
-    """One claimed batch: built, sent, each subscriber's outcome counted and confirmed; the
-    transport (opened if it was not)."""
-    batch = [known[key] for key in claim.subscribers if key in known]
-    outcomes: dict[str, str] = {
-        key: "gone" for key in claim.subscribers if key not in known
-    }  # config changed
-    suppressed = await asyncio.to_thread(retrying, digests.ledger.suppressed, what="reading suppressions")
+    """One built batch: sent, each subscriber's outcome counted and confirmed; the transport
+    (opened if it was not)."""
+    claim, built, suppressed = batch.claim, batch.built, batch.suppressed
+    outcomes: dict[str, str] = dict.fromkeys(batch.gone, "gone")
     try:
-        # Built again whole if the database goes away meanwhile: what was recorded is then
-        # found unfinished, and what was not is chosen again.
-        built = await asyncio.to_thread(
-            retrying, partial(
-                build_batch, digests, batch, suppressed=suppressed, claim=claim.token,
-                halted=lambda: stop is not None and stop.is_set(),
-            ), what="building digests",
-        )  # fmt: skip
         sent: dict[str, str] = {}
         details: dict[str, str] = {}
         if built.pending:
@@ -487,7 +543,10 @@ async def _serve(
                 if not getattr(kept, "_syndicator_open", False):
                     await kept.enter_async_context(transport.connections())
                     kept._syndicator_open = True  # type: ignore[attr-defined]
-                transport.pace = SharedPace(runs, transport.rate_per_second)
+                if not isinstance(transport.pace, SharedPace) or transport.pace.runs is not runs:
+                    transport.pace = SharedPace(
+                        runs, transport.rate_per_second, block=transport.max_connections
+                    )
             sent, details = await _deliver(
                 digests, built, transport, claim.token, stop=stop, suppressed=suppressed
             )
@@ -503,7 +562,7 @@ async def _serve(
         if name in details:
             reasons.setdefault(entry.subscriber.key, details[name])
     back: list[str] = []
-    for subscriber in batch:
+    for subscriber in batch.subscribers:
         if subscriber.key in built.lost:
             continue  # another worker holds it now, and reports it
         if subscriber.key in built.unbuilt:
@@ -520,6 +579,15 @@ async def _serve(
     finished = {k: v for k, v in outcomes.items() if k not in back}
     await asyncio.to_thread(retrying, partial(runs.done, claim, finished), what="confirming subscribers")
     return transport
+
+
+def open_send_run(digests: Digests, frequency: Frequency | None) -> int:
+    """The id of the send run that the workers `digest send --workers N` starts are to share,
+    opened now (or the one already open), so that a worker that starts late joins it even if
+    the others finished it, instead of opening a run of its own."""
+    runs = Runs(digests.store, lease=digests.config.email.lease_seconds)
+    keys = [s.key for s in digests.subscribers(frequency)]
+    return retrying(partial(runs.open, frequency, keys, digests.now), what="opening the send run").id
 
 
 def _dry_run(digests: Digests, frequency: Frequency | None, progress: Progress | None) -> SendReport:

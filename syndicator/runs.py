@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,11 +112,20 @@ class Runs:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def join(self, frequency: str | None, subscribers: Iterable[str], issued: datetime) -> tuple[Run, str]:
+    def join(
+        self,
+        frequency: str | None,
+        subscribers: Iterable[str],
+        issued: datetime,
+        *,
+        run_id: int | None = None,
+    ) -> tuple[Run, str]:
         """Enlist this worker in the open run of this frequency, or in a new one due to
         `subscribers` at `issued`; the run and this worker's token. An open run that no live
         worker serves any more (they all died, or a policy refusal stopped them) is closed, and a
-        new one lists every subscriber again: the digests it left unconfirmed go first."""
+        new one lists every subscriber again: the digests it left unconfirmed go first. Given
+        `run_id` (the run `--workers N` opened for its workers), that run, even if finished:
+        a worker that starts after the others sent everything then finds nothing left."""
         key = frequency or ALL
         due = sorted(set(subscribers))
         worker = secrets.token_hex(16)
@@ -123,7 +133,10 @@ class Runs:
             try:
                 with self.engine.begin() as connection:
                     _write_first(connection)
-                    run = self._open_run(connection, key, issued)
+                    if run_id is None:
+                        run = self._open_run(connection, key, issued)
+                    else:
+                        run = self._run(connection, run_id)
                     if run is None:
                         last = connection.execute(
                             select(func.max(send_runs.c.number)).where(send_runs.c.frequency == key)
@@ -150,6 +163,18 @@ class Runs:
             except IntegrityError:
                 continue
         raise RuntimeError(f"could not open or join a {key} send run")
+
+    def open(self, frequency: str | None, subscribers: Iterable[str], issued: datetime) -> Run:
+        """The run of this frequency that workers started now should share: the open one, or a
+        new one due to `subscribers` at `issued`."""
+        run, worker = self.join(frequency, subscribers, issued)
+        self.leave(worker)
+        return run
+
+    @staticmethod
+    def _run(connection: Connection, run_id: int) -> Run:
+        row = connection.execute(select(send_runs).where(send_runs.c.id == run_id)).one()
+        return Run(row.id, row.frequency, row.number, row.issued)
 
     def _open_run(self, connection: Connection, key: str, issued: datetime) -> Run | None:
         """The open run of this frequency that a live worker serves; one no one serves is closed."""
@@ -265,8 +290,11 @@ class Runs:
         """Record each subscriber's outcome and release it, each on its own; those refused (the
         lease ran out and another worker may have it) are not counted."""
         confirmed = 0
-        for subscriber, outcome in outcomes.items():
-            with self.engine.begin() as connection:
+        # One transaction for the batch: each digest's own outcome is already on record in the
+        # ledger, so if this one fails, the subscribers are due again when the lease runs out
+        # and the next worker finds nothing left to send them.
+        with self.engine.begin() as connection:
+            for subscriber, outcome in outcomes.items():
                 confirmed += connection.execute(
                     update(send_claims)
                     .where(send_claims.c.token == claim.token, send_claims.c.subscriber == subscriber,
@@ -301,17 +329,19 @@ class Runs:
         with self.engine.begin() as connection:
             connection.execute(delete(send_workers).where(send_workers.c.token == worker))
 
-    def next_slot(self, interval: float) -> float:
-        """Take the next message slot of the deployment; how many seconds to wait for it."""
+    def next_slots(self, interval: float, count: int = 1) -> float:
+        """Take the next `count` message slots of the deployment, `interval` apart; how many
+        seconds to wait for the first."""
         clock = db_clock()
         start = case((send_pace.c.next_at > clock, send_pace.c.next_at), else_=clock)
+        span = interval * count
         for _ in range(3):
             with self.engine.begin() as connection:
                 wait = connection.execute(
                     update(send_pace)
                     .where(send_pace.c.key == "smtp")
-                    .values(next_at=start + interval)
-                    .returning(send_pace.c.next_at - interval - clock)
+                    .values(next_at=start + span)
+                    .returning(send_pace.c.next_at - span - clock)
                 ).scalar()
             if wait is not None:
                 return max(0.0, float(wait))
@@ -346,18 +376,33 @@ class Runs:
 
 
 class SharedPace:
-    """`email.rate_per_second` for all the workers together: each message takes the next slot
-    from one row (`send_pace`), moved on by 1/rate in one atomic UPDATE on the database's clock,
-    and waits for its slot. The wait is computed by the database (slot − its now), so the
-    workers' clocks play no part."""
+    """`email.rate_per_second` for all the workers together: slots are taken from one row
+    (`send_pace`), moved on by 1/rate per slot in one atomic UPDATE on the database's clock, and
+    each message waits for its slot. The wait is computed by the database (slot − its now), so
+    the workers' clocks play no part.
 
-    def __init__(self, runs: Runs, rate: float) -> None:
+    A worker takes its slots a few at a time (`block`: one per connection, at most a tenth of a
+    second's worth): the pace row is the one row every worker writes, and a transaction per
+    message on it made it the queue every message of every worker waited in (bench/workers.py,
+    the scale-out target). Slots taken and not used are lost: the rate is a ceiling."""
+
+    def __init__(self, runs: Runs, rate: float, *, block: int = 1) -> None:
         self.runs, self.interval = runs, 1.0 / rate
+        self.block = max(1, min(block, int(rate / 10)))
+        self._slots: deque[float] = deque()  # the slots taken, as moments of time.monotonic()
+        self._lock = asyncio.Lock()
 
     async def take(self, interrupt: asyncio.Event) -> bool:
         if interrupt.is_set():
             return False
-        wait = await asyncio.to_thread(retrying, partial(self.runs.next_slot, self.interval), what="pacing")
+        async with self._lock:
+            if not self._slots:
+                take = partial(self.runs.next_slots, self.interval, self.block)
+                wait = await asyncio.to_thread(retrying, take, what="pacing")
+                first = time.monotonic() + wait
+                self._slots.extend(first + n * self.interval for n in range(self.block))
+            slot = self._slots.popleft()
+        wait = slot - time.monotonic()
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(interrupt.wait(), wait)

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,15 @@ def _as_postgres(*command: str) -> None:
         raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}): {done.stderr.strip()}")
 
 
+def _options(port: int) -> str:
+    """The server's options: loopback only, tuned for speed over safety."""
+    return (
+        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        "-c max_connections=300 -c shared_buffers=64MB"
+    )
+
+
 @contextlib.contextmanager
 def postgresql_server() -> Iterator[Server]:
     """Start a cluster in a temporary folder (owned by `postgres` when run as root), stop it and
@@ -128,11 +138,7 @@ def postgresql_server() -> Iterator[Server]:
         shutil.chown(folder, "postgres", "postgres")
     data = folder / "data"
     port = _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-        "-c max_connections=300 -c shared_buffers=64MB"
-    )
+    options = _options(port)
     try:
         # Trust on loopback: a throwaway cluster holding only test data, for the session's length.
         _as_postgres(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
@@ -154,6 +160,16 @@ def server() -> Server:
     if not _running:
         raise RuntimeError("no PostgreSQL server in this run: database_for() is the way in")
     return _running[0]
+
+
+def restart_server(down: float) -> None:
+    """Stop the session's PostgreSQL server (closing every connection, as a crash or an upgrade
+    would), keep it down `down` seconds, and start it again with the same options."""
+    bindir, data = _bin_dir(), server().folder / "data"
+    _as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-s", "-w", "stop")
+    time.sleep(down)
+    _as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(server().folder / "server.log"),
+                 "-o", _options(server().port), "-w", "-s", "start")  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -189,6 +189,26 @@ def test_workers_option_runs_n_workers_that_each_print_their_outcomes(tmp_path: 
     }
 
 
+def test_workers_option_counts_each_subscriber_once_when_nothing_is_due(tmp_path: Path) -> None:
+    """`digest send --workers 3` right after a send that left nothing new: the workers share one
+    run even when the first finishes it before the others start, so their `empty` counts add up
+    to the subscribers once (not once per worker), and nothing is sent again."""
+    subscribers = 5
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=subscribers)
+        first = digest_send(config_file)
+        assert first.communicate(timeout=120)[0].strip().startswith(f"sent {subscribers},")
+        again = digest_send(config_file, "--workers", "3")
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+    counts = summaries(out)
+    assert len(counts) == 3, out
+    assert sum(c["sent"] for c in counts) == 0
+    assert sum(c["empty"] for c in counts) == subscribers, out
+    assert len(handler.accepted) == subscribers
+
+
 def test_the_rate_is_one_for_all_the_workers(tmp_path: Path) -> None:
     """`email.rate_per_second: 10` with two workers at once (the daily send and the weekly send,
     say): together they never send more than about 10 messages in any second (not 10 each),
@@ -256,3 +276,30 @@ def test_a_worker_has_no_helper_process_to_leave_behind(tmp_path: Path) -> None:
         worker.communicate(timeout=30)
     assert len(handler.received) >= 10, "killed while sending"
     assert children.strip() == "", children
+
+
+@pytest.mark.skipif(not databases.on_postgresql(), reason="restarts the PostgreSQL server")
+def test_a_database_restart_during_a_send_is_waited_for(tmp_path: Path) -> None:
+    """PostgreSQL stops (every connection closed) for two seconds in the middle of a send with
+    two workers: they wait for it, retrying, and finish the run; every subscriber gets their
+    digest, with one Message-ID, and twice at most for the messages that were on the wire."""
+    subscribers, connections = 60, 2
+    handler = SlowHandler(0.05)
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=subscribers, connections=connections)
+        workers = [digest_send(config_file), digest_send(config_file)]
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 15 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        databases.restart_server(down=2.0)
+        assert len(handler.received) < subscribers, "restarted while sending"
+        outputs = [worker.communicate(timeout=180) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+    assert any("database unavailable" in err for _, err in outputs), "the wait is logged"
+    ids = message_ids(handler)
+    assert {r for r, _ in ids} == {f"s{n:03d}@example.org" for n in range(subscribers)}, "none lost"
+    assert set(Counter(r for r, _ in ids).values()) == {1}, "one Message-ID per subscriber"
+    assert sum(count - 1 for count in ids.values()) <= 2 * connections, "duplicates only on the wire"
+    with Store.open(load_config(config_file).database_url) as store:
+        assert Ledger(store).counts() == {"sent": subscribers}
