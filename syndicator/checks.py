@@ -173,11 +173,10 @@ def database_error(config: Config) -> ConfigError | None:
     except ArgumentError:
         return None  # opening the store says what is wrong with the URL
     name = url.database
-    line = config.line_of(["database"]) if "database" in _keys(config) else None
     if url.get_backend_name() not in DIALECTS:
         message = f"{url.get_backend_name()} is not a database syndicator can use: SQLite or PostgreSQL"
         hint = "use sqlite:///syndicator.db, or postgresql+psycopg://user@host/name"
-        return ConfigError([Problem(config.source, line, f"database: {message}")], hint=hint)
+        return _database_problem(config, message, hint)
     if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or "uri" in url.query:
         return None
     path = Path(name)  # a relative name is taken from the current folder, as SQLite does
@@ -193,6 +192,13 @@ def database_error(config: Config) -> ConfigError | None:
         hint = f"run syndicator as a user who may write in {folder}, or choose another folder"
     else:
         return None
+    return _database_problem(config, message, hint)
+
+
+def _database_problem(config: Config, message: str, hint: str) -> ConfigError:
+    """The error at the `database:` line. Only then is the line looked up: that reads the file
+    again, a quarter of a second for a config listing a thousand subscribers."""
+    line = config.line_of(["database"]) if "database" in _keys(config) else None
     return ConfigError([Problem(config.source, line, f"database: {message}")], hint=hint)
 
 

@@ -24,9 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, update
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from .addresses import mailbox
 from .runs import Fenced, claim_valid, db_clock
@@ -354,47 +352,30 @@ class Suppressions(Mapping[str, tuple[str, datetime]]):
 
 def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_ids: Iterable[int]) -> None:
     """A row per item of a digest, in statements of up to `_ROWS` rows each, sent straight to
-    the database driver. A digest may hold hundreds of items: SQLAlchemy's work for each row
-    would cost more than the row, and the driver's executemany runs (and lets other threads
-    run, then waits to get back) once per row."""
-    compiled = _items_insert(connection.dialect)
-    fixed = {"digest_id": digest_id, "subscriber": subscriber}
-    if not compiled.positional:  # named parameters (psycopg): multi-row INSERTs made by SQLAlchemy
-        # Not executemany: psycopg pipelines it, and a pair already recorded by a concurrent
-        # run (AlreadyRecorded) then also logs "error ignored terminating <psycopg.Pipeline>".
-        rows = [{**fixed, "item_id": item_id} for item_id in item_ids]
-        for start in range(0, len(rows), _ROWS):
-            connection.execute(insert(digest_items).values(rows[start : start + _ROWS]))
-        return
-    order = compiled.positiontup or ()
-    at = order.index("item_id")
-    row = [fixed.get(name) for name in order]
+    the database driver. A digest may hold hundreds of items: SQLAlchemy's work for each row (or
+    for compiling a multi-row INSERT of each new length) cost more than the rows, a tenth of a
+    worker's time per digest (the scale-out target of bench/workers.py). Not the driver's
+    executemany either: pysqlite runs it (and lets other threads run, then waits to get back)
+    once per row, and psycopg pipelines it, so that a pair already recorded by a concurrent run
+    (AlreadyRecorded) also logs "error ignored terminating <psycopg.Pipeline>"."""
     values: list[Any] = []
     for item_id in item_ids:
-        row[at] = item_id
-        values += row
-    width = len(order)
-    for start in range(0, len(values), _ROWS * width):
-        chunk = values[start : start + _ROWS * width]
-        connection.exec_driver_sql(_rows_statement(str(compiled), len(chunk) // width), tuple(chunk))
-
-
-@lru_cache(maxsize=4)
-def _items_insert(dialect: Dialect) -> SQLCompiler:
-    """The INSERT of one row of `digest_items`, compiled once per database (not once per digest)."""
-    compiled = insert(digest_items).compile(dialect=dialect)
-    assert isinstance(compiled, SQLCompiler)
-    return compiled
+        values += (digest_id, subscriber, item_id)
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    for start in range(0, len(values), _ROWS * 3):
+        chunk = values[start : start + _ROWS * 3]
+        connection.exec_driver_sql(_rows_statement(mark, len(chunk) // 3), tuple(chunk))
 
 
 _ROWS = 100  # rows per INSERT: 300 parameters, under SQLite's oldest limit of 999
 
 
-@lru_cache(maxsize=_ROWS)
-def _rows_statement(single: str, count: int) -> str:
-    """`INSERT … VALUES (?, ?, ?)` made to insert `count` rows."""
-    head, _, group = single.partition(" VALUES ")
-    return f"{head} VALUES {', '.join([group] * count)}"
+@lru_cache(maxsize=2 * _ROWS)
+def _rows_statement(mark: str, count: int) -> str:
+    """`INSERT INTO digest_items … VALUES (?, ?, ?), …` for `count` rows, with the driver's
+    parameter mark."""
+    row = f"({mark}, {mark}, {mark})"
+    return f"INSERT INTO digest_items (digest_id, subscriber, item_id) VALUES {', '.join([row] * count)}"
 
 
 def _suppress(
