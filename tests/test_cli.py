@@ -278,3 +278,15 @@ def test_status_shows_jobs_and_deliveries(run: Run, project: Path) -> None:
     assert lines[-1].startswith("deliveries: 0 pending, 0 failed, ") and lines[-1].endswith(
         "0 suppressed addresses"
     )
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(project: Path) -> None:
+    """`syndicator status | head -1` where head has gone before status writes: status ends
+    quietly (exit 141, as a shell shows a command stopped by SIGPIPE), with no traceback."""
+    command = [sys.executable, "-m", "syndicator", "status"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=project)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the first line is written
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
