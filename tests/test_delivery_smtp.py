@@ -176,6 +176,8 @@ def test_a_run_stopped_in_a_batch_gives_back_the_next_one_it_had_claimed(
             with pytest.raises(RunStopped, match=r"5\.7\.1"):
                 send_digests(Digests(store, config, now=_now()))
             assert set(Ledger(store).counts()) == {"pending"}
+            (_, tally), *_ = Runs(store).open_runs()  # the run stays open for the next send
+            assert "claimed" not in tally, "every batch claimed, the one built ahead too, is given back"
     assert handler.accepted == []
 
 
