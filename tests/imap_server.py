@@ -160,8 +160,18 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
 # is off (mode 0 on its socket), and so is the delay of a failure: the wrong-password test must not
 # slow the others down.
 def _config(
-    folder: Path, *, user: str, port: int, ssl_port: int, password: str, capabilities: str | None
+    folder: Path,
+    *,
+    user: str,
+    port: int,
+    ssl_port: int,
+    password: str,
+    capabilities: str | None,
+    prefix: str,
 ) -> str:
+    namespace = (
+        f"namespace inbox {{\n  inbox = yes\n  prefix = {prefix}\n  separator = .\n}}" if prefix else ""
+    )
     cert, key = folder / "cert.pem", folder / "key.pem"
     return f"""
 base_dir = {folder}/run
@@ -178,6 +188,7 @@ first_valid_uid = 1
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 {"" if capabilities is None else f"imap_capability = {capabilities}"}
+{namespace}
 passdb {{
   driver = static
   args = password={password}
@@ -226,9 +237,12 @@ def _ready(process: subprocess.Popen[bytes], port: int, ssl_port: int) -> bool:
 
 
 @contextmanager
-def dovecot(*, password: str = "pa\"ss'wörd", capabilities: str | None = None) -> Iterator[Dovecot]:
+def dovecot(
+    *, password: str = "pa\"ss'wörd", capabilities: str | None = None, prefix: str = ""
+) -> Iterator[Dovecot]:
     """A Dovecot server for the block; `capabilities` replaces what it offers after login;
-    `password` is every account's (no spaces: Dovecot's static passdb splits on them)."""
+    `prefix` is its personal namespace's (`INBOX.`: every folder under the inbox, as Courier
+    does); `password` is every account's (no spaces: Dovecot's static passdb splits on them)."""
     if not os.access(DOVECOT, os.X_OK):
         raise RuntimeError("Dovecot is needed: apt-get install dovecot-imapd")
     folder = Path(tempfile.mkdtemp(prefix="syndicator-imap-"))
@@ -248,6 +262,7 @@ def dovecot(*, password: str = "pa\"ss'wörd", capabilities: str | None = None) 
                     ssl_port=ssl_port,
                     password=password,
                     capabilities=capabilities,
+                    prefix=prefix,
                 ),
                 encoding="utf-8",
             )

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -64,8 +65,8 @@ def test_an_oversize_message_is_listed_by_its_size_and_never_downloaded(server: 
     server.append(big)
     server.append(_message(3))
     with (
-        _relay(server.port) as (port, received),
-        ImapMailbox(server.settings("none", port=port), max_bytes=100_000) as mailbox,
+        _relay(server.port) as relay,
+        ImapMailbox(server.settings("none", port=relay.port), max_bytes=100_000) as mailbox,
     ):
         listed = list(mailbox.messages())
     assert [(message.raw is None, message.size) for message in listed] == [
@@ -73,7 +74,7 @@ def test_an_oversize_message_is_listed_by_its_size_and_never_downloaded(server: 
         (True, len(big)),
         (False, len(_message(3))),
     ]
-    assert 0 < received[0] < 20_000
+    assert 0 < relay.received < 20_000
 
 
 @pytest.fixture(scope="module", params=["MOVE", "COPY and UID EXPUNGE", "COPY only"])
@@ -131,6 +132,23 @@ def test_moves_into_an_existing_folder_and_from_a_second_session(server: ImapSer
             mailbox.move(first.key, "processed")
     assert [raw for raw, _flags in server.contents("processed")] == [_message(1), _message(2)]
     assert server.contents() == []
+
+
+def test_folders_go_under_the_namespace_of_servers_that_keep_them_in_the_inbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a server whose folders all live under `INBOX.` (Courier's way), `processed` is made
+    as `INBOX.processed`, where the server allows it and a mail program shows it."""
+    with dovecot(prefix="INBOX.") as running:
+        server = running.account()
+        monkeypatch.setenv(USER_ENV, server.username)
+        monkeypatch.setenv(PASSWORD_ENV, server.password)
+        server.append(_message(1))
+        with ImapMailbox(server.settings(), max_bytes=10_000) as mailbox:
+            [message] = mailbox.messages()
+            mailbox.move(message.key, "processed")
+        assert server.folders() == {"INBOX", "INBOX.processed"}
+        assert [raw for raw, _flags in server.contents("INBOX.processed")] == [_message(1)]
 
 
 def test_a_key_from_another_folder_generation_is_refused(server: ImapServer) -> None:
@@ -195,6 +213,26 @@ def test_a_server_that_never_answers_is_given_up_after_the_timeout(server: ImapS
     assert raised.value.hint is not None and "port" in raised.value.hint
 
 
+def test_a_server_that_stops_answering_mid_session_is_given_up_once(server: ImapServer) -> None:
+    """A server that goes silent after the login (here: a relay that stops carrying anything)
+    fails the next command after `timeout` seconds, and leaving the session does not wait again
+    for a goodbye (the timed-out socket refuses at once); nothing was moved."""
+    server.append(_message(1))
+    with (
+        _relay(server.port) as relay,
+        ImapMailbox(server.settings("none", port=relay.port, timeout=1), max_bytes=1000) as mailbox,
+    ):
+        [message] = mailbox.messages()
+        relay.frozen.set()
+        started = time.monotonic()
+        with pytest.raises(MailboxUnavailable) as raised:
+            mailbox.move(message.key, "processed")
+    elapsed = time.monotonic() - started
+    assert "no answer within 1 s" in raised.value.message
+    assert 0.9 < elapsed < 1.9
+    assert [raw for raw, _flags in server.contents()] == [_message(1)]
+
+
 def test_a_certificate_not_trusted_is_refused(server: ImapServer) -> None:
     """Without ca_file, the self-signed certificate is refused: certificates are always checked."""
     with pytest.raises(MailboxUnavailable, match="certificate not trusted") as raised:
@@ -207,6 +245,18 @@ def test_implicit_tls_on_the_starttls_port_says_which_port_is_which(server: Imap
     with pytest.raises(MailboxUnavailable, match="TLS failed") as raised:
         ImapMailbox(server.settings("ssl", port=server.port), max_bytes=1000).__enter__()
     assert raised.value.hint is not None and "993" in raised.value.hint
+
+
+def test_a_folder_named_in_french_is_read(server: ImapServer) -> None:
+    """`folder: Retours à traiter`: accents and spaces reach the server encoded as IMAP wants."""
+    with server.client() as client:
+        client.create_folder("Retours à traiter")
+    server.append(_message(1), folder="Retours à traiter")
+    with ImapMailbox(server.settings(folder="Retours à traiter"), max_bytes=1000) as mailbox:
+        [message] = mailbox.messages()
+        mailbox.move(message.key, "unrecognised")
+    assert [raw for raw, _flags in server.contents("unrecognised")] == [_message(1)]
+    assert server.contents("Retours à traiter") == []
 
 
 def test_a_misspelt_folder_gets_a_suggestion(server: ImapServer) -> None:
@@ -272,12 +322,19 @@ def _silent_server() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@dataclass
+class _Relay:
+    port: int
+    received: int = 0  # bytes carried from the server to the client so far
+    frozen: threading.Event = field(default_factory=threading.Event)  # set: nothing is carried
+
+
 @contextmanager
-def _relay(target: int) -> Iterator[tuple[int, list[int]]]:
-    """A TCP relay to `target` on loopback: its port, and the bytes it carried to the client so far."""
-    received = [0]
+def _relay(target: int) -> Iterator[_Relay]:
+    """A TCP relay on loopback to the port `target`, for one connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(5)
+    relay = _Relay(listener.getsockname()[1])
     stop = threading.Event()
 
     def pump() -> None:
@@ -285,6 +342,9 @@ def _relay(target: int) -> Iterator[tuple[int, list[int]]]:
         upstream = socket.create_connection(("127.0.0.1", target))
         with client, upstream:
             while not stop.is_set():
+                if relay.frozen.is_set():
+                    time.sleep(0.05)
+                    continue
                 ready, _, _ = select.select([client, upstream], [], [], 0.05)
                 for side in ready:
                     data = side.recv(65536)
@@ -292,12 +352,12 @@ def _relay(target: int) -> Iterator[tuple[int, list[int]]]:
                         return
                     (upstream if side is client else client).sendall(data)
                     if side is upstream:
-                        received[0] += len(data)
+                        relay.received += len(data)
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     try:
-        yield listener.getsockname()[1], received
+        yield relay
     finally:
         stop.set()
         thread.join(5)
