@@ -293,13 +293,16 @@ def _heuristic(message: Message) -> Reading | None:
     if not failures:
         return None
     returned = _returned(message)
+    # These formats often quote the returned message as text, after a line saying so.
+    quoted_ids = tuple(re.findall(r"^message-id:\s*(<[^<>\s]+>)", text, re.IGNORECASE | re.MULTILINE))
+    quoted_paths = tuple(re.findall(r"^return-path:.*$", text, re.IGNORECASE | re.MULTILINE))
     return Reading(
         kind=_worst(failures),
         format="non-standard bounce (flufl.bounce)",
         why=", ".join(f"{f.status} {f.recipient}" for f in failures),
         failures=tuple(failures),
-        envelope=_envelope(message, returned),
-        message_ids=_message_ids(message, returned),
+        envelope=_envelope(message, returned) + quoted_paths,
+        message_ids=tuple(dict.fromkeys(_message_ids(message, returned) + quoted_ids)),
     )
 
 

@@ -185,14 +185,13 @@ class BounceRecords:
                     digests.c.frequency == row.frequency,
                     digests.c.issued == row.issued,
                 )
-                counts: dict[str, int] = dict(
-                    connection.execute(
-                        select(bounce_events.c.kind, func.count(func.distinct(bounce_events.c.subscriber)))
-                        .select_from(bounce_events.join(digests, of_run))
-                        .where(bounce_events.c.kind.in_(["hard", "complaint"]))
-                        .group_by(bounce_events.c.kind)
-                    ).tuples()
-                )
+                rows = connection.execute(
+                    select(bounce_events.c.kind, func.count(func.distinct(bounce_events.c.subscriber)))
+                    .select_from(bounce_events.join(digests, of_run))
+                    .where(bounce_events.c.kind.in_(["hard", "complaint"]))
+                    .group_by(bounce_events.c.kind)
+                ).all()
+                counts = {kind: int(count) for kind, count in rows}
                 rates.append(
                     RunRate(
                         row.frequency, row.issued, row.sent, counts.get("hard", 0), counts.get("complaint", 0)
