@@ -349,6 +349,9 @@ def test_run_once_reads_the_mailbox_before_sending(run: Run, tmp_path: Path) -> 
     assert "bounces: 1 hard, 0 soft, 0 complaints, 0 ignored, 0 unrecognised" in once.out, once.err
     assert "s4@example.org" not in {r.recipients[0] for r in handler.accepted}
     assert len(handler.accepted) == len(SUBSCRIBERS) - 1
+    # The daemon's refresh runs this same cycle: its result, which `status` shows, has the figures.
+    status = run("status", "--config", str(config)).out
+    assert re.search(r"^job refresh: last run .*bounces 1 hard, 0 soft, 0 complaints", status, re.M), status
 
 
 def test_status_shows_the_rates_of_the_last_sends_and_warns(run: Run, tmp_path: Path) -> None:
@@ -370,3 +373,21 @@ def test_status_shows_the_rates_of_the_last_sends_and_warns(run: Run, tmp_path: 
     )
     assert "warning: hard bounces above 2% for that send" in status
     assert "warning: complaints above 0.1% for that send" in status
+
+
+def test_one_run_over_every_fixture(run: Run, tmp_path: Path) -> None:
+    """Every fixture at once, each come back to a subscriber's VERP address: the counts of the
+    README's formats, and each message in the folder its kind says."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = _project(tmp_path, port)
+        senders = _send(run, config, handler)
+    for number, name in enumerate(sorted(EXPECTED)):
+        subscriber = SUBSCRIBERS[number % len(SUBSCRIBERS)]
+        _deliver(tmp_path, _bounce(name, to=subscriber, sender=senders[subscriber]))
+    kinds = [kind for kind, *_ in EXPECTED.values()]
+    result = run("bounces", "--config", str(config))
+    counts = f"{kinds.count('hard')} hard, {kinds.count('soft')} soft, {kinds.count('complaint')} complaints"
+    counts += f", {kinds.count('ignored')} ignored, {kinds.count('unrecognised')} unrecognised"
+    assert result.out.splitlines()[-1] == counts == "5 hard, 2 soft, 1 complaints, 6 ignored, 2 unrecognised"
+    assert len(_folder(tmp_path, "unrecognised")) == 2 and len(_folder(tmp_path, "processed")) == 14
