@@ -19,15 +19,18 @@ and diagnostic.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from .addresses import mailbox
 from .bounce_mailbox import BounceMailbox, MailboxMessage, MailboxUnavailable, MaildirMailbox
 from .bounce_parse import Failure, Reading, read_message
 from .bounce_records import COMPLAINT, HARD, SOFT, BounceRecords
 from .config import BouncesConfig, Config
+from .errors import Problem
 from .store import Store
 from .verp import find_token, token_opens
 
@@ -45,6 +48,7 @@ class BounceReport:
     unrecognised: int = 0
     suppressed: list[str] = field(default_factory=list)  # the addresses suppressed by this reading
     notes: list[str] = field(default_factory=list)  # `key: why`, for each message left for a person
+    warnings: list[str] = field(default_factory=list)  # about the mailbox itself
 
     def summary(self) -> str:
         return (
@@ -92,6 +96,8 @@ def _identify(
         digest_id = records.sent_since(key, since)
         if digest_id is not None and key not in found:
             found[key] = _Match(key, failure, digest_id, "recipient")
+    if len(found) > 1:  # each digest goes to one address: a report about several is made up
+        return [], f"names {len(found)} subscribers without a VERP token: {', '.join(sorted(found))}"
     if found:
         return list(found.values()), ""
     for message_id in reading.message_ids:
@@ -183,6 +189,8 @@ def read_bounces(
             folder = _one(message, records=records, settings=settings, keys=keys, now=now, report=report)
             try:
                 box.move(message.key, "unrecognised" if folder == "unrecognised" else "processed")
+            except FileNotFoundError:
+                log.info("bounce mailbox %s: moved meanwhile by another reader", message.key)
             except OSError as error:
                 report.notes.append(f"{message.key}: could not be moved to {folder}: {error}")
     for note in report.notes:
@@ -190,10 +198,25 @@ def read_bounces(
     return report
 
 
+def _no_maildir_yet(path: Path) -> str:
+    return (
+        f"{path}: warning: no Maildir there yet, nothing to read (Postfix and Dovecot make it with "
+        "the first message they deliver; if none is on its way, check email.bounces.maildir)"
+    )
+
+
 def check_bounces(store: Store, config: Config, keys: Sequence[str], now: datetime) -> BounceReport:
-    """Read the configured bounce mailbox once; `MailboxUnavailable` when it cannot be read."""
+    """Read the configured bounce mailbox once; `MailboxUnavailable` when it cannot be read.
+
+    A Maildir that does not exist yet is empty, with a warning: mail servers make it when they
+    deliver the first message. One that exists and is not a Maildir is unavailable."""
     settings = config.email.bounces
     assert settings is not None
+    path = config.resolve(settings.maildir)
+    if not os.path.lexists(path):
+        report = BounceReport(warnings=[_no_maildir_yet(path)])
+        log.warning("%s", report.warnings[0])
+        return report
     mailbox_ = open_mailbox(config)
     try:
         return read_bounces(store, settings, mailbox_, keys, now)
@@ -202,6 +225,22 @@ def check_bounces(store: Store, config: Config, keys: Sequence[str], now: dateti
             raise
         raise MailboxUnavailable(
             f"the bounce mailbox cannot be read: {error}",
-            path=str(config.resolve(settings.maildir)),
+            path=str(path),
             hint="check that the Maildir exists and that this user may read and write it",
         ) from error
+
+
+def bounce_problems(config: Config) -> list[Problem]:
+    """For `check`: a bounce Maildir that is not one (an error), or not there yet (a warning)."""
+    settings = config.email.bounces
+    if settings is None:
+        return []
+    path = config.resolve(settings.maildir)
+    line = config.line_of(["email", "bounces", "maildir"]) or config.line_of(["email", "bounces"])
+    if not os.path.lexists(path):
+        return [Problem(config.source, line, _no_maildir_yet(path).split(": warning: ", 1)[1], "warning")]
+    try:
+        with MaildirMailbox(path):
+            return []
+    except MailboxUnavailable as error:
+        return [Problem(config.source, line, f"email.bounces.maildir {path}: {error.message}")]

@@ -389,6 +389,8 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     with _open(config) as store:
         report = check_bounces(store, config, secret_keys(store), _now())
     where = config.resolve(settings.maildir)
+    for warning in report.warnings:
+        print(warning, file=sys.stderr)
     for note in report.notes:
         print(f"{where}/{note}", file=sys.stderr)
     if report.notes:
@@ -478,6 +480,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"feeds: {report.feeds.summary()}")
     if report.bounces is not None:
         print(f"bounces: {report.bounces.summary()}")
+        for warning in report.bounces.warnings:
+            print(warning, file=sys.stderr)
     if report.bounce_error is not None:
         print(report.bounce_error, file=sys.stderr)  # reported; the digests went on all the same
     for frequency, sent in report.digests.items():

@@ -311,21 +311,41 @@ def test_bad_input_is_reported_and_nothing_else_is_lost(run: Run, tmp_path: Path
     assert "bounced" in _state(run, config, "s0@example.org")
 
 
-def test_an_unreachable_mailbox_is_reported_and_the_cycle_goes_on(run: Run, tmp_path: Path) -> None:
-    """No Maildir where email.bounces.maildir points: `bounces` exits 1 naming it with a hint;
-    `run --once` says so too and still sends every digest."""
+def test_an_unreadable_mailbox_is_reported_and_the_cycle_goes_on(run: Run, tmp_path: Path) -> None:
+    """A folder that is not a Maildir where email.bounces.maildir points: `check` and `bounces`
+    exit 1 naming it, with a hint; `run --once` says so too and still sends every digest."""
     handler = Handler()
     with smtp_server(handler) as port:
         config = _project(tmp_path, port)
         shutil.rmtree(tmp_path / "bounces")
+        (tmp_path / "bounces").mkdir()  # a plain folder: a typo'd path to some other folder
         result = run("bounces", "--config", str(config))
         assert result.code == 1
         assert result.err.startswith(
             f"{tmp_path / 'bounces'}: not a Maildir: no new/ and no cur/ folder in it\nhint: "
         )
+        checked = run("check", "--config", str(config))
+        assert checked.code == 1 and "email.bounces.maildir" in checked.err and "not a Maildir" in checked.err
         once = run("run", "--once", "--config", str(config))
     assert "not a Maildir" in once.err and once.code == 1
     assert sorted(r.recipients[0] for r in handler.accepted) == SUBSCRIBERS
+
+
+def test_a_maildir_not_made_yet_is_empty_with_a_warning(run: Run, tmp_path: Path) -> None:
+    """Mail servers make the Maildir with the first bounce: until then `bounces` reads nothing,
+    warns, and exits 0; `check` warns at the key's line; `run --once` sends as usual."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = _project(tmp_path, port)
+        shutil.rmtree(tmp_path / "bounces")
+        result = run("bounces", "--config", str(config))
+        assert (result.code, result.out) == (0, "0 hard, 0 soft, 0 complaints, 0 ignored, 0 unrecognised\n")
+        assert result.err.startswith(f"{tmp_path / 'bounces'}: warning: no Maildir there yet")
+        checked = run("check", "--config", str(config))
+        assert "warning: no Maildir there yet" in checked.err
+        once = run("run", "--once", "--config", str(config))
+    assert once.code == 0, once.err
+    assert "bounces: 0 hard" in once.out and "no Maildir there yet" in once.err
 
 
 def test_run_once_reads_the_mailbox_before_sending(run: Run, tmp_path: Path) -> None:
@@ -391,3 +411,21 @@ def test_one_run_over_every_fixture(run: Run, tmp_path: Path) -> None:
     counts += f", {kinds.count('ignored')} ignored, {kinds.count('unrecognised')} unrecognised"
     assert result.out.splitlines()[-1] == counts == "5 hard, 2 soft, 1 complaints, 6 ignored, 2 unrecognised"
     assert len(_folder(tmp_path, "unrecognised")) == 2 and len(_folder(tmp_path, "processed")) == 14
+
+
+def test_a_tokenless_report_naming_several_subscribers_suppresses_none(run: Run, tmp_path: Path) -> None:
+    """Each digest goes to one address, so a DSN without a token that names several recently
+    mailed subscribers is made up (someone who knows the list): unrecognised, no one suppressed."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = _project(tmp_path, port)
+        _send(run, config, handler)
+    raw = _bounce("postfix-remote-550.eml", to="s0@example.org", sender=None)
+    block = re.search(rb"Final-Recipient: rfc822; s0@example.org\r?\n.*?\r?\n\r?\n", raw, re.S)
+    assert block is not None
+    others = b"".join(block.group(0).replace(b"s0@", f"s{n}@".encode()) for n in range(1, 5))
+    _deliver(tmp_path, raw.replace(block.group(0), block.group(0) + others))
+    result = run("bounces", "--config", str(config))
+    assert result.out.splitlines()[-1] == "0 hard, 0 soft, 0 complaints, 0 ignored, 1 unrecognised"
+    assert "names 5 subscribers without a VERP token" in result.err
+    assert all(_state(run, config, s).endswith("active") for s in SUBSCRIBERS)
