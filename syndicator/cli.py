@@ -462,8 +462,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"failed: {row.subscriber} ({when}): {row.error or 'no reason'}")
     if len(failures) > FAILURES_SHOWN:
         print(f"failed: … and {len(failures) - FAILURES_SHOWN} more subscribers")
-    with _open(config) as store:
-        _rates(store)
+    if config.email.bounces is not None:  # the rates come from the bounce mailbox
+        with _open(config) as store:
+            _rates(store)
     return 0
 
 
