@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, delete, func, insert, select, update
 
+from .addresses import as_typed, mailbox
 from .schema import bounce_events, digests, suppressions
 from .store import Store
 
@@ -58,16 +59,19 @@ class BounceRecords:
             found = connection.execute(select(digests.c.subscriber).where(digests.c.id == digest_id)).first()
         return found.subscriber if found else None
 
-    def sent_since(self, subscriber: str, since: datetime) -> int | None:
-        """The latest digest handed to the mail server for that address since then, if any."""
+    def sent_since(self, address: str, since: datetime) -> tuple[int, str] | None:
+        """The latest digest (id, subscriber as the ledger files it) handed to the mail server
+        for that address since then, if any; the address in any of its forms (a report gives the
+        domain in IDNA, config.yaml may spell it in Unicode)."""
+        forms = sorted({address.strip().lower(), mailbox(address), as_typed(mailbox(address)).lower()})
         with self.engine.connect() as connection:
-            return connection.execute(
-                select(func.max(digests.c.id)).where(
-                    digests.c.subscriber == subscriber.lower(),
-                    digests.c.state == "sent",
-                    digests.c.sent_at >= since,
-                )
-            ).scalar()
+            found = connection.execute(
+                select(digests.c.id, digests.c.subscriber)
+                .where(digests.c.subscriber.in_(forms), digests.c.state == "sent", digests.c.sent_at >= since)
+                .order_by(digests.c.id.desc())
+                .limit(1)
+            ).first()
+        return (found.id, found.subscriber) if found else None
 
     def digest_with_message_id(self, message_id: str, since: datetime) -> tuple[int, str] | None:
         """The digest (id, subscriber) sent since then with that Message-ID, if any."""
@@ -218,3 +222,13 @@ def why(entry: Suppression) -> str:
     if text:
         parts.append(text if len(text) <= 120 else text[:119] + "…")
     return ", ".join(parts)
+
+
+def describe(entry: Suppression) -> str:
+    """The state and why, as `subscribers list` shows it: `bounced (hard bounce, 5.1.1, …)`,
+    `unsubscribed (web page)`."""
+    state = state_of(entry.reason)
+    text = why(entry)
+    if entry.reason == state:  # `unsubscribed (unsubscribed, …)` says it twice
+        text = text.removeprefix(entry.reason).removeprefix(", ")
+    return f"{state} ({text})" if text else state

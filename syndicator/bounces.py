@@ -84,7 +84,9 @@ def _identify(
         if token is not None:
             subscriber = records.digest_subscriber(token.digest_id)
             if subscriber is not None and token_opens(keys, token, subscriber):
-                mine = [f for f in reading.failures if f.recipient and mailbox(f.recipient) == subscriber]
+                mine = [
+                    f for f in reading.failures if f.recipient and mailbox(f.recipient) == mailbox(subscriber)
+                ]
                 return [_Match(subscriber, mine[0] if mine else worst, token.digest_id, "VERP token")], ""
             note = f"a VERP token that does not open (d{token.digest_id}); "
             log.warning("bounce with a VERP token that does not open: digest %s", token.digest_id)
@@ -92,10 +94,9 @@ def _identify(
     for failure in reading.failures:
         if failure.recipient is None:
             continue
-        key = mailbox(failure.recipient)
-        digest_id = records.sent_since(key, since)
-        if digest_id is not None and key not in found:
-            found[key] = _Match(key, failure, digest_id, "recipient")
+        sent = records.sent_since(failure.recipient, since)
+        if sent is not None and sent[1] not in found:
+            found[sent[1]] = _Match(sent[1], failure, sent[0], "recipient")
     if len(found) > 1:  # each digest goes to one address: a report about several is made up
         return [], f"names {len(found)} subscribers without a VERP token: {', '.join(sorted(found))}"
     if found:

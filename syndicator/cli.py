@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .addresses import mailbox, needs_smtputf8
-from .bounce_records import BOUNCED, COMPLAINT, BounceRecords, state_of, why
+from .bounce_records import BOUNCED, COMPLAINT, BounceRecords, Suppression, describe, state_of, why
 from .bounces import check_bounces
 from .checks import check, database_error, known_terms, official_spelling
 from .choices import load_choices, signups
@@ -225,7 +225,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         digests = _digests(store, config)
         subscriber = _subscriber(digests, args.email)
         ok, lines = explain(digests, subscriber, args.url)
-        entry = BounceRecords(store).suppressions().get(subscriber.key)
+        entry = _suppressions(store).get(mailbox(subscriber.key), (None, None))[1]
     if entry is not None:  # whatever the item, a suppressed address receives nothing
         ok = False
         since = f"{entry.since.astimezone(PARIS):%Y-%m-%d %H:%M}"
@@ -240,7 +240,7 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     with _open(config) as store:
         ledger = Ledger(store)
         lasts, counts = ledger.lasts(), ledger.unfinished_counts()
-        suppressed = {mailbox(k): v for k, v in BounceRecords(store).suppressions().items()}
+        suppressed = _suppressions(store)
         choices = load_choices(store)
     listed = {s.key for s in from_config(config)}
     everyone = with_choices(
@@ -258,8 +258,8 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or "everything"
         last = lasts.get(subscriber.key)
-        entry = suppressed.get(subscriber.key)
-        state = f"{state_of(entry.reason)} ({why(entry)})" if entry else "active"
+        entry = suppressed.get(mailbox(subscriber.key), (None, None))[1]
+        state = describe(entry) if entry else "active"
         if counts.get(subscriber.key):
             state += f", {counts[subscriber.key]} pending"
         last_text = f"{last.issued.astimezone(PARIS):%Y-%m-%d %H:%M} {last.state}" if last else "never"
@@ -347,13 +347,18 @@ def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suppressions(store: Store) -> dict[str, tuple[str, Suppression]]:
+    """Each suppressed address as filed (a sign-up files the IDNA form, config.yaml may spell the
+    domain in Unicode) with its entry, looked up by mailbox: either form finds it."""
+    return {mailbox(key): (key, entry) for key, entry in BounceRecords(store).suppressions().items()}
+
+
 def cmd_subscribers_reactivate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    key = mailbox(args.email)
     with _open(config) as store:
         records = BounceRecords(store)
-        entry = records.suppressions().get(key)
-        if entry is None:
+        key, entry = _suppressions(store).get(mailbox(args.email), (None, None))
+        if key is None or entry is None:
             raise SyndicatorError(
                 f"{args.email.strip()} is not suppressed: nothing to lift",
                 path=config.source,

@@ -429,3 +429,24 @@ def test_a_tokenless_report_naming_several_subscribers_suppresses_none(run: Run,
     assert result.out.splitlines()[-1] == "0 hard, 0 soft, 0 complaints, 0 ignored, 1 unrecognised"
     assert "names 5 subscribers without a VERP token" in result.err
     assert all(_state(run, config, s).endswith("active") for s in SUBSCRIBERS)
+
+
+def test_an_idna_domain_bounces_and_is_reactivated_in_either_form(run: Run, tmp_path: Path) -> None:
+    """config.yaml spells the domain in Unicode, the DSN names it in IDNA: the bounce still finds
+    its subscriber by recipient, `subscribers list` shows it bounced, and `reactivate` takes
+    the address in either form."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = _project(tmp_path, port)
+        config.write_text(
+            config.read_text(encoding="utf-8") + "  - email: Contact@mairie-évry.fr\n    frequency: weekly\n",
+            encoding="utf-8",
+        )
+        _send(run, config, handler)
+    wire = "contact@xn--mairie-vry-h7a.fr"
+    assert "Contact@xn--mairie-vry-h7a.fr" in {r.recipients[0] for r in handler.accepted}
+    _deliver(tmp_path, _bounce("postfix-remote-550.eml", to=wire, sender=None))
+    assert run("bounces", "--config", str(config)).out.splitlines()[-1].startswith("1 hard")
+    assert "bounced (hard bounce, 5.1.1" in _state(run, config, "Contact@mairie-évry.fr")
+    assert run("subscribers", "reactivate", wire, "--config", str(config)).code == 0
+    assert _state(run, config, "Contact@mairie-évry.fr").endswith("active")
