@@ -230,7 +230,7 @@ def _subject(message: Message) -> str:
     value = message.get("Subject", "")
     try:
         return str(email.header.make_header(email.header.decode_header(str(value))))
-    except (ValueError, LookupError, email.errors.HeaderParseError):
+    except (ValueError, LookupError, email.errors.MessageError):  # a charset named wrong, say
         return str(value)
 
 
@@ -272,8 +272,25 @@ def _diagnostic_near(text: str, address: str) -> str | None:
     return None
 
 
+def _plain_headers(message: Message) -> None:
+    """Headers as `str`, which flufl.bounce's detectors expect: the stdlib gives a `Header` for
+    one holding 8-bit bytes (`From: Système de messagerie <…>` unencoded), on which they raise,
+    and then no later detector runs."""
+    for part in message.walk():
+        for name in {name.lower() for name in part}:
+            values = part.get_all(name) or []
+            if all(isinstance(value, str) for value in values):
+                continue
+            del part[name]
+            for value in values:
+                part[name] = (
+                    str(value).encode("utf-8", "replace").decode("ascii", "replace").replace("\ufffd", "?")
+                )
+
+
 def _heuristic(message: Message) -> Reading | None:
     try:
+        _plain_headers(message)
         temporary, permanent = all_failures(message)
     except Exception as error:  # the detectors raise on odd messages: not a bounce to us
         return Reading("unrecognised", "flufl.bounce", f"the bounce detectors failed on it ({error!r:.100})")
@@ -307,11 +324,15 @@ def _heuristic(message: Message) -> Reading | None:
 
 
 def read_message(raw: bytes) -> Reading:
-    """What this message of the bounce mailbox is; never raises on bad input."""
+    """What this message of the bounce mailbox is; never raises on bad input: a message that
+    trips the stdlib's email package somewhere is unrecognised, left for a person."""
     try:
-        message = email.message_from_bytes(raw)
-    except Exception as error:  # the stdlib parser is lenient; anything else is unreadable
-        return Reading("unrecognised", "unreadable", f"cannot be parsed as an email ({error!r:.100})")
+        return _read(email.message_from_bytes(raw))
+    except Exception as error:  # one odd message must not stop the reading of the others
+        return Reading("unrecognised", "unreadable", f"cannot be read as an email ({error!r:.100})")
+
+
+def _read(message: Message) -> Reading:
     if message.get_content_type() == "multipart/report":
         report_type = str(message.get_param("report-type", "") or "").lower()
         for part in _parts(message):

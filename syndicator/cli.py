@@ -618,6 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # flufl.bounce logs each detector it tries, and a traceback for each odd message before it
+    # raises; syndicator reports such a message itself (syndicator/bounce_parse.py).
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     handler: Command = args.handler
     try:
         return handler(args)

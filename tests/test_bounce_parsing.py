@@ -75,7 +75,13 @@ def test_a_policy_refusal_is_counted_soft_not_hard() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"\x00\xff\xfe garbage", b"Content-Type: multipart/report\n\n--", b"Subject: =?utf-8?q?=ZZ?=\n\nx"],
+    [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"Content-Type: multipart/report\n\n--",
+        b"Subject: =?utf-8?q?=ZZ?=\n\nx",
+        b"Subject: =?utf\xff8?q?x?=\n\nx",  # a charset name the email package refuses
+    ],
 )
 def test_garbage_is_unrecognised_never_an_exception(raw: bytes) -> None:
     """Bytes that are no mail at all are unrecognised, with a reason, and raise nothing."""
@@ -98,3 +104,13 @@ def test_a_verp_token_opens_only_for_its_digest_and_subscriber() -> None:
     assert not token_opens(keys, Token(43, found.seal), "marie.dupont@example.org")
     assert find_token("bounces+d42-short@lettre.example.org", "bounces@lettre.example.org") is None
     assert find_token(address, "bounces@other.example.org") is None
+
+
+def test_a_bounce_with_an_unencoded_accented_sender_is_still_read() -> None:
+    """`From: Système de messagerie <…>` in raw UTF-8 makes flufl.bounce's detectors raise (they
+    call str methods on the stdlib's `Header`) before qmail's is tried: read all the same."""
+    raw = (FIXTURES / "qmail-permanent.eml").read_bytes()
+    raw = raw.replace(b"From: MAILER-DAEMON@", "From: Système de messagerie <MAILER-DAEMON@".encode())
+    raw = raw.replace(b"@mx.qmail.test\n", b"@mx.qmail.test>\n", 1)
+    reading = read_message(raw)
+    assert (reading.kind, [f.recipient for f in reading.failures]) == ("hard", ["disparu@qmail.test"])
