@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .bounces import bounce_problems
 from .choices import UNSUBSCRIBED, load_choices, signups
 from .config import Config, load_config
 from .delivery import dkim_key
@@ -108,6 +109,7 @@ def check(config_file: str | None) -> CheckReport:
     report.problems += audience_problems(report.config)
     report.problems += report.config.address_warnings()
     report.problems += email_problems(report.config)
+    report.problems += bounce_problems(report.config)
     return report
 
 

@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
-from .addresses import needs_smtputf8
+from .addresses import mailbox, needs_smtputf8
+from .bounce_records import BOUNCED, COMPLAINT, BounceRecords, Suppression, describe, state_of, why
+from .bounces import check_bounces, mailbox_name
 from .checks import check, database_error, known_terms, official_spelling
 from .choices import load_choices, signups
 from .config import Config, config_path, load_config
@@ -42,12 +44,15 @@ from .store import Store
 from .subscribers import Subscriber, from_config, with_choices
 from .taxonomy import slugify
 from .territoires import Hierarchy
-from .tokens import environment_secrets
+from .tokens import environment_secrets, secret_keys
 
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
 FREQUENCIES = ("immediate", "daily", "weekly", "monthly")
 FAILURES_SHOWN = 50  # by `status`: a template error can fail every subscriber's digest
+# Above these, mailbox providers throttle or block the sender for every subscriber (Gmail's and
+# Yahoo's bulk-sender rules ask for a spam rate under 0.3 %): `status` warns.
+HARD_BOUNCE_WARNING, COMPLAINT_WARNING = 0.02, 0.001
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -221,7 +226,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _open(config) as store:
         digests = _digests(store, config)
-        ok, lines = explain(digests, _subscriber(digests, args.email), args.url)
+        subscriber = _subscriber(digests, args.email)
+        ok, lines = explain(digests, subscriber, args.url)
+        entry = _suppressions(store).get(mailbox(subscriber.key), (None, None))[1]
+    if entry is not None:  # whatever the item, a suppressed address receives nothing
+        ok = False
+        since = f"{entry.since.astimezone(PARIS):%Y-%m-%d %H:%M}"
+        lines.append(f"suppressed since {since} ({state_of(entry.reason)}): {why(entry)}")
     print("\n".join(lines))
     print("=> goes in the next digest" if ok else "=> does not go to this subscriber")
     return 0
@@ -231,7 +242,8 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _open(config) as store:
         ledger = Ledger(store)
-        lasts, suppressed, counts = ledger.lasts(), ledger.suppressed(), ledger.unfinished_counts()
+        lasts, counts = ledger.lasts(), ledger.unfinished_counts()
+        suppressed = _suppressions(store)
         choices = load_choices(store)
     listed = {s.key for s in from_config(config)}
     everyone = with_choices(
@@ -249,7 +261,8 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or "everything"
         last = lasts.get(subscriber.key)
-        state = f"suppressed ({suppressed[subscriber.key][0]})" if subscriber.key in suppressed else "active"
+        entry = suppressed.get(mailbox(subscriber.key), (None, None))[1]
+        state = describe(entry) if entry else "active"
         if counts.get(subscriber.key):
             state += f", {counts[subscriber.key]} pending"
         last_text = f"{last.issued.astimezone(PARIS):%Y-%m-%d %H:%M} {last.state}" if last else "never"
@@ -337,6 +350,88 @@ def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suppressions(store: Store) -> dict[str, tuple[str, Suppression]]:
+    """Each suppressed address as filed (a sign-up files the IDNA form, config.yaml may spell the
+    domain in Unicode) with its entry, looked up by mailbox: either form finds it."""
+    return {mailbox(key): (key, entry) for key, entry in BounceRecords(store).suppressions().items()}
+
+
+def cmd_subscribers_reactivate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with _open(config) as store:
+        records = BounceRecords(store)
+        key, entry = _suppressions(store).get(mailbox(args.email), (None, None))
+        if key is None or entry is None:
+            raise SyndicatorError(
+                f"{args.email.strip()} is not suppressed: nothing to lift",
+                path=config.source,
+                hint="'syndicator subscribers list' shows each address's state",
+            )
+        if entry.reason == COMPLAINT:
+            raise SyndicatorError(
+                f"{args.email.strip()} complained about our mail ({why(entry)}): it is never lifted by hand",
+                path=config.source,
+                hint="only the person can: by signing up again on the web and following the confirmation "
+                "link",
+            )
+        if entry.reason not in BOUNCED:
+            raise SyndicatorError(
+                f"{args.email.strip()} is suppressed because {why(entry)}, not because it bounced",
+                path=config.source,
+                hint="an unsubscription is the person's choice: they can undo it from their preferences link",
+            )
+        records.reactivate(key, _now())
+    print(f"{args.email.strip()} reactivated (was: {why(entry)}); its soft bounces count from zero")
+    return 0
+
+
+def cmd_bounces(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings = config.email.bounces
+    if settings is None:
+        raise SyndicatorError(
+            "no bounce mailbox: email.bounces is not set",
+            path=config.source,
+            hint="add `bounces: {address: bounces@your.domain, maildir: bounces/}` under email:",
+        )
+    with _open(config) as store:
+        report = check_bounces(store, config, secret_keys(store), _now())
+    where = mailbox_name(config)
+    for warning in report.warnings:
+        print(warning, file=sys.stderr)
+    for note in report.notes:
+        print(f"{where}/{note}", file=sys.stderr)
+    if report.notes:
+        print(
+            "hint: these messages were moved to the 'unrecognised' folder for a person to read",
+            file=sys.stderr,
+        )
+    for address in report.suppressed:
+        print(f"suppressed: {address}")
+    print(report.summary())
+    return 0
+
+
+def _rates(store: Store) -> None:
+    """The hard-bounce and complaint rates of the last sends, and a warning past the limits."""
+    for rate in BounceRecords(store).run_rates():
+        hard, complaints = rate.hard / rate.sent, rate.complaints / rate.sent
+        print(
+            f"bounces of {rate.frequency} {rate.issued.astimezone(PARIS):%Y-%m-%d %H:%M}: {rate.sent} sent, "
+            f"{rate.hard} hard ({hard:.1%}), {rate.complaints} complaints ({complaints:.2%})"
+        )
+        if hard > HARD_BOUNCE_WARNING:
+            print(
+                f"warning: hard bounces above {HARD_BOUNCE_WARNING:.0%} for that send: providers may "
+                "throttle every digest; check the list for old or mistyped addresses"
+            )
+        if complaints > COMPLAINT_WARNING:
+            print(
+                f"warning: complaints above {COMPLAINT_WARNING:.1%} for that send: providers may "
+                "file every digest as spam; check that subscribers asked for it"
+            )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = _now()
@@ -375,6 +470,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"failed: {row.subscriber} ({when}): {row.error or 'no reason'}")
     if len(failures) > FAILURES_SHOWN:
         print(f"failed: … and {len(failures) - FAILURES_SHOWN} more subscribers")
+    if config.email.bounces is not None:  # the rates come from the bounce mailbox
+        with _open(config) as store:
+            _rates(store)
     return 0
 
 
@@ -389,11 +487,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = run_cycle(config, store, progress=progress)
     code = _ingest_report(report.ingest)
     print(f"feeds: {report.feeds.summary()}")
+    if report.bounces is not None:
+        print(f"bounces: {report.bounces.summary()}")
+        for warning in report.bounces.warnings:
+            print(warning, file=sys.stderr)
+    if report.bounce_error is not None:
+        print(report.bounce_error, file=sys.stderr)  # reported; the digests went on all the same
     for frequency, sent in report.digests.items():
         print(f"digests ({frequency}): {sent.summary()}")
     if not report.digests:
         print("digests: none due")
-    return code or (1 if any(r.failed for r in report.digests.values()) else 0)
+    failed = any(r.failed for r in report.digests.values()) or report.bounce_error is not None
+    return code or (1 if failed else 0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -429,6 +534,12 @@ def _parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "jobs' last and next runs, deliveries pending, failed and suppressed")
 
     add("check", cmd_check, "validate config.yaml and the item files; exit 1 on any problem")
+
+    add(
+        "bounces",
+        cmd_bounces,
+        "read the bounce mailbox: suppress hard bounces and complaints, count soft ones",
+    )
 
     sub = add("explain", cmd_explain, "why an item goes, or does not go, to a subscriber")
     sub.add_argument("email", metavar="EMAIL")
@@ -474,6 +585,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(handler=cmd_subscribers_remove)
     sub.add_argument("email", metavar="EMAIL")
+    sub = subscriber_commands.add_parser(
+        "reactivate", parents=[common], help="lift a bounce suppression (never a complaint)"
+    )
+    sub.set_defaults(handler=cmd_subscribers_reactivate)
+    sub.add_argument("email", metavar="EMAIL")
 
     sub = add("serve", cmd_serve, "the web app: feeds, unsubscribe, preferences and sign-up pages")
     sub.add_argument("--host", help="address to listen on (default: web.host)")
@@ -506,6 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # flufl.bounce logs each detector it tries, and a traceback for each odd message before it
+    # raises; syndicator reports such a message itself (syndicator/bounce_parse.py).
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     handler: Command = args.handler
     try:
         return handler(args)

@@ -23,8 +23,10 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from .addresses import AddressError, mailbox, needs_smtputf8
 from .addresses import check as check_address
+from .bounce_mailbox import DEFAULT_MAX_BYTES
 from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
+from .imap_mailbox import ImapSettings
 from .items import MAX_SIZE
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
@@ -106,6 +108,35 @@ class DkimConfig(_Section):
     domain: str | None = None  # default: the domain of email.from
 
 
+class BouncesConfig(_Section):
+    """`email.bounces`: where delivery reports and complaints come back (see syndicator/bounces.py)."""
+
+    # The VERP base: digests leave with the envelope sender `local+TOKEN@domain`. Unset: the
+    # envelope sender stays email.from's address, and only recipients (not tokens) identify.
+    address: str | None = None
+    maildir: Path = Path("bounces")  # the bounce mailbox, a Maildir (IMAP: see the README)
+    soft_limit: int = Field(default=3, ge=1)  # soft failures within soft_days that suppress
+    soft_days: int = Field(default=30, ge=1, le=3650)
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=10_000)  # a larger message is not read
+    imap: ImapSettings | None = None  # an IMAP folder instead of the Maildir, when set
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        try:
+            checked = check_address(text)
+        except AddressError as error:
+            raise ValueError(f"{value!r} is not a bare email address: {error}") from None
+        if not text.isascii():
+            raise ValueError(f"{value!r}: the bounce address must be ASCII (it is the envelope sender)")
+        if "+" in text.partition("@")[0]:
+            raise ValueError(f"{value!r}: no '+' in the bounce address; syndicator adds '+TOKEN' itself")
+        return checked.wire
+
+
 class EmailConfig(_Section):
     from_: str = Field(default="IREV <lettre@example.org>", alias="from")
     transport: Literal["outbox", "smtp"] = "outbox"
@@ -120,6 +151,7 @@ class EmailConfig(_Section):
     max_items: int = Field(default=30, ge=1)
     lookback_days: LookbackConfig = LookbackConfig()
     dkim: DkimConfig | None = None  # sign every message when set
+    bounces: BouncesConfig | None = None  # read the bounce mailbox when set
 
 
 class ScheduleConfig(_Section):

@@ -1,4 +1,4 @@
-"""One cycle of the service: ingest, feeds, then the digests whose time has come.
+"""One cycle of the service: ingest, feeds, the bounce mailbox, then the digests whose time has come.
 
 `run --once` runs one cycle; the daemon runs one at each time of its schedule. Whichever job
 fires, the cycle sends every frequency that is due (see scheduler.py), so a daily time missed
@@ -8,12 +8,15 @@ while the machine slept is caught up by the next refresh, once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from threading import Event
 
+from .bounce_mailbox import MailboxUnavailable
+from .bounces import BounceReport, check_bounces
 from .config import Config, Frequency
 from .delivery import Digests, SendReport, send_digests
 from .feeds import FeedsReport, update_feeds
@@ -22,6 +25,9 @@ from .ledger import Ledger
 from .scheduler import JOB_OF, is_due, record_result, record_run
 from .store import Store
 from .subscribers import from_config
+from .tokens import secret_keys
+
+log = logging.getLogger("syndicator.cycle")
 
 _IMMEDIATE_KEY = "immediate.fingerprint"
 
@@ -33,14 +39,21 @@ class CycleReport:
     ingest: IngestReport
     feeds: FeedsReport
     digests: dict[Frequency, SendReport]
+    bounces: BounceReport | None = None  # None: no bounce mailbox configured, or unreadable
+    bounce_error: str | None = None  # why the bounce mailbox could not be read
 
     @property
     def ok(self) -> bool:
-        return not self.ingest.errors and not any(r.failed or r.stopped for r in self.digests.values())
+        failed = any(r.failed or r.stopped for r in self.digests.values())
+        return not self.ingest.errors and not failed and self.bounce_error is None
 
     def summary(self) -> str:
         """One line with the figures, for the daemon's log."""
         parts = [f"items {self.ingest.summary()}", f"feeds {self.feeds.summary()}"]
+        if self.bounces is not None:
+            parts.append(f"bounces {self.bounces.summary()}")
+        if self.bounce_error is not None:
+            parts.append(f"bounces: {self.bounce_error}")
         parts += [f"digests {frequency}: {report.summary()}" for frequency, report in self.digests.items()]
         return "; ".join(parts)
 
@@ -51,6 +64,18 @@ def _immediate_fingerprint(config: Config, store: Store) -> str:
     subscribers = [s for s in from_config(config) if s.frequency == "immediate"]
     seen = f"{store.change_stamp()}|{subscribers!r}|{store.choices_stamp()}"
     return hashlib.sha256(seen.encode()).hexdigest()
+
+
+def _bounces(config: Config, store: Store, now: datetime) -> tuple[BounceReport | None, str | None]:
+    """Read the bounce mailbox when one is configured; an unreadable one is reported, and the
+    cycle goes on."""
+    if config.email.bounces is None:
+        return None, None
+    try:
+        return check_bounces(store, config, secret_keys(store), now), None
+    except MailboxUnavailable as error:
+        log.error("%s", error)
+        return None, str(error)
 
 
 def run_cycle(
@@ -77,6 +102,8 @@ def run_cycle(
         if present:
             ingested = ingest(store, present, now=now, progress=progress, max_size=max_size)
     feeds = update_feeds(store, config)
+    # Before the digests: an address that bounced or complained gets none of them.
+    bounces, bounce_error = _bounces(config, store, now)
     sent: dict[Frequency, SendReport] = {}
     due = [f for f, job in JOB_OF.items() if is_due(config, store, job, now)]
     if "immediate" in due:
@@ -99,7 +126,9 @@ def run_cycle(
                 record_result(store, JOB_OF[frequency], report.summary(), ok=not report.failed)
             else:
                 store.set_state(_IMMEDIATE_KEY, _immediate_fingerprint(config, store))
-    cycle = CycleReport(ingest=ingested, feeds=feeds, digests=sent)
+    cycle = CycleReport(
+        ingest=ingested, feeds=feeds, digests=sent, bounces=bounces, bounce_error=bounce_error
+    )
     if not (sent.get("immediate") and sent["immediate"].stopped):
         record_run(store, "refresh", now)
         record_result(store, "refresh", cycle.summary(), ok=cycle.ok)

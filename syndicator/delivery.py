@@ -45,6 +45,7 @@ from .taxonomy import Interests, MatchIndex, matches, verdicts
 from .templating import environment
 from .territoires import Hierarchy
 from .tokens import Signer, secret_keys
+from .verp import make_token, verp_address
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -101,7 +102,7 @@ class Digests:
         self.ledger = Ledger(store)
         self.env = env or environment(config.templates_path)
         self.hierarchy, _ = Hierarchy.load(config.territoires)
-        keys = secret_keys(store)
+        self.keys = keys = secret_keys(store)
         self.unsubscribe, self.preferences = Signer(keys, "unsubscribe"), Signer(keys, "preferences")
         widest = max(config.email.lookback_days.model_dump().values())
         oldest = now - timedelta(days=widest + 1)
@@ -175,6 +176,13 @@ class Digests:
             unsubscribe=f"{web}/unsubscribe/{self.unsubscribe.sign(subscriber.key)}",
             preferences=f"{web}/preferences/{self.preferences.sign(subscriber.key)}",
         )
+
+    def envelope_sender(self, digest_id: int, subscriber: str) -> str:
+        """The MAIL FROM of a digest: with `email.bounces.address`, its VERP address (verp.py)."""
+        bounces = self.config.email.bounces
+        if bounces is None or bounces.address is None:
+            return self.config.email.from_
+        return verp_address(bounces.address, make_token(self.keys, digest_id, subscriber))
 
     def render(self, digest: Digest) -> RenderedDigest:
         return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site)
@@ -366,7 +374,7 @@ async def _deliver(
     messages = [
         Outgoing(
             data=p.row.message or b"",
-            sender=digests.config.email.from_,
+            sender=digests.envelope_sender(p.row.id, p.subscriber.key),
             recipient=on_the_wire(p.subscriber.email),  # the domain in IDNA
             message_id=p.row.message_id,
             name=name,

@@ -23,7 +23,6 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -32,29 +31,15 @@ from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .errors import SyndicatorError
+from .bounce_mailbox import Folder, MailboxMessage, MailboxUnavailable
 
 log = logging.getLogger(__name__)
 
 Tls = Literal["ssl", "starttls", "none"]
-Destination = Literal["processed", "unrecognised"]
 TIMEOUT = 30.0  # seconds for connecting, the TLS handshake and each command: a hung server is left
 PORTS: dict[str, int] = {"ssl": 993, "starttls": 143, "none": 143}
 _BATCH = 500  # sizes asked per FETCH: one command for a normal mailbox, bounded for a huge one
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class MailboxMessage:
-    """One message of the bounce mailbox, as a source gives it."""
-
-    key: str  # opaque, stable while the message sits in the folder: here UIDVALIDITY and UID
-    raw: bytes | None  # None when larger than max_bytes; then only `size` is known
-    size: int
-
-
-class MailboxUnavailable(SyndicatorError, ConnectionError):
-    """The mailbox cannot be read now: server unreachable, login refused, variable unset..."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -209,7 +194,7 @@ class ImapMailbox:
                 else:
                     yield MailboxMessage(key, raw, len(raw))
 
-    def move(self, key: str, folder: Destination) -> None:
+    def move(self, key: str, folder: Folder) -> None:
         """Move that message to the folder, creating it if missing; nothing else is touched."""
         client = self._connected()
         uid = self._uid(key)
@@ -280,7 +265,7 @@ class ImapMailbox:
         raw = data.get(b"BODY[]<0>", data.get(b"BODY[]"))
         return raw if isinstance(raw, bytes) else None
 
-    def _destination(self, client: IMAPClient, folder: Destination) -> str:
+    def _destination(self, client: IMAPClient, folder: Folder) -> str:
         if folder in self._folders:
             return self._folders[folder]
         prefix = ""

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -169,6 +170,8 @@ suppressions = Table(
     Column("reason", String(50), nullable=False),
     Column("detail", Text),
     Column("since", AwareDateTime, nullable=False),
+    Column("status", String(20)),  # a bounce's enhanced status code (5.1.1), when it has one
+    Column("diagnostic", Text),  # what the remote server said, from the delivery report
 )
 
 
@@ -289,8 +292,38 @@ def _v4_send_runs(connection: Connection) -> None:
     connection.execute(send_pace.insert().values(key="smtp", next_at=0.0))  # workers only update it
 
 
+# What the bounce mailbox said about each address (syndicator/bounces.py): a row per hard or
+# soft failure and per complaint, and one when an admin lifted a bounce (`reactivated`), from
+# which soft failures count again. `digest_id` is the digest it is about, when known.
+bounce_events = Table(
+    "bounce_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False, index=True),  # the mailbox, lower-case
+    Column("kind", String(20), nullable=False),  # hard, soft, complaint, reactivated
+    Column("status", String(20)),
+    Column("diagnostic", Text),
+    Column("digest_id", Integer, index=True),  # no foreign key: the digest's row may be purged
+    Column("received", AwareDateTime, nullable=False, index=True),
+)
+
+
+def _v5_bounces(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[bounce_events])
+    present = {column["name"] for column in inspect(connection).get_columns("suppressions")}
+    for name, kind in (("status", "VARCHAR(20)"), ("diagnostic", "TEXT")):
+        if name not in present:  # a database made at version 1 by this code has them already
+            connection.exec_driver_sql(f"ALTER TABLE suppressions ADD COLUMN {name} {kind}")
+
+
 Migration = Callable[[Connection], None]
 """One step of the schema, given the connection of the transaction that applies them all."""
 
 # Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts, _v4_send_runs)
+MIGRATIONS: Sequence[Migration] = (
+    _v1_initial,
+    _v2_web_choices,
+    _v3_unbounded_texts,
+    _v4_send_runs,
+    _v5_bounces,
+)

@@ -39,7 +39,7 @@ def test_unsubscribe_link_of_a_digest_unsubscribes_in_the_browser(project: Proje
 
     page.get_by_role("button", name="Me désabonner").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Vous êtes désabonné·e")
-    assert project.listed(email).endswith("suppressed (unsubscribed)")
+    assert project.listed(email).endswith("  unsubscribed (web page)")
 
 
 def test_preferences_changed_in_the_browser_shape_the_next_digest(project: Project, page: Page) -> None:

@@ -43,7 +43,7 @@ def test_an_unsubscribed_reader_resubscribes_with_the_button(project: Project, p
     expect(page.get_by_role("main")).not_to_contain_text(email)
     page.get_by_role("button", name="Me désabonner").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Vous êtes désabonné·e")
-    assert project.listed(email).endswith("suppressed (unsubscribed)")
+    assert project.listed(email).endswith("  unsubscribed (web page)")
     expect(page.get_by_role("link", name="préférences")).to_have_count(0)
     page.get_by_role("button", name="Me réabonner").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Vous êtes réabonné·e")
