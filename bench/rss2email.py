@@ -74,7 +74,7 @@ def feed(path: Path, entries: int) -> None:
         f"<item><title>Actualité {n}</title><link>https://example.org/actualites/{n}</link>"
         f"<guid>https://example.org/actualites/{n}</guid>"
         f"<pubDate>{format_datetime(start + timedelta(minutes=n))}</pubDate>"
-        f"<description>{escape('<p>Un appel à projets pour les quartiers prioritaires, n° ' + str(n) + '.</p>')}"
+        f"<description>{escape(f'<p>Un appel à projets pour les quartiers prioritaires, n° {n}.</p>')}"
         "</description></item>"
         for n in range(entries)
     )
@@ -103,7 +103,8 @@ def rss2email_send(r2e: str, folder: Path, port: int, messages: int) -> float:
         encoding="utf-8",
     )
     run = [r2e, "-c", str(config_file), "-d", str(folder / "data" / "rss2email.json")]
-    subprocess.run([*run, "add", "bench", (folder / "feed.xml").as_uri()], env=env, check=True, capture_output=True)
+    add = [*run, "add", "bench", (folder / "feed.xml").as_uri()]
+    subprocess.run(add, env=env, check=True, capture_output=True)
     started = time.perf_counter()
     subprocess.run([*run, "run"], env=env, check=True, capture_output=True)
     return time.perf_counter() - started
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--r2e", default=shutil.which("r2e"), help="the r2e command of rss2email 3.14")
     args = parser.parse_args(argv)
     if not args.r2e:
-        raise SystemExit("bench: rss2email is not installed; hint: pip install rss2email==3.14, then --r2e PATH")
+        raise SystemExit("bench: rss2email is missing; hint: pip install rss2email==3.14, then --r2e PATH")
     rows: list[tuple[float, float, float]] = []
     right = True
     with tempfile.TemporaryDirectory(prefix="bench-r2e-") as temp:
