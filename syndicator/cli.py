@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import traceback
@@ -26,15 +27,18 @@ from .cycle import run_cycle
 from .daemon import Daemon
 from .delivery import Digests, explain, send_digests
 from .emails import shows_as_written
+from .erasure import forget
 from .errors import ConfigError, Problem, SyndicatorError
 from .feeds import update_feeds
 from .french_dates import PARIS
 from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
 from .ledger import UNBUILT, Ledger
+from .personal_data import export
 from .progress import progress_bar
 from .render import mark_sample
-from .runlock import RunnerLock
+from .retention import purge
+from .runlock import Holder, RunnerLock
 from .runs import Runs
 from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
@@ -334,6 +338,63 @@ def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_subscribers_export(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    config = load_config(args.config, environment=False)
+    with _open(config) as store:
+        found = export(config, store, args.email, now=_now())
+    if found is None:
+        raise SyndicatorError(
+            f"{args.email.strip()}: unknown address: not in this file, and the store holds nothing about it",
+            path=str(path),
+            hint="check the spelling; 'syndicator subscribers list' shows who is subscribed",
+        )
+    text = json.dumps(found, ensure_ascii=False, indent=2) + "\n"
+    if args.output:
+        _write_private(Path(args.output), text)
+        print(f"{args.email.strip()}: exported to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write personal data readable by its owner only (0600), replacing the file whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise SyndicatorError(f"cannot write: {exc.strerror}", path=str(path)) from None
+
+
+def cmd_subscribers_forget(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    config = load_config(path, environment=False) if path.exists() else load_config(args.config)
+    with _open(config) as store:
+        erased = forget(path, store, args.email)
+    print(f"{args.email.strip()} erased: {erased.summary()}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another syndicator"
+        print(
+            f"waiting for the runner to finish ({who}), up to {args.wait:g} s…", file=sys.stderr, flush=True
+        )
+
+    with _open(config) as store, RunnerLock(store, "purge", wait=args.wait, on_wait=waiting):
+        report = purge(config, store, _now())
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = _now()
@@ -451,7 +512,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub.add_argument("--worker-label", default="", help=argparse.SUPPRESS)
 
-    subscribers = commands.add_parser("subscribers", help="list, add or remove subscribers in config.yaml")
+    subscribers = commands.add_parser(
+        "subscribers", help="list, add or remove subscribers in config.yaml; export or erase one's data"
+    )
     subscriber_commands = subscribers.add_subparsers(
         dest="subscribers_command", required=True, metavar="COMMAND"
     )
@@ -470,6 +533,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(handler=cmd_subscribers_remove)
     sub.add_argument("email", metavar="EMAIL")
+
+    sub = subscriber_commands.add_parser(
+        "export", parents=[common], help="everything held about an address, as JSON (RGPD access)"
+    )
+    sub.set_defaults(handler=cmd_subscribers_export)
+    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument(
+        "-o", "--output", metavar="FILE", help="write it to FILE (mode 0600) instead of printing"
+    )
+    sub = subscriber_commands.add_parser(
+        "forget", parents=[common], help="erase an address from config.yaml and the store (RGPD erasure)"
+    )
+    sub.set_defaults(handler=cmd_subscribers_forget)
+    sub.add_argument("email", metavar="EMAIL")
+
+    sub = add("purge", cmd_purge, "apply the retention periods of privacy.retention now, and say what went")
+    sub.add_argument(
+        "--wait", type=float, default=300.0, metavar="SECONDS",
+        help="how long to wait for a running 'syndicator run' to let go of the store (default: 300)",
+    )  # fmt: skip
 
     sub = add("serve", cmd_serve, "the web app: feeds, unsubscribe, preferences and sign-up pages")
     sub.add_argument("--host", help="address to listen on (default: web.host)")

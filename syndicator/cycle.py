@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from threading import Event
 
@@ -19,6 +19,7 @@ from .delivery import Digests, SendReport, send_digests
 from .feeds import FeedsReport, update_feeds
 from .ingest import IngestReport, Progress, ingest
 from .ledger import Ledger
+from .retention import PurgeReport, purge
 from .scheduler import JOB_OF, is_due, record_result, record_run
 from .store import Store
 from .subscribers import from_config
@@ -33,6 +34,7 @@ class CycleReport:
     ingest: IngestReport
     feeds: FeedsReport
     digests: dict[Frequency, SendReport]
+    purged: PurgeReport = field(default_factory=PurgeReport)
 
     @property
     def ok(self) -> bool:
@@ -42,6 +44,8 @@ class CycleReport:
         """One line with the figures, for the daemon's log."""
         parts = [f"items {self.ingest.summary()}", f"feeds {self.feeds.summary()}"]
         parts += [f"digests {frequency}: {report.summary()}" for frequency, report in self.digests.items()]
+        if self.purged.summary():
+            parts.append(f"retention: {self.purged.summary()}")
         return "; ".join(parts)
 
 
@@ -99,7 +103,8 @@ def run_cycle(
                 record_result(store, JOB_OF[frequency], report.summary(), ok=not report.failed)
             else:
                 store.set_state(_IMMEDIATE_KEY, _immediate_fingerprint(config, store))
-    cycle = CycleReport(ingest=ingested, feeds=feeds, digests=sent)
+    # The retention periods, at every refresh: the caller holds the runner's lock.
+    cycle = CycleReport(ingest=ingested, feeds=feeds, digests=sent, purged=purge(config, store, now))
     if not (sent.get("immediate") and sent["immediate"].stopped):
         record_run(store, "refresh", now)
         record_result(store, "refresh", cycle.summary(), ok=cycle.ok)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -189,6 +190,7 @@ subscriber_choices = Table(
     Column("consent_at", AwareDateTime),  # when the confirmation link was followed
     Column("consent_ip", String(64)),  # the address the sign-up form came from
     Column("consent_wording", String(50)),  # version of the consent text they agreed to
+    Column("consent_notice", String(40)),  # version of the privacy notice shown beside it
 )
 
 # Sign-ups waiting for their confirmation link to be followed; they expire unconfirmed.
@@ -205,6 +207,7 @@ signup_requests = Table(
     Column("types", Text, nullable=False, default="[]"),
     Column("ip", String(64), nullable=False, index=True),
     Column("consent_wording", String(50), nullable=False),
+    Column("consent_notice", String(40)),  # version of the privacy notice shown
     Column("created", AwareDateTime, nullable=False, index=True),
     Column("expires", AwareDateTime, nullable=False),
     Column("confirmed", AwareDateTime),
@@ -289,8 +292,39 @@ def _v4_send_runs(connection: Connection) -> None:
     connection.execute(send_pace.insert().values(key="smtp", next_at=0.0))  # workers only update it
 
 
+# What the ledger keeps of digests older than `privacy.retention.ledger_months`: counts per
+# month, frequency and state, with no address (syndicator/retention.py).
+ledger_counts = Table(
+    "ledger_counts",
+    metadata,
+    Column("month", String(7), primary_key=True),  # YYYY-MM of `issued`, in UTC
+    Column("frequency", String(20), primary_key=True),
+    Column("state", String(10), primary_key=True),
+    Column("digests", Integer, nullable=False),
+    Column("items", Integer, nullable=False),
+)
+
+# The columns the privacy-notice migration adds; a database made by the earlier migrations
+# from today's tables already has them.
+_NOTICE_COLUMNS = {"subscriber_choices": "consent_notice", "signup_requests": "consent_notice"}
+
+
+def _v5_privacy(connection: Connection) -> None:
+    inspector = inspect(connection)
+    for table, column in _NOTICE_COLUMNS.items():
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR(40)")
+    metadata.create_all(connection, tables=[ledger_counts])
+
+
 Migration = Callable[[Connection], None]
 """One step of the schema, given the connection of the transaction that applies them all."""
 
 # Append-only: a released migration is never edited, a new one is added at the end.
-MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_web_choices, _v3_unbounded_texts, _v4_send_runs)
+MIGRATIONS: Sequence[Migration] = (
+    _v1_initial,
+    _v2_web_choices,
+    _v3_unbounded_texts,
+    _v4_send_runs,
+    _v5_privacy,
+)

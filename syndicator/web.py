@@ -32,6 +32,8 @@ from .store import Store
 from .web_limits import BODY_TIMEOUT, BodyLimit, server_config
 from .web_pages import ERRORS, PageError, WebState, error_page
 from .web_preferences import preferences
+from .web_privacy import ROUTE as PRIVACY_ROUTE
+from .web_privacy import privacy_page
 from .web_unsubscribe import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ def create_app(
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
         Route("/preferences/{token}", preferences, methods=["GET", "HEAD", "POST"]),
         *signup_routes(),
+        Route(PRIVACY_ROUTE, privacy_page, methods=["GET", "HEAD"]),
     ]
     app = Starlette(
         routes=routes,
