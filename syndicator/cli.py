@@ -27,7 +27,7 @@ from .cycle import run_cycle
 from .daemon import Daemon
 from .delivery import Digests, explain, send_digests
 from .emails import shows_as_written
-from .erasure import forget
+from .erasure import forget, loaded
 from .errors import ConfigError, Problem, SyndicatorError
 from .feeds import update_feeds
 from .french_dates import PARIS
@@ -372,7 +372,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def cmd_subscribers_forget(args: argparse.Namespace) -> int:
     path = config_path(args.config)
-    config = load_config(path, environment=False) if path.exists() else load_config(args.config)
+    config = loaded(path) if path.exists() else load_config(args.config)
     with _open(config) as store:
         erased = forget(path, store, args.email)
     print(f"{args.email.strip()} erased: {erased.summary()}")

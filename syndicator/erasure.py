@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Table, delete, select, update
 
 from .addresses import mailbox
-from .config import load_config
+from .config import Config, load_config
 from .config_edit import remove_subscriber
 from .errors import ConfigError, SyndicatorError
 from .pseudonyms import Pseudonyms
@@ -51,6 +51,15 @@ def _forms(connection: Connection, table: Table, address: str, hashes: set[str])
     return [v for v in values if v in hashes or mailbox(v) == wanted]
 
 
+def loaded(config_file: Path) -> Config:
+    """The config file, or `ConfigError` saying nothing was erased: the address may be in it."""
+    try:
+        return load_config(config_file, environment=False)
+    except ConfigError as exc:
+        refused = f"nothing was erased: fix {config_file} first, then run forget again"
+        raise ConfigError(exc.problems(), hint=f"{exc.hint}; {refused}" if exc.hint else refused) from None
+
+
 def held(store: Store, address: str) -> bool:
     """Whether the store holds anything readable about the address."""
     with store.engine.connect() as connection:
@@ -63,12 +72,7 @@ def held(store: Store, address: str) -> bool:
 def forget(config_file: Path, store: Store, address: str) -> Erased:
     """Erase `address` from the config file and the store. `ConfigError` (nothing changed) when
     the config file does not load, or when the address is found nowhere."""
-    try:
-        config = load_config(config_file, environment=False)
-    except ConfigError as exc:
-        raise ConfigError(
-            exc.problems(), hint=f"nothing was erased: fix {config_file} first, then run forget again"
-        ) from None
+    config = loaded(config_file)
     listed = any(mailbox(s.email) == mailbox(address) for s in config.subscribers)
     if not listed and not held(store, address):
         raise SyndicatorError(
