@@ -23,7 +23,9 @@ CLAIRE = "claire.martin@example.org"  # config.yaml: monthly, Roubaix, two types
 
 
 def _store(project: Path) -> Store:
-    return Store.open(_URLS.setdefault(project, load_config(project / "config.yaml").database_url))
+    if project not in _URLS:
+        _URLS[project] = load_config(project / "config.yaml").database_url
+    return Store.open(_URLS[project])
 
 
 _URLS: dict[Path, str] = {}  # each project's store, known before its config.yaml is broken
