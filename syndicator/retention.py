@@ -4,7 +4,8 @@ Run by every refresh of the daemon (and `run --once`) and by `syndicator purge`,
 the runner's lock (syndicator/runlock.py). What goes:
 
 - sign-up requests, confirmed or not, `signup_requests_days` after they were made (the
-  requests that serve no more go earlier, syndicator/signup_requests.py);
+  requests that serve no more go earlier, syndicator/signup_requests.py); requests for one's
+  data by email (syndicator/web_export.py) after a day;
 - the web choices and proof of consent of an address suppressed (unsubscribed, bounced) for
   `consent_years`: the subscription ended that long ago;
 - suppressions older than `suppressions_years` are kept only as the keyed hash of their address
@@ -30,6 +31,7 @@ from .pseudonyms import Pseudonyms, is_pseudonym
 from .schema import (
     digest_items,
     digests,
+    export_requests,
     ledger_counts,
     send_claims,
     send_runs,
@@ -42,6 +44,7 @@ from .signup_requests import purge as purge_requests
 from .store import Store
 
 FINISHED = ("sent", "failed", UNBUILT)
+DAY = timedelta(days=1)
 _BATCH = 500
 
 
@@ -59,7 +62,7 @@ class PurgeReport:
     def lines(self) -> list[str]:
         """What was removed, one line each, for `purge` to print."""
         return [
-            f"{self.signup_requests} sign-up requests deleted",
+            f"{self.signup_requests} sign-up and export requests deleted",
             f"{self.consents} web choices and consent proofs deleted (subscription ended)",
             f"{self.suppressions_hashed} suppressed addresses kept only as a keyed hash",
             f"{self.digests} digests ({self.digest_items} items) aggregated into monthly counts and deleted",
@@ -94,6 +97,10 @@ def purge(config: Config, store: Store, now: datetime | None = None) -> PurgeRep
     retention = config.privacy.retention
     requests = purge_requests(store, now)
     with store.engine.begin() as connection:
+        # Requests for one's data by email are counted for a day, for the rate limits only.
+        requests += connection.execute(
+            delete(export_requests).where(export_requests.c.created < now - DAY)
+        ).rowcount
         requests += connection.execute(
             delete(signup_requests).where(
                 signup_requests.c.created < now - timedelta(days=retention.signup_requests_days)

@@ -304,6 +304,17 @@ ledger_counts = Table(
     Column("items", Integer, nullable=False),
 )
 
+# A subscriber's requests for the email holding their data (syndicator/web_export.py): counted
+# for the rate limits, deleted after a day.
+export_requests = Table(
+    "export_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False),  # the address's mailbox
+    Column("ip", String(64), nullable=False),
+    Column("created", AwareDateTime, nullable=False, index=True),
+)
+
 # The columns the privacy-notice migration adds; a database made by the earlier migrations
 # from today's tables already has them.
 _NOTICE_COLUMNS = {"subscriber_choices": "consent_notice", "signup_requests": "consent_notice"}
@@ -314,7 +325,7 @@ def _v5_privacy(connection: Connection) -> None:
     for table, column in _NOTICE_COLUMNS.items():
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR(40)")
-    metadata.create_all(connection, tables=[ledger_counts])
+    metadata.create_all(connection, tables=[ledger_counts, export_requests])
 
 
 Migration = Callable[[Connection], None]

@@ -17,10 +17,11 @@ from sqlalchemy import inspect
 from syndicator.choices import load_choice
 from syndicator.schema import MIGRATIONS
 from syndicator.store import Store
+from syndicator.tokens import Signer
 
 from .conftest import Run
 from .databases import database_for
-from .test_signup import ANNE, Site
+from .test_signup import ANNE, MARIE, Site
 from .web_support import SECRET, built_project, served, text_of
 
 NOTICE = "Vos données sont traitées par IREV pour envoyer la lettre d’information"
@@ -188,3 +189,54 @@ def test_a_database_of_the_previous_version_gets_the_notice_column(tmp_path: Pat
         assert "consent_notice" in {c["name"] for c in inspector.get_columns("signup_requests")}
         assert "ledger_counts" in inspector.get_table_names()
         assert store.version == old_version + 1
+
+
+def _exports(site: Site) -> list[EmailMessage]:
+    found = []
+    for path in sorted((site.root / "outbox").glob("*-export-*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        found.append(message)
+    return found
+
+
+def _export_path(site: Site, email: str) -> str:
+    """The export link of the address's preferences page, as the page gives it."""
+    page = site.client.get(f"/preferences/{Signer([SECRET], 'preferences').sign(email)}")
+    [link] = re.findall(
+        r'href="([^"]+/export/[^"]+)">Recevoir par courriel une copie de mes données', page.text
+    )
+    assert link.startswith(site.config.web.base_url)
+    return str(link)[len(site.config.web.base_url) :]
+
+
+def test_the_preferences_page_mails_the_subscriber_their_data(site: Site) -> None:
+    """The preferences page links to a page whose button (GET changes nothing) mails the
+    address, and only it, its export as a JSON attachment."""
+    path = _export_path(site, MARIE)
+    shown = site.client.get(path)
+    assert shown.status_code == 200 and "M’envoyer mes données</button>" in shown.text
+    assert _exports(site) == []
+    answer = site.client.post(path, data=site.hidden(path))
+    assert answer.status_code == 200 and f"Un message vient d’être envoyé à {MARIE}" in text_of(answer.text)
+    [message] = _exports(site)
+    assert [a.addr_spec for a in message["To"].addresses] == [MARIE]
+    assert message["Subject"] == "Vos données personnelles — IREV"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "donnees-personnelles.json"
+    data = json.loads(attachment.get_content())
+    assert data["address"] == MARIE and data["config_entry"]["territoires"] == ["Nord"]
+
+
+def test_the_export_link_is_sealed_and_rate_limited(site: Site) -> None:
+    """A preferences token does not open the export page (400); a mailbox gets at most three
+    exports a day, then a 429 page with Retry-After, and nothing more is mailed."""
+    preferences_token = Signer([SECRET], "preferences").sign(MARIE)
+    assert site.client.get(f"/export/{preferences_token}").status_code == 400
+    path = _export_path(site, MARIE)
+    for _ in range(3):
+        assert site.client.post(path, data=site.hidden(path)).status_code == 200
+    refused = site.client.post(path, data=site.hidden(path))
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 3600
+    assert "Trop de demandes" in text_of(refused.text)
+    assert len(_exports(site)) == 3

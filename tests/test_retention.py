@@ -148,7 +148,7 @@ def test_purge_applies_the_retention_periods_and_says_what_went(run: Run, projec
     result = run("purge")
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
-        "2 sign-up requests deleted",
+        "2 sign-up and export requests deleted",
         "1 web choices and consent proofs deleted (subscription ended)",
         "1 suppressed addresses kept only as a keyed hash",
         "2 digests (5 items) aggregated into monthly counts and deleted",
@@ -222,7 +222,7 @@ def test_purge_waits_for_the_runner_then_purges(run: Run, project: Path) -> None
             lock.release()
     assert result.code == 0 and waited >= 1.0
     assert result.err.startswith("waiting for the runner to finish (pid ")
-    assert result.out.startswith("2 sign-up requests deleted")
+    assert result.out.startswith("2 sign-up and export requests deleted")
 
 
 def test_a_month_back_from_the_31st_is_the_months_last_day() -> None:
