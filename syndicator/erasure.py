@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, String, Table, cast, delete, literal, select, update
 
 from .addresses import mailbox
 from .config import Config, load_config
@@ -104,8 +104,13 @@ def forget(config_file: Path, store: Store, address: str) -> Erased:
             .where(digests.c.subscriber.in_(forms), digests.c.state.in_(("pending", "sending")))
             .values(state="failed", message=None, error=ERASED, claimed_by=None)
         )
+        # The Message-ID holds an unkeyed hash of the address: a guess could be tested against
+        # it. Once erased, a digest is never sent again, so it needs no Message-ID of its own.
+        erased_id = literal("<digest.") + cast(digests.c.id, String) + literal(".erased@syndicator.invalid>")
         counts["digests"] = connection.execute(
-            update(digests).where(digests.c.subscriber.in_(forms)).values(subscriber=hashed, message=None)
+            update(digests)
+            .where(digests.c.subscriber.in_(forms))
+            .values(subscriber=hashed, message=None, message_id=erased_id)
         ).rowcount
         # An error may quote the address (`550 <bob@…>: unknown user`): only its kind is kept.
         connection.execute(

@@ -157,16 +157,21 @@ def _suppressed(store: Store, now: datetime, consent_years: int, suppression_yea
 def _aggregate(store: Store, cutoff: datetime) -> tuple[int, int]:
     """Digests finished and issued before `cutoff` turned into monthly counts; (digests, items)."""
     with store.engine.connect() as connection:
-        counted = (
-            select(digest_items.c.digest_id, func.count().label("carried"))
-            .group_by(digest_items.c.digest_id)
-            .subquery()
-        )
         rows = connection.execute(
-            select(digests.c.id, digests.c.issued, digests.c.frequency, digests.c.state, counted.c.carried)
-            .outerjoin(counted, counted.c.digest_id == digests.c.id)
-            .where(digests.c.issued < cutoff, digests.c.state.in_(FINISHED))
+            select(digests.c.id, digests.c.issued, digests.c.frequency, digests.c.state).where(
+                digests.c.issued < cutoff, digests.c.state.in_(FINISHED)
+            )
         ).all()
+        counts: dict[int, int] = {}
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), _BATCH):  # only the digests that go: the ledger may be large
+            counts.update(
+                connection.execute(
+                    select(digest_items.c.digest_id, func.count())
+                    .where(digest_items.c.digest_id.in_(ids[start : start + _BATCH]))
+                    .group_by(digest_items.c.digest_id)
+                ).tuples()
+            )
     if not rows:
         return 0, 0
     tally: Counter[tuple[str, str, str]] = Counter()
@@ -174,8 +179,7 @@ def _aggregate(store: Store, cutoff: datetime) -> tuple[int, int]:
     for row in rows:
         group = (f"{row.issued.astimezone(UTC):%Y-%m}", row.frequency, row.state)
         tally[group] += 1
-        carried[group] += row.carried or 0
-    ids = [row.id for row in rows]
+        carried[group] += counts.get(row.id, 0)
     items_column = ledger_counts.c["items"]  # `.c.items` is the collection's own method
     with store.writing() as connection:
         for (month, frequency, state), count in sorted(tally.items()):

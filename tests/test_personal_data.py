@@ -4,6 +4,7 @@ keyed hash where a record must stay, so that a suppressed address is never maile
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -94,7 +95,8 @@ def test_an_unknown_address_is_said_so_and_exits_1(run: Run, project: Path, comm
 
 def test_forget_leaves_nothing_readable_and_keeps_comments(run: Run, project: Path) -> None:
     """After `forget`, the config entry is gone with its comment and every other line stays;
-    no table of the store holds the address in any form; the counts of the ledger stay."""
+    no table of the store holds the address in any form (nor the plain hash of it the
+    Message-IDs carried); the counts of the ledger stay."""
     config = project / "config.yaml"
     text = config.read_text(encoding="utf-8")
     config.write_text(
@@ -114,6 +116,7 @@ def test_forget_leaves_nothing_readable_and_keeps_comments(run: Run, project: Pa
     assert after == text.replace(entry, "")
     values = _every_value(project)
     assert "claire.martin" not in values and "hmac:" in values
+    assert hashlib.sha256(CLAIRE.encode()).hexdigest()[:12] not in values  # once in the Message-IDs
     with _store(project) as store:
         assert Ledger(store).counts() == sent_before
 
