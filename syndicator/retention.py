@@ -165,13 +165,12 @@ def _aggregate(store: Store, cutoff: datetime) -> tuple[int, int]:
         counts: dict[int, int] = {}
         ids = [row.id for row in rows]
         for start in range(0, len(ids), _BATCH):  # only the digests that go: the ledger may be large
-            counts.update(
-                connection.execute(
-                    select(digest_items.c.digest_id, func.count())
-                    .where(digest_items.c.digest_id.in_(ids[start : start + _BATCH]))
-                    .group_by(digest_items.c.digest_id)
-                ).tuples()
+            found = connection.execute(
+                select(digest_items.c.digest_id, func.count())
+                .where(digest_items.c.digest_id.in_(ids[start : start + _BATCH]))
+                .group_by(digest_items.c.digest_id)
             )
+            counts.update({int(digest_id): int(count) for digest_id, count in found})
     if not rows:
         return 0, 0
     tally: Counter[tuple[str, str, str]] = Counter()
