@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -167,4 +168,5 @@ def export(config: Config, store: Store, address: str, *, now: datetime) -> dict
     found = {name: read(config, store, address) for name, read in SECTIONS}
     if not any(found.values()):
         return None
-    return {"address": address.strip(), "exported": now.isoformat(timespec="seconds"), **found}
+    exported = now.astimezone(ZoneInfo(config.site.timezone))  # as the stored dates are given
+    return {"address": address.strip(), "exported": exported.isoformat(timespec="seconds"), **found}

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,7 @@ def test_export_prints_everything_held_about_an_address(run: Run, project: Path)
     assert result.code == 0, result.err
     found = json.loads(result.out)
     assert found["address"] == "Claire.Martin@example.org"
+    assert datetime.fromisoformat(found["exported"]).utcoffset() in (timedelta(hours=1), timedelta(hours=2))
     entry = found["config_entry"]
     lines = (project / "config.yaml").read_text(encoding="utf-8").splitlines()
     assert entry["email"] == CLAIRE and lines[entry["line"] - 1] == f"  - email: {CLAIRE}"
