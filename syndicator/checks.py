@@ -110,7 +110,24 @@ def check(config_file: str | None) -> CheckReport:
     report.problems += report.config.address_warnings()
     report.problems += email_problems(report.config)
     report.problems += bounce_problems(report.config)
+    report.problems += privacy_problems(report.config)
     return report
+
+
+def privacy_problems(config: Config) -> list[Problem]:
+    """A warning when the web app is configured (`web:`) and the RGPD notice lacks what the
+    law requires: who holds the data, where, and whom to ask."""
+    missing = config.privacy.missing()
+    if "web" not in config.model_fields_set or not missing:
+        return []
+    where = ["privacy"] if "privacy" in config.model_fields_set else ["web"]
+    return [Problem(
+        config.source, config.line_of(where),
+        f"privacy: {', '.join(missing)} not set: the sign-up page, the emails and /confidentialite "
+        "must say who holds the data and whom to ask (RGPD article 13); add them under privacy: "
+        "(see the README, Personal data)",
+        "warning",
+    )]  # fmt: skip
 
 
 def _check_secrets(report: CheckReport) -> None:

@@ -36,6 +36,7 @@ class Consent:
     at: datetime
     ip: str
     wording: str
+    notice: str = ""  # the version of the privacy notice shown beside it (`privacy.notice_version`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,9 @@ def _frequency(value: str) -> Frequency:
 def _stored(row: Any) -> StoredChoice:
     consent = None
     if row.consent_at is not None:
-        consent = Consent(row.consent_at, row.consent_ip or "", row.consent_wording or "")
+        consent = Consent(
+            row.consent_at, row.consent_ip or "", row.consent_wording or "", row.consent_notice or ""
+        )
     subscriber = Subscriber(
         email=row.email,
         name=row.name,
@@ -100,7 +103,8 @@ def save_choice(
         "updated": now,
     }
     if consent is not None:
-        values |= {"consent_at": consent.at, "consent_ip": consent.ip, "consent_wording": consent.wording}
+        values |= {"consent_at": consent.at, "consent_ip": consent.ip, "consent_wording": consent.wording,
+                   "consent_notice": consent.notice or None}  # fmt: skip
     with store.engine.begin() as connection:
         # One statement: two requests for the same address at once (two web workers) both land.
         statement = upsert(connection, subscriber_choices).values(subscriber=subscriber.key, **values)

@@ -29,15 +29,19 @@ from .cycle import run_cycle
 from .daemon import Daemon
 from .delivery import Digests, explain, open_send_run, send_digests
 from .emails import shows_as_written
+from .erasure import forget, loaded
 from .errors import ConfigError, Problem, SyndicatorError
 from .feeds import update_feeds
 from .french_dates import PARIS
 from .ingest import IngestReport, ingest, parse_many
 from .items import ParsedItem
 from .ledger import UNBUILT, Ledger
+from .personal_data import export
 from .progress import progress_bar
+from .pseudonyms import Pseudonyms, is_pseudonym
 from .render import mark_sample
-from .runlock import RunnerLock
+from .retention import purge
+from .runlock import Holder, RunnerLock
 from .runs import Runs
 from .scheduler import JOBS, last_result, last_run, next_run
 from .store import Store
@@ -228,7 +232,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         digests = _digests(store, config)
         subscriber = _subscriber(digests, args.email)
         ok, lines = explain(digests, subscriber, args.url)
-        entry = _suppressions(store).get(mailbox(subscriber.key), (None, None))[1]
+        entry = _suppressions(store)(subscriber.key)[1]
     if entry is not None:  # whatever the item, a suppressed address receives nothing
         ok = False
         since = f"{entry.since.astimezone(PARIS):%Y-%m-%d %H:%M}"
@@ -261,7 +265,7 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or "everything"
         last = lasts.get(subscriber.key)
-        entry = suppressed.get(mailbox(subscriber.key), (None, None))[1]
+        entry = suppressed(subscriber.key)[1]
         state = describe(entry) if entry else "active"
         if counts.get(subscriber.key):
             state += f", {counts[subscriber.key]} pending"
@@ -350,17 +354,29 @@ def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _suppressions(store: Store) -> dict[str, tuple[str, Suppression]]:
-    """Each suppressed address as filed (a sign-up files the IDNA form, config.yaml may spell the
-    domain in Unicode) with its entry, looked up by mailbox: either form finds it."""
-    return {mailbox(key): (key, entry) for key, entry in BounceRecords(store).suppressions().items()}
+def _suppressions(store: Store) -> Callable[[str], tuple[str | None, Suppression | None]]:
+    """A lookup of an address's suppression: the key it is filed under (a sign-up files the
+    IDNA form, config.yaml may spell the domain in Unicode; an erased address is filed under
+    its keyed hash) and its entry; (None, None) when it is not suppressed."""
+    entries = BounceRecords(store).suppressions()
+    readable = {mailbox(key): (key, entry) for key, entry in entries.items() if not is_pseudonym(key)}
+    hashed = {key: entry for key, entry in entries.items() if is_pseudonym(key)}
+    pseudonyms = Pseudonyms.of_store(store) if hashed else None
+
+    def lookup(address: str) -> tuple[str | None, Suppression | None]:
+        found = readable.get(mailbox(address))
+        if found is None and pseudonyms is not None:
+            found = next(((h, hashed[h]) for h in pseudonyms.every(address) if h in hashed), None)
+        return found or (None, None)
+
+    return lookup
 
 
 def cmd_subscribers_reactivate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _open(config) as store:
         records = BounceRecords(store)
-        key, entry = _suppressions(store).get(mailbox(args.email), (None, None))
+        key, entry = _suppressions(store)(args.email)
         if key is None or entry is None:
             raise SyndicatorError(
                 f"{args.email.strip()} is not suppressed: nothing to lift",
@@ -430,6 +446,63 @@ def _rates(store: Store) -> None:
                 f"warning: complaints above {COMPLAINT_WARNING:.1%} for that send: providers may "
                 "file every digest as spam; check that subscribers asked for it"
             )
+
+
+def cmd_subscribers_export(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    config = load_config(args.config, environment=False)
+    with _open(config) as store:
+        found = export(config, store, args.email, now=_now())
+    if found is None:
+        raise SyndicatorError(
+            f"{args.email.strip()}: unknown address: not in this file, and the store holds nothing about it",
+            path=str(path),
+            hint="check the spelling; 'syndicator subscribers list' shows who is subscribed",
+        )
+    text = json.dumps(found, ensure_ascii=False, indent=2) + "\n"
+    if args.output:
+        _write_private(Path(args.output), text)
+        print(f"{args.email.strip()}: exported to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write personal data readable by its owner only (0600), replacing the file whole."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise SyndicatorError(f"cannot write: {exc.strerror}", path=str(path)) from None
+
+
+def cmd_subscribers_forget(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    config = loaded(path) if path.exists() else load_config(args.config)
+    with _open(config) as store:
+        erased = forget(path, store, args.email)
+    print(f"{args.email.strip()} erased: {erased.summary()}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another syndicator"
+        print(
+            f"waiting for the runner to finish ({who}), up to {args.wait:g} s…", file=sys.stderr, flush=True
+        )
+
+    with _open(config) as store, RunnerLock(store, "purge", wait=args.wait, on_wait=waiting):
+        report = purge(config, store, _now())
+    for line in report.lines():
+        print(line)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -566,7 +639,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--worker-label", default="", help=argparse.SUPPRESS)
     sub.add_argument("--run", type=int, default=None, help=argparse.SUPPRESS)  # the run --workers opened
 
-    subscribers = commands.add_parser("subscribers", help="list, add or remove subscribers in config.yaml")
+    subscribers = commands.add_parser(
+        "subscribers", help="list, add or remove subscribers in config.yaml; export or erase one's data"
+    )
     subscriber_commands = subscribers.add_subparsers(
         dest="subscribers_command", required=True, metavar="COMMAND"
     )
@@ -590,6 +665,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(handler=cmd_subscribers_reactivate)
     sub.add_argument("email", metavar="EMAIL")
+
+    sub = subscriber_commands.add_parser(
+        "export", parents=[common], help="everything held about an address, as JSON (RGPD access)"
+    )
+    sub.set_defaults(handler=cmd_subscribers_export)
+    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument(
+        "-o", "--output", metavar="FILE", help="write it to FILE (mode 0600) instead of printing"
+    )
+    sub = subscriber_commands.add_parser(
+        "forget", parents=[common], help="erase an address from config.yaml and the store (RGPD erasure)"
+    )
+    sub.set_defaults(handler=cmd_subscribers_forget)
+    sub.add_argument("email", metavar="EMAIL")
+
+    sub = add("purge", cmd_purge, "apply the retention periods of privacy.retention now, and say what went")
+    sub.add_argument(
+        "--wait", type=float, default=300.0, metavar="SECONDS",
+        help="how long to wait for a running 'syndicator run' to let go of the store (default: 300)",
+    )  # fmt: skip
 
     sub = add("serve", cmd_serve, "the web app: feeds, unsubscribe, preferences and sign-up pages")
     sub.add_argument("--host", help="address to listen on (default: web.host)")

@@ -195,6 +195,59 @@ class WebConfig(_Section):
         return value
 
 
+class RetentionConfig(_Section):
+    """How long personal data is kept (RGPD article 5(1)(e)), applied by every refresh and by
+    `syndicator purge`; the README says why each default."""
+
+    signup_requests_days: int = Field(default=30, ge=1)  # sign-up requests, confirmed or not
+    consent_years: int = Field(default=3, ge=1)  # a consent proof, after the subscription ends
+    ledger_months: int = Field(default=13, ge=1)  # who was sent what; then monthly counts only
+    suppressions_years: int = Field(default=3, ge=1)  # then kept only as a keyed hash of the address
+
+
+def _contact(value: str) -> str:
+    """A data-protection contact: an email address, or an http(s) URL (a contact form)."""
+    value = value.strip()
+    if re.match(r"^https?://[^/\s]+", value):
+        return value
+    try:
+        check_address(value.removeprefix("mailto:"))
+    except AddressError as error:
+        raise ValueError(f"{value!r} is neither an email address nor an http(s) URL: {error}") from None
+    return value.removeprefix("mailto:")
+
+
+class PrivacyConfig(_Section):
+    """The RGPD notices (articles 13 and 14): who holds the data, why, how long, whom to ask."""
+
+    controller: str | None = None  # the controller's name, as the notice names it
+    postal_address: str | None = None
+    dpo_contact: str | None = None  # the data-protection officer: email address or URL
+    purpose: str = (
+        "envoyer la lettre d’information que vous avez demandée, selon les thématiques, territoires "
+        "et types d’actualités que vous avez choisis"
+    )
+    policy_url: str | None = None  # a full privacy page of your own; default: the app's /confidentialite
+    notice_version: str = Field(default="1", min_length=1, max_length=40)
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("dpo_contact")
+    @classmethod
+    def _dpo_contact(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else _contact(value)
+
+    @field_validator("policy_url")
+    @classmethod
+    def _policy_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+        return value
+
+    def missing(self) -> list[str]:
+        """The keys a notice needs that are not set."""
+        return [key for key in ("controller", "postal_address", "dpo_contact") if not getattr(self, key)]
+
+
 class SubscriberConfig(_Section):
     email: str
     name: str | None = None
@@ -232,6 +285,7 @@ class Config(_Section):
     email: EmailConfig = EmailConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     web: WebConfig = WebConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     subscribers: list[SubscriberConfig] = []
     base_dir: Path = Field(Path("."), exclude=True)
     source: str = Field(default="config.yaml", exclude=True)

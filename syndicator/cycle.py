@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from threading import Event
 
@@ -22,6 +22,7 @@ from .delivery import Digests, SendReport, send_digests
 from .feeds import FeedsReport, update_feeds
 from .ingest import IngestReport, Progress, ingest
 from .ledger import Ledger
+from .retention import PurgeReport, purge
 from .scheduler import JOB_OF, is_due, record_result, record_run
 from .store import Store
 from .subscribers import from_config
@@ -41,6 +42,7 @@ class CycleReport:
     digests: dict[Frequency, SendReport]
     bounces: BounceReport | None = None  # None: no bounce mailbox configured, or unreadable
     bounce_error: str | None = None  # why the bounce mailbox could not be read
+    purged: PurgeReport = field(default_factory=PurgeReport)
 
     @property
     def ok(self) -> bool:
@@ -55,6 +57,8 @@ class CycleReport:
         if self.bounce_error is not None:
             parts.append(f"bounces: {self.bounce_error}")
         parts += [f"digests {frequency}: {report.summary()}" for frequency, report in self.digests.items()]
+        if self.purged.summary():
+            parts.append(f"retention: {self.purged.summary()}")
         return "; ".join(parts)
 
 
@@ -126,9 +130,11 @@ def run_cycle(
                 record_result(store, JOB_OF[frequency], report.summary(), ok=not report.failed)
             else:
                 store.set_state(_IMMEDIATE_KEY, _immediate_fingerprint(config, store))
+    # The retention periods, at every refresh: the caller holds the runner's lock.
     cycle = CycleReport(
-        ingest=ingested, feeds=feeds, digests=sent, bounces=bounces, bounce_error=bounce_error
-    )
+        ingest=ingested, feeds=feeds, digests=sent, bounces=bounces, bounce_error=bounce_error,
+        purged=purge(config, store, now),
+    )  # fmt: skip
     if not (sent.get("immediate") and sent["immediate"].stopped):
         record_run(store, "refresh", now)
         record_result(store, "refresh", cycle.summary(), ok=cycle.ok)

@@ -36,6 +36,7 @@ from .french_dates import PARIS
 from .items import NewsItem
 from .ledger import AlreadyRecorded, Ledger, LedgerRow
 from .mailer import OutboxTransport, Outgoing, Result, Transport
+from .privacy import notice
 from .render import render_digest
 from .runs import Claim, Fenced, Heartbeat, Runs, SharedPace, retrying
 from .smtp import SmtpTransport
@@ -101,6 +102,7 @@ class Digests:
         self.store, self.config, self.now = store, config, now
         self.ledger = Ledger(store)
         self.env = env or environment(config.templates_path)
+        self.privacy = notice(config)
         self.hierarchy, _ = Hierarchy.load(config.territoires)
         self.keys = keys = secret_keys(store)
         self.unsubscribe, self.preferences = Signer(keys, "unsubscribe"), Signer(keys, "preferences")
@@ -185,7 +187,7 @@ class Digests:
         return verp_address(bounces.address, make_token(self.keys, digest_id, subscriber))
 
     def render(self, digest: Digest) -> RenderedDigest:
-        return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site)
+        return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site, self.privacy)
 
     def message(
         self, digest: Digest, rendered: RenderedDigest, digest_id: int, *, unsubscribe: str | None = None
@@ -212,7 +214,7 @@ class Digests:
         """Write the digest and its items to the ledger as `pending` (refused with `Fenced` when
         `claim`, the token holding its subscriber, ran out)."""
         links = self.links(digest.subscriber)  # signed once for both the body and the headers
-        rendered = render_digest(self.env, digest, links, self.config.site)
+        rendered = render_digest(self.env, digest, links, self.config.site, self.privacy)
         item_ids = [self.ids[item.url] for item in digest.items]
         row = self.ledger.record(
             subscriber=digest.subscriber.key,

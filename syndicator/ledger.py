@@ -27,6 +27,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert
 from sqlalchemy.exc import IntegrityError
 
 from .addresses import mailbox
+from .pseudonyms import Pseudonyms, is_pseudonym
 from .runs import Fenced, claim_valid, db_clock
 from .schema import AwareDateTime, digest_items, digests, items, send_claims, suppressions
 from .store import Store
@@ -106,7 +107,7 @@ class Ledger:
     """Digests, what they hold, and the suppression list, in the store's database."""
 
     def __init__(self, store: Store, *, lease: float = 30.0) -> None:
-        self.engine, self.lease = store.engine, lease
+        self.store, self.engine, self.lease = store, store.engine, lease
 
     # --- reading --------------------------------------------------------------------------
 
@@ -339,16 +340,21 @@ class Ledger:
             _suppress(connection, subscriber=subscriber, reason=reason, now=now, detail=detail)
 
     def unsuppress(self, subscriber: str) -> None:
+        """Lift the suppression of an address, kept readable or as its keyed hash."""
+        forms = {subscriber} | Pseudonyms.of_store(self.store).every(subscriber)
         with self.engine.begin() as connection:
-            connection.execute(delete(suppressions).where(suppressions.c.subscriber == subscriber))
+            connection.execute(delete(suppressions).where(suppressions.c.subscriber.in_(forms)))
 
     def suppressed(self) -> Suppressions:
-        """Every suppressed address with its reason and since when."""
+        """Every suppressed address with its reason and since when; erased ones (kept as a keyed
+        hash, syndicator/pseudonyms.py) are found by their address too."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(suppressions.c.subscriber, suppressions.c.reason, suppressions.c.since)
             )
-            return Suppressions({row.subscriber: (row.reason, row.since) for row in rows})
+            found = {row.subscriber: (row.reason, row.since) for row in rows}
+        hashed = any(is_pseudonym(address) for address in found)
+        return Suppressions(found, Pseudonyms.of_store(self.store) if hashed else None)
 
 
 class Suppressions(Mapping[str, tuple[str, datetime]]):
@@ -356,11 +362,19 @@ class Suppressions(Mapping[str, tuple[str, datetime]]):
     in one form (`bob@xn--mairie-vry-h7a.fr`, as a sign-up stores it) is suppressed in the other
     (`bob@mairie-évry.fr`, as config.yaml may list it) too."""
 
-    def __init__(self, rows: Mapping[str, tuple[str, datetime]]) -> None:
-        self._rows = {mailbox(address): row for address, row in rows.items()}
+    def __init__(self, rows: Mapping[str, tuple[str, datetime]], hashes: Pseudonyms | None = None) -> None:
+        self._rows = {
+            address if is_pseudonym(address) else mailbox(address): row for address, row in rows.items()
+        }
+        self._hashes = hashes
 
     def __getitem__(self, address: str) -> tuple[str, datetime]:
-        return self._rows[mailbox(address)]
+        found = self._rows.get(mailbox(address))
+        if found is None and self._hashes is not None and not is_pseudonym(address):
+            found = next((self._rows[h] for h in self._hashes.every(address) if h in self._rows), None)
+        if found is None:
+            raise KeyError(address)
+        return found
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._rows)

@@ -41,6 +41,7 @@ from .digest import Digest, DigestLinks, RenderedDigest
 from .emails import header_text
 from .items import Attachment, NewsItem
 from .markup import is_web_url
+from .privacy import Notice
 from .subscribers import Subscriber
 from .templating import LOCALE, french_size
 
@@ -128,10 +129,14 @@ class SectionView:
     entries: tuple[EntryView, ...]
 
 
-def render_digest(env: Environment, digest: Digest, links: DigestLinks, site: SiteConfig) -> RenderedDigest:
-    """The subject, text and HTML of `digest`, through the environment's templates."""
+def render_digest(
+    env: Environment, digest: Digest, links: DigestLinks, site: SiteConfig, privacy: Notice | None = None
+) -> RenderedDigest:
+    """The subject, text and HTML of `digest`, through the environment's templates; `privacy`
+    is the notice its footer carries."""
     text_env, html_env = _variants(env)
     context = digest_context(digest, links, site)
+    context["privacy"] = privacy
     subject = _subject(text_env, context)
     context["subject"] = subject
     titles = " · ".join(entry.title for entry in context["entries"])

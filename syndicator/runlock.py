@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 KEY = "runner.lock"
 HEARTBEAT = timedelta(seconds=10)
+WAIT_STEP = 0.5  # seconds between tries of a runner waiting for the lock
 ADVISORY_KEY = 0x53594E44  # "SYND": the PostgreSQL advisory lock of the runner
 _LOCAL: set[str] = set()  # in-memory stores locked by this process (no file to lock)
 _LOCAL_GUARD = threading.Lock()
@@ -65,8 +67,19 @@ class Holder:
 class RunnerLock:
     """Hold the store's runner lock while in a `with` block, with a heartbeat thread."""
 
-    def __init__(self, store: Store, command: str, *, on_lost: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        command: str,
+        *,
+        on_lost: Callable[[], None] | None = None,
+        wait: float = 0.0,
+        on_wait: Callable[[Holder | None], None] | None = None,
+    ) -> None:
+        """`wait`: seconds to wait for a lock another runner holds before `LockHeld` (0: do not
+        wait); `on_wait` is told once, with the holder, when waiting starts."""
         self.store, self.command, self.on_lost = store, command, on_lost
+        self.wait, self.on_wait = wait, on_wait
         self._file: IO[bytes] | None = None
         self._connection: Connection | None = None
         self._local: str | None = None
@@ -91,8 +104,17 @@ class RunnerLock:
         return _read(value) if value else Holder(0, "?", datetime.now(UTC).isoformat(), "unknown")
 
     def acquire(self) -> None:
-        """Take the lock, or raise `LockHeld` naming the holder."""
-        if not self._try_take():
+        """Take the lock, waiting up to `wait` seconds for its holder, or raise `LockHeld` naming
+        the holder."""
+        deadline = time.monotonic() + self.wait
+        told = False
+        while not (taken := self._try_take()) and time.monotonic() < deadline:
+            if not told and self.on_wait is not None:
+                value = self.store.get_state(KEY)
+                self.on_wait(_read(value) if value else None)
+                told = True
+            time.sleep(min(WAIT_STEP, max(deadline - time.monotonic(), 0.0)))
+        if not taken:
             value = self.store.get_state(KEY)
             holder = _read(value) if value else None
             raise LockHeld(

@@ -192,6 +192,7 @@ subscriber_choices = Table(
     Column("consent_at", AwareDateTime),  # when the confirmation link was followed
     Column("consent_ip", String(64)),  # the address the sign-up form came from
     Column("consent_wording", String(50)),  # version of the consent text they agreed to
+    Column("consent_notice", String(40)),  # version of the privacy notice shown beside it
 )
 
 # Sign-ups waiting for their confirmation link to be followed; they expire unconfirmed.
@@ -208,6 +209,7 @@ signup_requests = Table(
     Column("types", Text, nullable=False, default="[]"),
     Column("ip", String(64), nullable=False, index=True),
     Column("consent_wording", String(50), nullable=False),
+    Column("consent_notice", String(40)),  # version of the privacy notice shown
     Column("created", AwareDateTime, nullable=False, index=True),
     Column("expires", AwareDateTime, nullable=False),
     Column("confirmed", AwareDateTime),
@@ -316,6 +318,42 @@ def _v5_bounces(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE suppressions ADD COLUMN {name} {kind}")
 
 
+# What the ledger keeps of digests older than `privacy.retention.ledger_months`: counts per
+# month, frequency and state, with no address (syndicator/retention.py).
+ledger_counts = Table(
+    "ledger_counts",
+    metadata,
+    Column("month", String(7), primary_key=True),  # YYYY-MM of `issued`, in UTC
+    Column("frequency", String(20), primary_key=True),
+    Column("state", String(10), primary_key=True),
+    Column("digests", Integer, nullable=False),
+    Column("items", Integer, nullable=False),
+)
+
+# A subscriber's requests for the email holding their data (syndicator/web_export.py): counted
+# for the rate limits, deleted after a day.
+export_requests = Table(
+    "export_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber", String(320), nullable=False),  # the address's mailbox
+    Column("ip", String(64), nullable=False),
+    Column("created", AwareDateTime, nullable=False, index=True),
+)
+
+# The columns the privacy-notice migration adds; a database made by the earlier migrations
+# from today's tables already has them.
+_NOTICE_COLUMNS = {"subscriber_choices": "consent_notice", "signup_requests": "consent_notice"}
+
+
+def _v6_privacy(connection: Connection) -> None:
+    inspector = inspect(connection)
+    for table, column in _NOTICE_COLUMNS.items():
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR(40)")
+    metadata.create_all(connection, tables=[ledger_counts, export_requests])
+
+
 Migration = Callable[[Connection], None]
 """One step of the schema, given the connection of the transaction that applies them all."""
 
@@ -326,4 +364,5 @@ MIGRATIONS: Sequence[Migration] = (
     _v3_unbounded_texts,
     _v4_send_runs,
     _v5_bounces,
+    _v6_privacy,
 )

@@ -141,7 +141,7 @@ async def _subscribe_posted(request: Request, form: FormData) -> Response:
     try:
         signup = await run_in_threadpool(
             create_request, state.store, subscriber, ip=ip, wording=wording.version, now=datetime.now(UTC),
-            limits=limits,
+            limits=limits, notice=state.config.privacy.notice_version,
         )  # fmt: skip
     except RateLimited as limited:
         log.info("sign-up refused: too many requests for this %s", limited.scope)

@@ -25,6 +25,7 @@ from .delivery import dkim_key, transport_for
 from .dkim import sign
 from .emails import address, addressed, header_text, to_bytes
 from .mailer import Outgoing, Result, RunStopped, Transport
+from .privacy import notice
 from .signup_requests import EXPIRY, SignupRequest
 from .templating import french_datetime
 from .web_choices import FREQUENCY_LABELS
@@ -76,6 +77,7 @@ def confirmation_email(
         "thematiques": subscriber.thematiques,
         "territoires": subscriber.territoires,
         "types": subscriber.types,
+        "privacy": notice(config),
     }
     text_env = _text_env(env)
     subject = header_text(text_env.get_template(SUBJECT_TEMPLATE).render(context))

@@ -98,6 +98,7 @@ class SignupRequest:
     created: datetime
     expires: datetime
     confirmed: datetime | None
+    notice: str = ""  # the version of the privacy notice shown
 
     def expired(self, now: datetime) -> bool:
         return self.confirmed is None and self.expires <= now
@@ -176,7 +177,14 @@ def _request(row: Any) -> SignupRequest:
         types=tuple(json.loads(row.types)),
     )
     return SignupRequest(
-        row.id, subscriber, row.ip, row.consent_wording, row.created, row.expires, row.confirmed
+        row.id,
+        subscriber,
+        row.ip,
+        row.consent_wording,
+        row.created,
+        row.expires,
+        row.confirmed,
+        row.consent_notice or "",
     )
 
 
@@ -191,7 +199,14 @@ def _purge_clause(now: datetime, limits: Limits) -> ColumnElement[bool]:
 
 
 def create_request(
-    store: Store, subscriber: Subscriber, *, ip: str, wording: str, now: datetime, limits: Limits = LIMITS
+    store: Store,
+    subscriber: Subscriber,
+    *,
+    ip: str,
+    wording: str,
+    now: datetime,
+    limits: Limits = LIMITS,
+    notice: str = "",
 ) -> SignupRequest:
     """Record a sign-up to be confirmed by `now + EXPIRY`; pending requests for the same address
     stop working. `RateLimited` when the address or the IP asked too often: nothing changes."""
@@ -214,7 +229,7 @@ def create_request(
             insert(signup_requests).values(
                 subscriber=key, email=subscriber.email, name=subscriber.name,
                 frequency=subscriber.frequency, **lists, ip=ip, consent_wording=wording,
-                created=now, expires=now + EXPIRY,
+                consent_notice=notice or None, created=now, expires=now + EXPIRY,
             )
         ).inserted_primary_key  # fmt: skip
         request_id: int = inserted[0] if inserted else 0
@@ -240,7 +255,7 @@ def create_request(
                 # Room comes back when enough of the oldest leave the window.
                 frees = others[len(others) - limit.count] + limit.window
                 raise RateLimited(scope, max(frees - now, timedelta(seconds=1)))  # rolls back
-    return SignupRequest(request_id, subscriber, ip, wording, now, now + EXPIRY, None)
+    return SignupRequest(request_id, subscriber, ip, wording, now, now + EXPIRY, None, notice)
 
 
 def load_request(store: Store, request_id: int) -> SignupRequest | None:
@@ -337,7 +352,7 @@ def confirm(store: Store, token: TokenData, now: datetime) -> Confirmation:
     if not claimed:  # another worker confirmed it (or it expired) meanwhile
         found_again = pending(store, token, now)
         return found_again if isinstance(found_again, Confirmation) else Confirmation("expired", token.email)
-    consent = Consent(at=now, ip=found.ip, wording=found.wording)
+    consent = Consent(at=now, ip=found.ip, wording=found.wording, notice=found.notice)
     try:
         save_choice(store, found.subscriber, now=now, consent=consent)
         Ledger(store).unsuppress(found.subscriber.key)

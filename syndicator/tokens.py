@@ -41,7 +41,7 @@ OLD_SECRET_ENV = "SYNDICATOR_OLD_SECRET"  # also SYNDICATOR_OLD_SECRET_<anything
 MIN_SECRET_BYTES = 32  # a shorter one could be guessed offline from a single link
 _OLD_NAME = re.compile(rf"{OLD_SECRET_ENV}(_\w+)?")
 _MAKE_ONE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-Purpose = Literal["unsubscribe", "preferences", "confirm"]
+Purpose = Literal["unsubscribe", "preferences", "confirm", "export"]
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22,}")  # base64url, unpadded: at least the 16-byte tag
 
 

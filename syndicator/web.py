@@ -29,9 +29,12 @@ from .config import Config
 from .feed_server import feeds_app
 from .signup import signup_routes
 from .store import Store
+from .web_export import export_page
 from .web_limits import BODY_TIMEOUT, BodyLimit, server_config
 from .web_pages import ERRORS, PageError, WebState, error_page
 from .web_preferences import preferences
+from .web_privacy import ROUTE as PRIVACY_ROUTE
+from .web_privacy import privacy_page
 from .web_unsubscribe import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,9 @@ log = logging.getLogger(__name__)
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, PageError):
-        return error_page(request, exc.status_code, exc.title, exc.message)
+        page = error_page(request, exc.status_code, exc.title, exc.message)
+        page.headers.update(exc.headers or {})  # a 429's Retry-After
+        return page
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     response = error_page(request, status if status in ERRORS else 500)
     if isinstance(exc, HTTPException) and exc.headers:
@@ -90,6 +95,8 @@ def create_app(
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
         Route("/preferences/{token}", preferences, methods=["GET", "HEAD", "POST"]),
         *signup_routes(),
+        Route(PRIVACY_ROUTE, privacy_page, methods=["GET", "HEAD"]),
+        Route("/export/{token}", export_page, methods=["GET", "HEAD", "POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse
 
 from .addresses import as_typed
 from .config import Config
+from .privacy import notice
 from .store import Store
 from .templating import environment
 from .territoires import Hierarchy
@@ -162,16 +163,16 @@ def page(request: Request, template: str, context: Mapping[str, Any] | None = No
          status: int = 200) -> HTMLResponse:  # fmt: skip
     """Render `templates/<template>` (e.g. `web/unsubscribe.html`) as a French page.
 
-    Its context holds `site` (config.yaml's), `request`, `csrf_field()` (call it inside each
-    POST form) and `context`, whose `email` is shown with its domain as people type it
-    (`mairie-évry.fr`, not the `xn--` form the store keeps)."""
+    Its context holds `site` (config.yaml's), `privacy` (the RGPD notice), `request`,
+    `csrf_field()` (call it inside each POST form) and `context`, whose `email` is shown with
+    its domain as people type it (`mairie-évry.fr`, not the `xn--` form the store keeps)."""
     state = web_state(request)
     shown = dict(context or {})
     if isinstance(shown.get("email"), str):
         shown["email"] = as_typed(shown["email"])
     html = state.env.get_template(template).render(
         {"site": state.config.site, "request": request, "csrf_field": lambda: csrf_field(request),
-         **shown}
+         "privacy": notice(state.config), **shown}
     )  # fmt: skip
     headers = {**PAGE_HEADERS, "Content-Security-Policy": style_policy(html)}
     response = HTMLResponse(html, status_code=status, headers=headers)

@@ -24,6 +24,7 @@ from .ledger import Ledger
 from .subscribers import Subscriber
 from .tokens import Signer
 from .web_choices import FREQUENCY_LABELS, Chosen, choice_form, read_choice
+from .web_export import export_link
 from .web_pages import PageError, WebState, page, verified_form, web_state
 
 
@@ -36,6 +37,7 @@ class _Current:
     suppressed: str | None  # the reason, when the address receives nothing
     preferences: str
     unsubscribe: str
+    export: str  # the page that mails the address its data
 
 
 def _current(state: WebState, email: str) -> _Current:
@@ -47,6 +49,7 @@ def _current(state: WebState, email: str) -> _Current:
         suppressed=suppressed[0] if suppressed else None,
         preferences=f"{web}/preferences/{Signer(state.keys, 'preferences').sign(email)}",
         unsubscribe=f"{web}/unsubscribe/{Signer(state.keys, 'unsubscribe').sign(email)}",
+        export=export_link(state.config, state.keys, email),
     )
 
 
@@ -65,7 +68,7 @@ def _form_page(request: Request, current: _Current, chosen: Chosen, *, query: st
     choices = choice_form(state.store, state.hierarchy, chosen, query=query)
     return page(request, "web/preferences.html", {
         "email": current.email, "choices": choices, "problems": problems,
-        "suppressed": current.suppressed, "unsubscribe": current.unsubscribe,
+        "suppressed": current.suppressed, "unsubscribe": current.unsubscribe, "export": current.export,
     }, status=status)  # fmt: skip
 
 

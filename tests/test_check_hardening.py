@@ -38,7 +38,8 @@ def test_an_empty_subscribers_list_is_named_at_its_line(run: Run, project: Path)
     """A near-empty config with `subscribers:` left empty gets the warning at that line, with
     the sign-up address of its own web app."""
     (project / "config.yaml").write_text(
-        "site:\n  title: IREV\nweb:\n  base_url: https://lettre.example.org/\nsubscribers:\n",
+        "site:\n  title: IREV\nweb:\n  base_url: https://lettre.example.org/\nsubscribers:\n"
+        "privacy: {controller: IREV, postal_address: Lille, dpo_contact: dpo@example.org}\n",
         encoding="utf-8",
     )
     result = run("check")
