@@ -204,6 +204,13 @@ class Runs:
                 return Run(row.id, key, row.number, row.issued)
             connection.execute(update(send_runs).where(send_runs.c.id == row.id).values(finished=issued))
             connection.execute(delete(send_workers).where(send_workers.c.run_id == row.id))
+            # Its claims die with it: one renewed by a digest taken just before its worker died
+            # outlives that worker's heartbeat, and would keep the digest from the next run.
+            connection.execute(
+                update(send_claims)
+                .where(send_claims.c.run_id == row.id, send_claims.c.state == "claimed")
+                .values(expires=0.0)
+            )
         return None
 
     def finish_if_done(self, run: Run, now: datetime) -> bool:

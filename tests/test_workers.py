@@ -171,6 +171,36 @@ def test_a_worker_whose_lease_ran_out_is_fenced(tmp_path: Path) -> None:
         assert digests.ledger.sent(row, datetime.now(UTC), other.token)
 
 
+def test_a_digest_held_by_a_dead_run_s_claim_goes_with_the_next_run(tmp_path: Path) -> None:
+    """A worker killed right after taking a digest: its heartbeat stopped, so its run is closed
+    by the next `digest send`, but its claim was renewed by that take and outlives its
+    heartbeat. The next send must not find the digest held by that dead claim: it sends it, and
+    the run ends with nothing left pending."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config_file = project(tmp_path, port, subscribers=3)
+        config = load_config(config_file)
+        with Store.open(config.database_url) as store:
+            digests = Digests(store, config, now=datetime.now(UTC))
+            runs = Runs(store, lease=LEASE)
+            run, worker = runs.join(None, [s.key for s in digests.subscribers()], digests.now)
+            dead = runs.claim(run, 10)
+            assert dead is not None
+            subscriber = digests.subscriber("s000@example.org")
+            assert subscriber is not None
+            digest = digests.next_digest(subscriber)
+            assert digest is not None
+            row = digests.record(digest, claim=dead.token)
+            assert digests.ledger.take(row, dead.token)  # renews the claim: LEASE from now
+            runs.leave(worker)  # the heartbeat is gone with the process; the claim is not
+        survivor = digest_send(config_file)
+        out, err = survivor.communicate(timeout=120)
+        assert survivor.returncode == 0, err
+        with Store.open(config.database_url) as store:
+            assert Ledger(store).counts() == {"sent": 3}, out
+    assert Counter(r for r, _ in message_ids(handler)) == {f"s{n:03d}@example.org": 1 for n in range(3)}
+
+
 def test_workers_option_runs_n_workers_that_each_print_their_outcomes(tmp_path: Path) -> None:
     """`digest send --workers 3`: three workers share the run, each prints its own summary, and
     every subscriber gets one digest."""
