@@ -30,12 +30,13 @@ from .items import Vocabulary
 from .markup import is_web_url
 from .store import ItemStamp, Store, StoredTerm
 from .templating import environment
+from .typography import de, french_text
 
-FORMAT = "1"  # bump when the output of this module or feedxml changes: every feed is rebuilt
+FORMAT = "2"  # bump when the output of this module or feedxml changes: every feed is rebuilt
 INDEX_TEMPLATE = "feeds_index.html"
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
 LABELS = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
-GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d'actualités"}
+GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d’actualités"}
 ALL_NAME = "Toutes les actualités"
 
 
@@ -91,16 +92,18 @@ def _newest(stamps: Iterable[ItemStamp], limit: int) -> list[ItemStamp]:
 def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
              entries: Sequence[ItemStamp]) -> Channel:  # fmt: skip
     site, base = config.site, _feeds_url(config)
-    quoted = f"«\u00a0{term.name}\u00a0»" if term else ""
+    quoted, of_site = f"« {term.name} »" if term else "", de(site.title_article)
     if vocabulary is None or term is None:
-        title, description = f"{site.title} — {ALL_NAME}", f"Toutes les actualités de {site.title}"
+        title, description = f"{site.title} — {ALL_NAME}", f"Toutes les actualités {of_site}"
     else:
         title = f"{site.title} — {LABELS[vocabulary]} : {term.name}"
         description = {
-            "thematiques": f"Les actualités de {site.title} sur la thématique {quoted}",
-            "territoires": f"Les actualités de {site.title} pour le territoire {quoted}",
-            "types": f"Les actualités de {site.title} de type {quoted}",
+            "thematiques": f"Les actualités {of_site} sur la thématique {quoted}",
+            "territoires": f"Les actualités {of_site} pour le territoire {quoted}",
+            "types": f"Les actualités {of_site} de type {quoted}",
         }[vocabulary]
+    # French spaces (only where a space is already written: a term's own words stay as they are).
+    title, description = french_text(title), french_text(description)
     updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=PARIS))
     return Channel(
         title=title,
