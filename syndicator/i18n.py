@@ -61,7 +61,3 @@ def _(message: str) -> str:
     """`message` in the admin's language."""
     return catalogue(languages()).gettext(message)
 
-
-def ngettext(singular: str, plural: str, count: int) -> str:
-    """`singular` or `plural` as `count` asks, in the admin's language."""
-    return catalogue(languages()).ngettext(singular, plural, count)
