@@ -391,7 +391,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             done = _("last run {when}").format(when=_local(last, zone)) if last else _("never run")
             if result is not None:
                 outcome = _("ok") if result[0] else _("with failures")
-                done += f" ({outcome}: {result[1]})"
+                done += " " + _("({outcome}: {detail})").format(outcome=outcome, detail=result[1])
             then = _("next {when}").format(when=_local(upcoming, zone)) if upcoming else _("no next run")
             print(_("job {job}: {done}; {then}").format(job=job, done=done, then=then))
     waiting = counts.get("pending", 0) + counts.get("sending", 0)

@@ -46,9 +46,9 @@ class SiteConfig(_Section):
     title: str = "IREV"
     # The title as a sentence says it, article included ("l’IREV", "la CNIL", "le Cerema"):
     # "Suivez les actualités de l’IREV". Unset: `l’` before a vowel or h, else the title alone.
-    title_with_article: str | None = None
+    title_with_article: str | None = Field(default=None, min_length=1)
     # The product's one name, article included: pages, emails and footers all say it.
-    newsletter: str = "la lettre d’information"
+    newsletter: str = Field(default="la lettre d’information", min_length=1)
     base_url: str = "https://www.irev.fr"
     feeds_url: str = "https://www.irev.fr/feeds/"
     language: str = "fr"

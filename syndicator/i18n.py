@@ -12,6 +12,7 @@ from __future__ import annotations
 import gettext
 import io
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from babel.messages.pofile import read_po
 DOMAIN = "syndicator"
 LOCALES = Path(__file__).resolve().parent / "locale"
 _VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+_CODE = re.compile(r"[a-z]{2,3}(?:_[A-Z]{2})?")
 
 
 def languages() -> tuple[str, ...]:
@@ -35,6 +37,8 @@ def languages() -> tuple[str, ...]:
 def _codes(language: str) -> list[str]:
     """`fr_FR.UTF-8@euro` → `fr_FR`, `fr`: the catalogue folders that may serve it."""
     base = language.split(".", maxsplit=1)[0].split("@", maxsplit=1)[0]
+    if not _CODE.fullmatch(base):  # `C`, `POSIX`, or anything that is no language (`../x`)
+        return []
     return [base, base.split("_")[0]] if "_" in base else [base]
 
 
@@ -60,4 +64,3 @@ def catalogue(wanted: tuple[str, ...]) -> gettext.NullTranslations:
 def _(message: str) -> str:
     """`message` in the admin's language."""
     return catalogue(languages()).gettext(message)
-

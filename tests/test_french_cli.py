@@ -48,9 +48,10 @@ def test_help_is_french_when_the_locale_is_french() -> None:
     assert "construit et compte, sans rien enregistrer ni envoyer" in send.stdout
 
 
-@pytest.mark.parametrize("lang", ["C.UTF-8", "en_GB.UTF-8", "de_DE.UTF-8", ""])
+@pytest.mark.parametrize("lang", ["C.UTF-8", "en_GB.UTF-8", "de_DE.UTF-8", "", "fr/../fr"])
 def test_help_is_english_otherwise(lang: str) -> None:
-    """Any other locale (CI's C.UTF-8, unset) gets the messages as written, in English."""
+    """Any other locale (CI's C.UTF-8, unset) gets the messages as written, in English; a value
+    that is no language code (`fr/../fr`) is never used as a path."""
     result = cli("--help", lang=lang)
     assert result.returncode == 0
     assert result.stdout.startswith("usage: syndicator ")
