@@ -38,6 +38,7 @@ from lxml import etree
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Config
+from .feeds import STATIC_PAGE
 from .templating import environment
 
 INDEX = "index.html"
@@ -371,8 +372,9 @@ def not_found_page(config: Config) -> bytes:
     title, message = NOT_FOUND
     env = environment(config.templates_path)
     page = env.get_template("web/error.html").render(
-        site=config.site, status=404, title=title, message=message, index=feeds_index_path(config)
-    )
+        site=config.site, status=404, title=title, message=message, index=feeds_index_path(config),
+        **STATIC_PAGE,
+    )  # fmt: skip
     return page.encode("utf-8")
 
 

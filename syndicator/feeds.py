@@ -21,6 +21,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from jinja2 import Environment
+from markupsafe import Markup
 
 from .config import Config
 from .feedxml import Channel, Entry, build_atom, build_rss
@@ -34,6 +35,9 @@ from .typography import de, french_text
 
 FORMAT = "2"  # bump when the output of this module or feedxml changes: every feed is rebuilt
 INDEX_TEMPLATE = "feeds_index.html"
+PAGE_TEMPLATES = (INDEX_TEMPLATE, "web/base.html")
+# What the web pages' layout gets beside `site` on a page no request made: no CSRF field to put.
+STATIC_PAGE = {"request": None, "csrf_field": lambda: Markup("")}
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
 LABELS = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
 GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d’actualités"}
@@ -197,7 +201,7 @@ def build_index(env: Environment, config: Config, plans: Sequence[FeedPlan]) -> 
     ]
     main = next((p for p in plans if p.vocabulary is None), None)
     page = env.get_template(INDEX_TEMPLATE).render(
-        site=config.site, main=main, groups=[g for g in groups if g["feeds"]]
+        site=config.site, main=main, groups=[g for g in groups if g["feeds"]], **STATIC_PAGE
     )
     return page.encode("utf-8")
 
@@ -216,8 +220,9 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 
 def _settings_stamp(config: Config, env: Environment) -> str:
-    source = env.loader.get_source(env, INDEX_TEMPLATE)[0] if env.loader else ""
-    settings = [FORMAT, config.site.model_dump_json(), config.feeds.model_dump_json(), source]
+    # The index page and the layout it extends: a change to either rewrites the page.
+    sources = [env.loader.get_source(env, name)[0] for name in PAGE_TEMPLATES] if env.loader else []
+    settings = [FORMAT, config.site.model_dump_json(), config.feeds.model_dump_json(), *sources]
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]
 
 

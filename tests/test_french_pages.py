@@ -141,3 +141,34 @@ def test_feeds_404_shares_the_layout_and_links_under_the_base_url_path(lettre: h
     ]
     assert document.xpath("//a[@class='evitement']")
     assert 'href="/feeds/"' not in response.text
+
+
+def test_an_edited_layout_rewrites_the_feeds_index(tmp_path: Path) -> None:
+    """The index extends the pages' layout: an admin's web/base.html (even one reading
+    `request` or calling `csrf_field()`) is the index's layout at the next `feeds`, with
+    nothing else changed."""
+    root = project(tmp_path)
+    shipped = (ROOT / "templates" / "web" / "base.html").read_text(encoding="utf-8")
+    own = shipped.replace(
+        "<main id=", "<p>Bandeau de l'admin{{ csrf_field() }}{{ '' if request else '' }}</p>\n<main id=", 1
+    )
+    assert own != shipped
+    (root / "templates" / "web").mkdir(parents=True)
+    (root / "templates" / "web" / "base.html").write_text(own, encoding="utf-8")
+    config = load_config(root / "config.yaml")
+    with Store.open(config.database_url) as store:
+        report = update_feeds(store, config)
+    assert report.written_files == ["index.html"]
+    assert "Bandeau de l’admin" in (root / "feeds" / "index.html").read_text(encoding="utf-8")
+
+
+def test_sign_up_page_is_golden(tmp_path: Path) -> None:
+    """The sign-up page as a visitor gets it (its random CSRF token blanked): the product's one
+    name, « de l’IREV », typographic apostrophes and no-break spaces in its text."""
+    config = load_config(project(tmp_path) / "config.yaml")
+    with TestClient(create_app(config)) as client:
+        page = client.get("/subscribe").text
+    page = re.sub(r'(name="csrf_token" value=")[^"]+"', r'\1…"', page)
+    golden("subscribe.html", page)
+    assert "S’inscrire à la lettre d’information" in page
+    assert f"les actualités de l’IREV qui vous concernent{NBSP}:" in page
