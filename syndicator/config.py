@@ -45,7 +45,7 @@ class _Section(BaseModel):
 class SiteConfig(_Section):
     title: str = "IREV"
     # The title as a sentence says it, article included ("l’IREV", "la CNIL", "le Cerema"):
-    # "Suivez les actualités de l’IREV". Unset: `l’` before a vowel or h, else the title alone.
+    # "Suivez les actualités de l’IREV". Unset: `l’` before a vowel, else the title alone.
     title_with_article: str | None = Field(default=None, min_length=1)
     # The product's one name, article included: pages, emails and footers all say it.
     newsletter: str = Field(default="la lettre d’information", min_length=1)

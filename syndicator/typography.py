@@ -126,12 +126,12 @@ def french_time(clock: time) -> str:
 
 def _starts_with_vowel_sound(word: str) -> bool:
     first = unicodedata.normalize("NFD", word[:1]).lower()[:1]
-    return first in "aeiouyh"
+    return bool(first) and first in "aeiouy"  # not h: it may be aspirated (les Hauts-de-France)
 
 
 def with_article(title: str) -> str:
     """The site's name as a sentence needs it, by default: `l’IREV` for a name that starts with a
-    vowel or h, else the name alone (`Lille`); `site.title_with_article` says it otherwise."""
+    vowel, else the name alone (`Lille`); `site.title_with_article` says it otherwise."""
     return f"l’{title}" if title and _starts_with_vowel_sound(title) else title
 
 
