@@ -2,6 +2,8 @@
 
 Exit codes: 0 success, 1 bad input (each problem printed as `file:line: message`), 2 usage error.
 Every `SyndicatorError` is caught here and nowhere else; `--verbose` adds the traceback.
+Every message and help text written here goes through `_()` (syndicator/i18n.py), in English:
+French when the admin's locale is; `scripts/update-catalogue` then adds it to the catalogue.
 """
 
 from __future__ import annotations
