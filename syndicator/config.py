@@ -28,6 +28,7 @@ from .crontab import EXAMPLE, cron_fields
 from .errors import ConfigError, Problem
 from .imap_mailbox import ImapSettings
 from .items import MAX_SIZE
+from .typography import apostrophes, with_article
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")
@@ -45,10 +46,25 @@ class _Section(BaseModel):
 
 class SiteConfig(_Section):
     title: str = "IREV"
+    # The title as a sentence says it, article included ("l’IREV", "la CNIL", "le Cerema"):
+    # "Suivez les actualités de l’IREV". Unset: `l’` before a vowel, else the title alone.
+    title_with_article: str | None = Field(default=None, min_length=1)
+    # The product's one name, article included: pages, emails and footers all say it.
+    newsletter: str = Field(default="la lettre d’information", min_length=1)
     base_url: str = "https://www.irev.fr"
     feeds_url: str = "https://www.irev.fr/feeds/"
     language: str = "fr"
     timezone: str = "Europe/Paris"
+
+    @property
+    def title_article(self) -> str:
+        """`title_with_article`, or the form made from `title` when it is unset."""
+        return self.title_with_article or with_article(self.title)
+
+    @field_validator("title_with_article", "newsletter")
+    @classmethod
+    def _typographic(cls, value: str | None) -> str | None:
+        return apostrophes(value) if value else value
 
     @field_validator("timezone")
     @classmethod

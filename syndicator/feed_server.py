@@ -12,14 +12,15 @@ and the header lists of the 200 and the 304.
 
 Conditional requests follow RFC 9110 §13: If-None-Match (weak comparison, lists, `*`) wins
 over If-Modified-Since. Only names with a feed extension, without hidden or empty segments, and
-resolving inside the folder are served; anything else gets a short French 404 page.
+resolving inside the folder are served; anything else gets the French 404 page, in the web
+pages' layout (`web/error.html`), linking to the index under `web.base_url`'s path (a site
+published at `https://x.org/lettre/` links to `/lettre/feeds/`).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import html
 import os
 import stat
 import time
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -36,6 +38,8 @@ from lxml import etree
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Config
+from .feeds import STATIC_PAGE
+from .templating import environment
 
 INDEX = "index.html"
 MEDIA_TYPES = {
@@ -54,21 +58,7 @@ ALLOWED = b"GET, HEAD"
 HTML_TYPE = b"text/html; charset=utf-8"
 # A browser must take a feed for what its Content-Type says, never sniff it into a page.
 NOSNIFF = (b"x-content-type-options", b"nosniff")
-NOT_FOUND_PAGE = """<!DOCTYPE html>
-<html lang="fr">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Flux introuvable</title>
-</head>
-<body>
-<main>
-<h1>Flux introuvable</h1>
-<p>Il n'y a pas de flux à cette adresse. <a href="{index}">Voir la liste des flux</a>.</p>
-</main>
-</body>
-</html>
-"""
+NOT_FOUND = ("Flux introuvable", "Il n’y a pas de flux à cette adresse.")
 NOT_ALLOWED_PAGE = (
     '<!DOCTYPE html>\n<html lang="fr">\n<head>\n<meta charset="utf-8">\n'
     "<title>Méthode non autorisée</title>\n</head>\n<body>\n<main>\n"
@@ -251,9 +241,10 @@ class _Loading:
 class FeedServer:
     """The ASGI app serving one feeds folder."""
 
-    def __init__(self, root: Path, *, max_age: int) -> None:
+    def __init__(self, root: Path, *, max_age: int, not_found: bytes) -> None:
         self.root = os.path.abspath(root)
         self.max_age = max_age
+        self.not_found = not_found
         self._cache: dict[str, CachedFile] = {}
         self._loading: dict[str, _Loading] = {}
 
@@ -273,8 +264,7 @@ class FeedServer:
         name = file_name(path[len(root_path) :] if root_path and path.startswith(root_path) else path)
         entry = await self._entry(name) if name is not None else None
         if entry is None:
-            page = NOT_FOUND_PAGE.format(index=html.escape(root_path + "/")).encode()
-            await _respond(send, 404, _html_headers(page), page, method)
+            await _respond(send, 404, _html_headers(self.not_found), self.not_found, method)
             return
 
         none_match = modified_since = encodings = None
@@ -372,6 +362,22 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+def feeds_index_path(config: Config) -> str:
+    """The path of the feeds index as the web app publishes it: `web.base_url`'s path + `feeds/`."""
+    return urlsplit(config.web.base_url).path.rstrip("/") + "/feeds/"
+
+
+def not_found_page(config: Config) -> bytes:
+    """The 404 page: `web/error.html` (admins' copy first) with a link to the feeds index."""
+    title, message = NOT_FOUND
+    env = environment(config.templates_path)
+    page = env.get_template("web/error.html").render(
+        site=config.site, status=404, title=title, message=message, index=feeds_index_path(config),
+        **STATIC_PAGE,
+    )  # fmt: skip
+    return page.encode("utf-8")
+
+
 def feeds_app(config: Config) -> ASGIApp:
     """The app serving `feeds.output`, to mount at `/feeds`."""
-    return FeedServer(config.feeds_path, max_age=config.web.feeds_max_age)
+    return FeedServer(config.feeds_path, max_age=config.web.feeds_max_age, not_found=not_found_page(config))

@@ -21,6 +21,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from jinja2 import Environment
+from markupsafe import Markup
 
 from .config import Config
 from .feedxml import Channel, Entry, build_atom, build_rss
@@ -30,12 +31,16 @@ from .items import Vocabulary
 from .markup import is_web_url
 from .store import ItemStamp, Store, StoredTerm
 from .templating import environment
+from .typography import de, french_text
 
-FORMAT = "1"  # bump when the output of this module or feedxml changes: every feed is rebuilt
+FORMAT = "2"  # bump when the output of this module or feedxml changes: every feed is rebuilt
 INDEX_TEMPLATE = "feeds_index.html"
+PAGE_TEMPLATES = (INDEX_TEMPLATE, "web/base.html")
+# What the web pages' layout gets beside `site` on a page no request made: no CSRF field to put.
+STATIC_PAGE = {"request": None, "csrf_field": lambda: Markup("")}
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
 LABELS = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
-GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d'actualités"}
+GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d’actualités"}
 ALL_NAME = "Toutes les actualités"
 
 
@@ -91,16 +96,18 @@ def _newest(stamps: Iterable[ItemStamp], limit: int) -> list[ItemStamp]:
 def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
              entries: Sequence[ItemStamp]) -> Channel:  # fmt: skip
     site, base = config.site, _feeds_url(config)
-    quoted = f"«\u00a0{term.name}\u00a0»" if term else ""
+    quoted, of_site = f"« {term.name} »" if term else "", de(site.title_article)
     if vocabulary is None or term is None:
-        title, description = f"{site.title} — {ALL_NAME}", f"Toutes les actualités de {site.title}"
+        title, description = f"{site.title} — {ALL_NAME}", f"Toutes les actualités {of_site}"
     else:
         title = f"{site.title} — {LABELS[vocabulary]} : {term.name}"
         description = {
-            "thematiques": f"Les actualités de {site.title} sur la thématique {quoted}",
-            "territoires": f"Les actualités de {site.title} pour le territoire {quoted}",
-            "types": f"Les actualités de {site.title} de type {quoted}",
+            "thematiques": f"Les actualités {of_site} sur la thématique {quoted}",
+            "territoires": f"Les actualités {of_site} pour le territoire {quoted}",
+            "types": f"Les actualités {of_site} de type {quoted}",
         }[vocabulary]
+    # French spaces (only where a space is already written: a term's own words stay as they are).
+    title, description = french_text(title), french_text(description)
     updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=PARIS))
     return Channel(
         title=title,
@@ -194,7 +201,7 @@ def build_index(env: Environment, config: Config, plans: Sequence[FeedPlan]) -> 
     ]
     main = next((p for p in plans if p.vocabulary is None), None)
     page = env.get_template(INDEX_TEMPLATE).render(
-        site=config.site, main=main, groups=[g for g in groups if g["feeds"]]
+        site=config.site, main=main, groups=[g for g in groups if g["feeds"]], **STATIC_PAGE
     )
     return page.encode("utf-8")
 
@@ -213,8 +220,9 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 
 def _settings_stamp(config: Config, env: Environment) -> str:
-    source = env.loader.get_source(env, INDEX_TEMPLATE)[0] if env.loader else ""
-    settings = [FORMAT, config.site.model_dump_json(), config.feeds.model_dump_json(), source]
+    # The index page and the layout it extends: a change to either rewrites the page.
+    sources = [env.loader.get_source(env, name)[0] for name in PAGE_TEMPLATES] if env.loader else []
+    settings = [FORMAT, config.site.model_dump_json(), config.feeds.model_dump_json(), *sources]
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]
 
 

@@ -29,13 +29,14 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import css_inline
-from babel.dates import format_date, format_time
+from babel.dates import format_date
 from jinja2 import Environment, Template, meta, nodes, pass_context
 from jinja2.filters import do_truncate
 from jinja2.runtime import Context
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
+from . import typography
 from .config import SiteConfig
 from .digest import Digest, DigestLinks, RenderedDigest
 from .emails import header_text
@@ -149,7 +150,7 @@ def render_digest(
 SAMPLE_SUBJECT = "Exemple — "
 SAMPLE_NOTICE = (
     "Exemple : cette lettre montre les dernières actualités qui correspondent aux centres "
-    "d'intérêt de l'abonné, même déjà envoyées ou anciennes. Elle n'a pas été envoyée."
+    "d’intérêt de l’abonné, même déjà envoyées ou anciennes. Elle n’a pas été envoyée."
 )
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
@@ -204,14 +205,13 @@ def inline_css(html: str) -> str:
 @lru_cache(maxsize=4096)
 def french_day(day: date) -> str:
     """`1er décembre 2021`, `30 novembre 2021`: the French ordinal for the first of the month."""
-    text = format_date(day, "d MMMM y", locale=LOCALE)
-    return "1er" + text[1:] if day.day == 1 else text
+    return typography.french_day(day)
 
 
 def event_dates(start: datetime | None, end: datetime | None, zone: tzinfo) -> str:
     """An event's dates as a French sentence; a time of 00:00 means the website gave none."""
     if start is None:
-        return f"Jusqu'au {_moment(end.astimezone(zone))}" if end is not None else ""
+        return f"Jusqu’au {_moment(end.astimezone(zone))}" if end is not None else ""
     start = start.astimezone(zone)
     if end is None or end == start:
         return f"Le {_moment(start)}"
@@ -230,7 +230,7 @@ def interests(subscriber: Subscriber) -> str:
         for singular, plural, names in (
             ("thématique", "thématiques", subscriber.thematiques),
             ("territoire", "territoires", subscriber.territoires),
-            ("type d'actualité", "types d'actualités", subscriber.types),
+            ("type d’actualité", "types d’actualités", subscriber.types),
         )
         if names
     ]
@@ -493,11 +493,11 @@ def _weekday(moment: datetime) -> str:
 
 
 def _clock(moment: datetime) -> str:
-    return format_time(moment, "HH:mm", locale=LOCALE)
+    return typography.french_time(moment.time())
 
 
 def _moment(moment: datetime) -> str:
-    """`vendredi 19 novembre 2021 à 09:00`, without the time at midnight."""
+    """`vendredi 19 novembre 2021 à 9 h`, without the time at midnight."""
     return f"{_weekday(moment)} à {_clock(moment)}" if _has_time(moment) else _weekday(moment)
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -59,8 +59,9 @@ class Holder:
     since: str  # ISO time the lock was taken
     command: str
 
-    def describe(self) -> str:
-        since = datetime.fromisoformat(self.since).astimezone()
+    def describe(self, zone: tzinfo | None = None) -> str:
+        """Who and since when, in `zone` (the site's; the machine's own when None), zone named."""
+        since = datetime.fromisoformat(self.since).astimezone(zone)
         return f"pid {self.pid} on {self.host}, since {since:%Y-%m-%d %H:%M:%S %Z} ({self.command})"
 
 

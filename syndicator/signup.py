@@ -58,7 +58,7 @@ from .web_pages import PageError, WebState, page, verified_form, web_state
 log = logging.getLogger(__name__)
 HOURS = int(EXPIRY.total_seconds() // 3600)
 CONSENT_CHANGED = (
-    "Le texte d'accord a changé depuis l'ouverture de la page : relisez-le, puis cochez la case."
+    "Le texte d’accord a changé depuis l’ouverture de la page : relisez-le, puis cochez la case."
 )
 
 
@@ -112,7 +112,7 @@ def _check(form: FormData, typed: _Typed, wording: Wording) -> tuple[str | None,
     if problem:
         errors["name"] = problem
     if not typed.consented:
-        errors["consent"] = "Cochez la case d'accord pour vous inscrire."
+        errors["consent"] = "Cochez la case d’accord pour vous inscrire."
     elif form.get("wording") != wording.version:
         # The text changed while the page was open: the proof must name the text they read.
         errors["consent"] = CONSENT_CHANGED

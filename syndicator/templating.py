@@ -4,7 +4,9 @@ Templates live in `templates/` beside config.yaml (the `templates` key); a file 
 taken from the templates shipped with syndicator: inside the installed package (a wheel holds the
 repository's `templates/` as `syndicator/templates`), else, in a source checkout or an editable
 install, the repository's `templates/` itself. Autoescape is on. French formatting of dates
-and sizes comes from babel, as filters.
+and sizes comes from babel, as filters; French typography from `typography`: the `typo` filter
+each shipped template wraps its output in, `de` and `a` before a noun with its article, and
+typographic apostrophes in the templates' own text (an extension, applied when they compile).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from jinja2 import (
     ChoiceLoader,
@@ -28,6 +29,7 @@ from jinja2.filters import do_wordwrap
 
 from .errors import Problem
 from .french_dates import PARIS
+from .typography import Apostrophes, a, capfirst, de, french_day, french_time, typo
 
 
 def shipped_templates() -> Path:
@@ -44,19 +46,20 @@ LOCALE = "fr_FR"
 
 
 def french_date(value: date | datetime | None, style: str = "long") -> str:
-    """`30 novembre 2021` (long), `mardi 30 novembre 2021` (full)."""
+    """`30 novembre 2021`, `1er mars 2022` (long), `mardi 30 novembre 2021` (full)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         value = value.astimezone(PARIS).date()
-    return format_date(value, format="d MMMM y" if style == "long" else "EEEE d MMMM y", locale=LOCALE)
+    return french_day(value, style)
 
 
 def french_datetime(value: datetime | None) -> str:
-    """`vendredi 19 novembre 2021 à 09:00`."""
+    """`vendredi 19 novembre 2021 à 9 h`, `lundi 1er mars 2021 à 14 h 30`."""
     if value is None:
         return ""
-    return format_datetime(value.astimezone(PARIS), "EEEE d MMMM y 'à' HH:mm", locale=LOCALE)
+    local = value.astimezone(PARIS)
+    return f"{french_day(local.date(), 'full')} à {french_time(local.time())}"
 
 
 def french_size(size: int | None) -> str:
@@ -95,8 +98,15 @@ def environment(override: Path | None) -> Environment:
     """The template environment, looking in `override` first, then in the shipped templates."""
     folders = [override] if override is not None and override != SHIPPED else []
     loader = ChoiceLoader([FileSystemLoader([str(f) for f in folders]), FileSystemLoader(str(SHIPPED))])
-    env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+    env = Environment(
+        loader=loader,
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        extensions=[Apostrophes],
+    )
     env.filters.update(french_date=french_date, french_datetime=french_datetime, french_size=french_size)
+    env.filters.update(typo=typo, de=de, a=a, capfirst=capfirst)
     env.filters["wordwrap"] = cached_wordwrap
     return env
 

@@ -23,7 +23,7 @@ from .taxonomy import slugify, term_key
 from .territoires import Hierarchy, Place
 
 FREQUENCY_LABELS: Mapping[Frequency, str] = {
-    "immediate": "Dès qu'une actualité paraît",
+    "immediate": "Dès qu’une actualité paraît",
     "daily": "Chaque jour",
     "weekly": "Chaque semaine",
     "monthly": "Chaque mois",
@@ -242,6 +242,6 @@ def read_choice(
         frequency=frequency or kept.frequency,
         thematiques=terms("thematiques", kept.thematiques, "Thématique inconnue"),
         territoires=tuple(territoires.values()),
-        types=terms("types", kept.types, "Type d'actualité inconnu"),
+        types=terms("types", kept.types, "Type d’actualité inconnu"),
     )
     return chosen, problems

@@ -56,12 +56,12 @@ _STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.DOTALL | re.IGNORECASE
 
 # What each error status tells the visitor: a title and a sentence, never a detail of ours.
 ERRORS: Mapping[int, tuple[str, str]] = {
-    400: ("Lien non valide", "Ce lien n'est pas valide : il a peut-être été coupé ou modifié. "
-          "Copiez-le en entier depuis le message reçu, ou utilisez le lien d'un message plus récent."),
+    400: ("Lien non valide", "Ce lien n’est pas valide : il a peut-être été coupé ou modifié. "
+          "Copiez-le en entier depuis le message reçu, ou utilisez le lien d’un message plus récent."),
     403: ("Formulaire expiré", "Ce formulaire a expiré, ou votre navigateur refuse les cookies. "
           "Rechargez la page, puis envoyez-le de nouveau."),
     408: ("Envoi trop lent", "Le formulaire est arrivé trop lentement. Envoyez-le de nouveau."),
-    404: ("Page introuvable", "Il n'y a pas de page à cette adresse."),
+    404: ("Page introuvable", "Il n’y a pas de page à cette adresse."),
     405: ("Action impossible", "Cette page ne permet pas cette action."),
     413: ("Envoi trop volumineux", "Le formulaire envoyé est trop volumineux."),
     431: ("Demande trop volumineuse", "Votre navigateur a envoyé des en-têtes trop volumineux, "

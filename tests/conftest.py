@@ -84,6 +84,15 @@ def _drop_test_databases(tmp_path: Path, request: pytest.FixtureRequest) -> Iter
         pytest.fail(f"opened SQLite in the PostgreSQL run: {', '.join(sorted(opened))}", pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def english_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line speaks English in tests, as in CI logs, whatever the developer's locale;
+    a test about French sets LANG itself."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
 @pytest.fixture
 def no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """No secret from the developer's environment leaks into the test."""

@@ -33,7 +33,7 @@ def test_unsubscribe_link_of_a_digest_unsubscribes_in_the_browser(project: Proje
     assert f"<{link}>" in str(message["List-Unsubscribe"])
 
     page.goto(link)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Se désabonner de la lettre d'information")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Se désabonner de la lettre d’information")
     expect(page.get_by_role("main")).to_contain_text("cl•••@example.org")  # masked
     assert project.listed(email).endswith("  active")
 

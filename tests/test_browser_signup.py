@@ -26,7 +26,7 @@ def test_sign_up_confirmed_from_the_outbox_appears_in_subscribers_list(project: 
     """Fill /subscribe (a territoire found by the search), send it, open the link of the email
     the outbox holds, press the button: `subscribers list` shows the address and its choices."""
     page.goto(project.base_url + "/subscribe")
-    expect(page.get_by_role("heading", level=1)).to_have_text("S'inscrire à la lettre d'information")
+    expect(page.get_by_role("heading", level=1)).to_have_text("S’inscrire à la lettre d’information")
     page.get_by_label("Adresse électronique").fill(LEA)
     page.get_by_label("Nom (facultatif)").fill("Léa Petit")
     page.get_by_label("Chaque jour").check()
@@ -37,14 +37,14 @@ def test_sign_up_confirmed_from_the_outbox_appears_in_subscribers_list(project: 
     expect(page.get_by_label("Adresse électronique")).to_have_value(LEA)  # kept across the search
     expect(page.get_by_label("Éducation", exact=True)).to_be_checked()
     page.get_by_label("Hem — commune", exact=True).check()
-    page.get_by_label("J'accepte de recevoir par courriel").check()
-    page.get_by_role("button", name="M'inscrire").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Plus qu'une étape : confirmez votre adresse")
+    page.get_by_label("J’accepte de recevoir par courriel").check()
+    page.get_by_role("button", name="M’inscrire").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Plus qu’une étape : confirmez votre adresse")
     expect(page.get_by_role("status")).to_contain_text(LEA)
     assert LEA not in project.cli("subscribers", "list")
 
     message = project.mail_to(LEA, "*-signup-*.eml")
-    assert message["Subject"] == "Confirmez votre inscription à la lettre d'information IREV"
+    assert message["Subject"] == "Confirmez votre inscription à la lettre d’information IREV"
     link = link_in(message, "Confirmer mon inscription")
     assert link.startswith(project.base_url + "/subscribe/confirm/")
 

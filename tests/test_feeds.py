@@ -103,7 +103,7 @@ def test_rss_channel_and_items_carry_what_readers_need(site: Site) -> None:
     site.build()
     feed = site.parsed("thematiques/politique-de-la-ville-dsu.rss")
     channel = feed.feed
-    assert channel.title == "IREV — Thématique : Politique de la ville - DSU"
+    assert channel.title == "IREV — Thématique\u00a0: Politique de la ville - DSU"
     assert channel.link == "https://www.irev.fr/taxonomy/term/3692"
     assert channel.language == "fr"
     self_links = [link.href for link in channel.links if link.rel == "self"]
@@ -285,7 +285,7 @@ def test_hostile_items_never_reach_a_feed_raw(tmp_path: Path) -> None:
                 if as_html and element.text:
                     assert_harmless(element.text)  # what a reader renders as HTML
     feed = site.parsed("thematiques/sante-social-quartiers.rss")
-    assert feed.feed.title == 'IREV — Thématique : Santé & <Social> / "Quartiers"'
+    assert feed.feed.title == 'IREV — Thématique\u00a0: Santé & <Social> / "Quartiers"'
     assert "<script" not in feed.entries[0].content[0].value
 
 
@@ -297,7 +297,7 @@ def test_opml_lists_every_feed_grouped_by_vocabulary(site: Site) -> None:
     body = root.find("body")
     assert body is not None
     groups = {g.get("text"): g for g in body if g.get("type") is None}
-    assert set(groups) == {"Thématiques", "Territoires", "Types d'actualités"}
+    assert set(groups) == {"Thématiques", "Territoires", "Types d’actualités"}
     dsu = next(o for o in groups["Thématiques"] if o.get("text") == "Politique de la ville - DSU")
     assert dsu.get("type") == "rss"
     assert dsu.get("xmlUrl") == "https://www.irev.fr/feeds/thematiques/politique-de-la-ville-dsu.rss"
@@ -310,7 +310,7 @@ def test_index_html_is_french_with_autodiscovery(site: Site) -> None:
     """index.html lists every feed with its count and latest date, and links the main feeds."""
     site.build()
     page = (site.feeds / "index.html").read_text(encoding="utf-8")
-    assert '<html lang="fr">' in page
+    assert '<html lang="fr"' in page
     assert '<link rel="alternate" type="application/rss+xml"' in page and 'href="all.rss"' in page
     assert '<link rel="alternate" type="application/atom+xml"' in page
     assert "Politique de la ville - DSU" in page and "thematiques/politique-de-la-ville-dsu.atom" in page

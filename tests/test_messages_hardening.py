@@ -216,7 +216,7 @@ def test_digest_preview_with_nothing_new_writes_a_marked_sample(run: Run, projec
     assert text.startswith("Exemple : cette lettre montre les dernières actualités")
     assert "Bonjour Claire Martin," in text
     html = stem.with_suffix(".html").read_text(encoding="utf-8")
-    assert "Elle n'a pas été envoyée." in html.replace("&#39;", "'")
+    assert "Elle n’a pas été envoyée." in html
     message = BytesParser(policy=policy.default).parsebytes(stem.with_suffix(".eml").read_bytes())
     assert str(message["Subject"]).startswith("Exemple — IREV — ")
     assert result.out.rstrip().endswith("items)") and "Exemple — " in result.out

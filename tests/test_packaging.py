@@ -3,6 +3,7 @@ own: its modules and default templates are inside it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel, built as `pip wheel .` does, from a copy of what it is built from: a
     `build/` folder left in the checkout by an earlier build would otherwise be reused."""
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
     for name in ("syndicator", "templates"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -44,6 +45,8 @@ def test_the_wheel_holds_every_module_and_the_templates_folder(wheel: Path) -> N
     }
     assert "syndicator/templates/feeds_index.html" in templates
     assert modules - names == set()
+    # The French catalogue, compiled by the build (setup.py), for the command line.
+    assert "syndicator/locale/fr/LC_MESSAGES/syndicator.mo" in names
     assert templates - names == set()
     assert not (ROOT / "syndicator" / "templates").exists()
 
@@ -95,6 +98,12 @@ def test_the_installed_wheel_runs_the_quick_start_in_an_empty_folder(wheel: Path
     assert "Flux" in (folder / "feeds" / "index.html").read_text(encoding="utf-8")
     assert list((folder / "outbox").glob("*.eml"))
     assert not (folder / "templates").exists()
+    # The admin's French, from the compiled catalogue the wheel holds.
+    french = subprocess.run(
+        [venv / "bin" / "syndicator", "--help"], cwd=folder, capture_output=True, text=True, check=False,
+        env={"PATH": os.environ["PATH"], "LANG": "fr_FR.UTF-8"},
+    )  # fmt: skip
+    assert french.stdout.startswith("utilisation : syndicator "), french.stderr
     # A folder holding nothing at all: the shipped templates still write the feeds' index, and
     # the missing items/ is one located error saying what to do, not a traceback.
     empty = tmp_path / "empty"

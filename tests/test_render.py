@@ -132,8 +132,8 @@ def test_every_field_of_an_item_appears() -> None:
         "L'Assemblée générale du GIP IREV adopté le programme d'actions 2022",
         "Actu de l'IREV",
         "Publié le 30 novembre 2021",
-        "Le vendredi 19 novembre 2021 à 09:00",
-        "Territoires : Région Hauts de France",
+        "Le vendredi 19 novembre 2021 à 9\u00a0h",
+        "Territoires\u00a0: Région Hauts de France",
         item.url,
         item.attachments[0].url,
         "PDF, 1,8\u00a0Mo",
@@ -143,21 +143,21 @@ def test_every_field_of_an_item_appears() -> None:
     for fragment in [*expected, item.summary]:
         assert fragment in text_summary
         assert fragment.replace("'", "&#39;") in html_summary or fragment in html_summary
-    assert f"Pièce jointe : {item.attachments[0].url} (PDF, 1,8\u00a0Mo)" in rendered.text
-    assert f"Lire l'actualité : {item.url}" in rendered.text
+    assert f"Pièce jointe\u00a0: {item.attachments[0].url} (PDF, 1,8\u00a0Mo)" in rendered.text
+    assert f"Lire l’actualité\u00a0: {item.url}" in rendered.text
 
 
 def test_event_dates_in_french() -> None:
     """One moment, a same-day span, a span of days, and a date the website gave without time."""
     start = datetime(2023, 10, 12, 9, 30, tzinfo=PARIS)
-    assert event_dates(start, None, PARIS) == "Le jeudi 12 octobre 2023 à 09:30"
+    assert event_dates(start, None, PARIS) == "Le jeudi 12 octobre 2023 à 9\u00a0h\u00a030"
     assert (
         event_dates(start, start.replace(hour=17, minute=0), PARIS)
-        == "Le jeudi 12 octobre 2023, de 09:30 à 17:00"
+        == "Le jeudi 12 octobre 2023, de 9\u00a0h\u00a030 à 17\u00a0h"
     )
     assert (
         event_dates(start, datetime(2023, 10, 13, 16, 30, tzinfo=PARIS), PARIS)
-        == "Du jeudi 12 octobre 2023 à 09:30 au vendredi 13 octobre 2023 à 16:30"
+        == "Du jeudi 12 octobre 2023 à 9\u00a0h\u00a030 au vendredi 13 octobre 2023 à 16\u00a0h\u00a030"
     )
     assert event_dates(datetime(2023, 12, 1, tzinfo=PARIS), None, PARIS) == "Le vendredi 1er décembre 2023"
     assert event_dates(None, None, PARIS) == ""
@@ -167,13 +167,13 @@ def test_more_line_links_the_feeds_index() -> None:
     """Items delivered but not shown are counted, with the feeds index; none, no line."""
     items = (make_item(1), make_item(2))
     rendered = render(make_digest(items, more=3))
-    assert f"… et 3 autres actualités : {LINKS.feeds_index}" in rendered.text
+    assert f"… et 3 autres actualités\u00a0: {LINKS.feeds_index}" in rendered.text
     assert "Voici 2 des 5 nouvelles actualités" in rendered.text
     assert "… et 3 autres actualités" in rendered.html
     assert f'href="{LINKS.feeds_index}"' in rendered.html
-    assert "… et 1 autre actualité :" in render(make_digest(items, more=1)).text
+    assert "… et 1 autre actualité\u00a0:" in render(make_digest(items, more=1)).text
     plain = render(make_digest(items))
-    assert "autres actualités :" not in plain.text
+    assert "autres actualités" not in plain.text
     assert "autres actualités" not in plain.html
 
 
@@ -206,11 +206,11 @@ def test_footer_says_why_and_links_preferences_and_unsubscribe() -> None:
     """Both parts say why the message came and give the preferences and unsubscribe links."""
     rendered = render(make_digest((make_item(),)))
     text = " ".join(rendered.text.split())
-    assert "l'adresse marie.dupont@example.org est abonnée" in text
+    assert "l’adresse marie.dupont@example.org est abonnée" in text
     assert "envoyée chaque semaine" in text
     assert "thématiques Politique de la ville - DSU, Éducation ; territoire Nord" in text
-    assert f"Gérer vos préférences : {LINKS.preferences}" in rendered.text
-    assert f"Se désabonner : {LINKS.unsubscribe}" in rendered.text
+    assert f"Gérer vos préférences\u00a0: {LINKS.preferences}" in rendered.text
+    assert f"Se désabonner\u00a0: {LINKS.unsubscribe}" in rendered.text
     assert f'href="{LINKS.preferences}"' in rendered.html
     assert f'href="{LINKS.unsubscribe}"' in rendered.html
 
@@ -246,7 +246,7 @@ def test_html_stays_small_with_30_long_items() -> None:
     items = long_items()
     sections = tuple(Section(f"Thématique {k}", items[k * 5 : (k + 1) * 5]) for k in range(6))
     rendered = render(make_digest(items, sections=sections))
-    assert rendered.html.count("Lire l'actualité") == 30
+    assert rendered.html.count("Lire l’actualité") == 30
     assert len(rendered.html.encode()) < 90_000
 
 
@@ -267,7 +267,7 @@ def test_item_with_only_a_title_renders() -> None:
     """An item with no type, date, territoire, summary or attachment leaves no empty line or block."""
     bare = NewsItem(url="https://www.irev.fr/actualites-0/nue", file="nue.txt", title="Nue")
     rendered = render(make_digest((bare,)))
-    assert "* Nue\n\n  Lire l'actualité : https://www.irev.fr/actualites-0/nue\n" in rendered.text
+    assert "* Nue\n\n  Lire l’actualité\u00a0: https://www.irev.fr/actualites-0/nue\n" in rendered.text
     assert 'class="meta"' not in rendered.html
 
 

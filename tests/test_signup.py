@@ -281,7 +281,7 @@ def test_consent_wording_names_its_version_and_the_exact_text(tmp_path: Path) ->
     config = parse_config("site: {title: IREV}\n", tmp_path / "config.yaml")
     shipped = consent_wording(environment(None), config.site)
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\+[0-9a-f]{8}", shipped.version)
-    assert "J'accepte de recevoir" in shipped.html and "IREV" in shipped.html
+    assert "J’accepte de recevoir" in shipped.html and "IREV" in shipped.html
     (tmp_path / "web").mkdir()
     source = (ROOT / "templates" / "web" / "subscribe_consent.html").read_text(encoding="utf-8")
     (tmp_path / "web" / "subscribe_consent.html").write_text(source.replace("par courriel", "par e-mail"))
@@ -317,7 +317,7 @@ def test_confirmation_email_is_french_and_carries_the_link(store: Store, tmp_pat
     assert data == build()
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)
-    assert message["Subject"] == "Confirmez votre inscription à la lettre d'information IREV"
+    assert message["Subject"] == "Confirmez votre inscription à la lettre d’information IREV"
     assert message["To"].addresses[0].display_name == "Anne Bcc: x@y.fr" and message["Bcc"] is None
     assert message["Message-ID"].startswith(f"<signup.{signup.id}.") and message["Auto-Submitted"]
     assert message["List-Unsubscribe"] is None  # not a list message
@@ -326,8 +326,8 @@ def test_confirmation_email_is_french_and_carries_the_link(store: Store, tmp_pat
     assert text is not None and html is not None
     plain = text.get_content()
     assert plain.startswith("Bonjour Anne Bcc: x@y.fr,") and url in plain.splitlines()
-    assert "Fréquence : Chaque semaine" in plain and "Thématiques : Santé" in plain
-    assert "jusqu'au samedi 28 novembre 2026 à 11:00" in plain
+    assert "Fréquence\u00a0: Chaque semaine" in plain and "Thématiques\u00a0: Santé" in plain
+    assert "jusqu’au samedi 28 novembre 2026 à 11\u00a0h" in plain
     assert all(len(line) <= 78 for line in plain.splitlines() if url not in line)
     document = lxml.html.fromstring(html.get_content())
     assert document.xpath("//a[normalize-space(.)='Confirmer mon inscription']/@href") == [url]
@@ -405,7 +405,7 @@ def test_sign_up_form_is_french_labelled_and_protected(site: Site) -> None:
     for field in document.xpath("//input[not(@type='hidden')]"):
         assert field.xpath("ancestor::label") or field.get("id") in labelled, lxml.html.tostring(field)
     text = text_of(page.text)
-    assert "Adresse électronique" in text and "Nom (facultatif)" in text and "J'accepte de recevoir" in text
+    assert "Adresse électronique" in text and "Nom (facultatif)" in text and "J’accepte de recevoir" in text
     assert document.xpath("//input[@name='consent' and @required]")
     assert document.xpath("//input[@name='frequency' and @value='weekly' and @checked]")
     hidden = site.hidden("/subscribe")
@@ -417,13 +417,13 @@ def test_signing_up_mails_a_confirmation_and_stores_nothing_else(site: Site, run
     the address is no subscriber yet."""
     answer = site.sign_up()
     assert answer.status_code == 200
-    assert "Un message vient d'être envoyé à anne.martin@exemple.fr" in text_of(answer.text)
+    assert "Un message vient d’être envoyé à anne.martin@exemple.fr" in text_of(answer.text)
     [message] = site.outbox()
     assert message["To"].addresses[0].addr_spec == ANNE.email
     assert site.confirm_path(message).startswith("/subscribe/confirm/")
     assert site.pending() == 1
     [version] = re.findall(r'name="wording" value="([^"]+)"', site.client.get("/subscribe").text)
-    assert "J'accepte de recevoir" in (archived(site.store, version) or "")  # the words agreed to, kept
+    assert "J’accepte de recevoir" in (archived(site.store, version) or "")  # the words agreed to, kept
     assert ANNE.email not in run("subscribers", "list", "--config", str(site.root / "config.yaml")).out
 
 
@@ -438,7 +438,7 @@ def test_following_the_link_shows_a_button_then_confirms(site: Site, run: Run) -
     form = site.hidden(path)
     answer = site.client.post(path, data=form)
     assert answer.status_code == 200
-    assert "Merci ! L'adresse anne.martin@exemple.fr recevra la lettre" in text_of(answer.text)
+    assert "Merci ! L’adresse anne.martin@exemple.fr recevra la lettre" in text_of(answer.text)
     listed = run("subscribers", "list", "--config", str(site.root / "config.yaml")).out
     [line] = [line for line in listed.splitlines() if line.startswith(ANNE.email)]
     assert "Anne Martin" in line and "daily" in line and "web sign-up" in line
@@ -470,7 +470,7 @@ def test_a_form_with_problems_comes_back_with_them_in_french(site: Site) -> None
     assert answer.status_code == 400
     text = text_of(answer.text)
     assert "« anne@ » n'est pas une adresse électronique valable" in text
-    assert "Thématique inconnue : « Astrologie »." in text and "Cochez la case d'accord" in text
+    assert "Thématique inconnue : « Astrologie »." in text and "Cochez la case d’accord" in text
     document = lxml.html.fromstring(answer.text)
     assert document.xpath("//input[@name='email']/@value") == ["anne@"]
     assert document.xpath("//input[@name='email']/@aria-invalid") == ["true"]
@@ -482,7 +482,7 @@ def test_a_consent_text_changed_while_the_page_was_open_must_be_read_again(site:
     """The form names the version it showed; if the text changed since, the visitor is asked to
     tick the box again under the new text, so the proof names the words they read."""
     answer = site.sign_up(wording="2020-01-01+deadbeef")
-    assert answer.status_code == 400 and "Le texte d'accord a changé" in text_of(answer.text)
+    assert answer.status_code == 400 and "Le texte d’accord a changé" in text_of(answer.text)
     assert site.pending() == 0
 
 
@@ -507,7 +507,7 @@ def test_too_many_requests_get_a_french_429_page(site: Site) -> None:
     assert refused.status_code == 429
     assert 0 < int(refused.headers["retry-after"]) <= 24 * 3600
     text = text_of(refused.text)
-    assert "Plusieurs demandes d'inscription ont déjà été faites pour cette adresse" in text
+    assert "Plusieurs demandes d’inscription ont déjà été faites pour cette adresse" in text
     assert re.search(r"dans \d+ heures", text)
     assert len(site.outbox()) == 3
 
@@ -526,7 +526,7 @@ def test_an_expired_or_tampered_link_gets_a_clear_page(site: Site) -> None:
         assert page.status_code == 410
         assert "Ce lien de confirmation a expiré" in text_of(page.text)
         again = lxml.html.fromstring(page.text).xpath(
-            "//a[normalize-space(.)=$text]/@href", text="Refaire ma demande d'inscription"
+            "//a[normalize-space(.)=$text]/@href", text="Refaire ma demande d’inscription"
         )
         assert again == [site.config.web.base_url + "/subscribe"]
     assert load_choice(site.store, ANNE.email) is None
@@ -536,7 +536,7 @@ def test_a_subscriber_signing_up_again_gets_the_same_answer(site: Site) -> None:
     """The form tells no one who subscribes: an address of config.yaml gets the same page and
     a confirmation email; confirming replaces its choices with the new ones."""
     answer = site.sign_up(MARIE)
-    assert answer.status_code == 200 and "Un message vient d'être envoyé" in text_of(answer.text)
+    assert answer.status_code == 200 and "Un message vient d’être envoyé" in text_of(answer.text)
     path = site.confirm_path(site.outbox()[0])
     site.client.post(path, data=site.hidden(path))
     marie = effective_subscriber(site.config, site.store, MARIE)
@@ -600,5 +600,5 @@ def test_an_unreachable_relay_gets_a_503_page_and_keeps_nothing(
     for site in served(Site, built, tmp_path / "site", _through_smtp(port)):
         answer = site.sign_up()
         assert answer.status_code == 503
-        assert "Le message de confirmation n'a pas pu être envoyé" in text_of(answer.text)
+        assert "Le message de confirmation n’a pas pu être envoyé" in text_of(answer.text)
         assert site.pending() == 0

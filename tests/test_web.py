@@ -258,7 +258,7 @@ def test_saved_preferences_win_over_config_and_drive_the_next_digest(site: Site,
         "Fréquence": "Chaque jour",
         "Thématiques": "Santé",
         "Territoires": "Métropole Européenne de Lille",
-        "Types d'actualités": "tous",
+        "Types d’actualités": "tous",
     }
     stored = load_choice(site.store, MARIE)
     assert stored is not None

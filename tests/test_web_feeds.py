@@ -313,7 +313,7 @@ def test_unknown_paths_get_a_french_404_page(client: httpx.Client) -> None:
         response = client.get(url)
         assert response.status_code == 404, url
         assert response.headers["content-type"] == "text/html; charset=utf-8"
-        assert '<html lang="fr">' in response.text
+        assert '<html lang="fr"' in response.text
         assert "Flux introuvable" in response.text
         assert 'href="/feeds/"' in response.text
 

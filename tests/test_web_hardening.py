@@ -379,7 +379,7 @@ def test_the_site_cap_comes_from_config_and_gets_a_french_page(
     assert sign_up("un@example.org").status_code == 200
     refused = sign_up("deux@example.org")
     assert refused.status_code == 429
-    assert "Nous recevons en ce moment trop de demandes d'inscription" in text_of(refused.text)
+    assert "Nous recevons en ce moment trop de demandes d’inscription" in text_of(refused.text)
     sites.close()
 
 

@@ -1,0 +1,66 @@
+"""The admin's language: the command line's own messages and `--help`, in French when the locale is.
+
+Messages are written in English in the code, each wrapped in `_()` (`from .i18n import _`); their
+French is in `syndicator/locale/fr/LC_MESSAGES/syndicator.po`, compiled by babel into a `.mo`
+when the wheel is built (setup.py), or from the `.po` itself when running from a checkout. The
+language is read as gettext reads it, from LANGUAGE, LC_ALL, LC_MESSAGES and LANG, the first one
+set: `fr_FR.UTF-8`, `fr_BE`, `fr` give French; anything else (`C.UTF-8` in CI, unset) English.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+DOMAIN = "syndicator"
+LOCALES = Path(__file__).resolve().parent / "locale"
+_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+_CODE = re.compile(r"[a-z]{2,3}(?:_[A-Z]{2})?")
+
+
+def languages() -> tuple[str, ...]:
+    """The languages asked for, most wanted first, as gettext reads them from the environment."""
+    for variable in _VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            return tuple(part for part in value.split(":") if part)
+    return ()
+
+
+def _codes(language: str) -> list[str]:
+    """`fr_FR.UTF-8@euro` → `fr_FR`, `fr`: the catalogue folders that may serve it."""
+    base = language.split(".", maxsplit=1)[0].split("@", maxsplit=1)[0]
+    if not _CODE.fullmatch(base):  # `C`, `POSIX`, or anything that is no language (`../x`)
+        return []
+    return [base, base.split("_")[0]] if "_" in base else [base]
+
+
+@lru_cache(maxsize=8)
+def catalogue(wanted: tuple[str, ...]) -> gettext.NullTranslations:
+    """The translations for the first of `wanted` that has a catalogue; none: messages as written."""
+    for language in wanted:
+        for code in _codes(language):
+            folder = LOCALES / code / "LC_MESSAGES"
+            compiled, source = folder / f"{DOMAIN}.mo", folder / f"{DOMAIN}.po"
+            if compiled.is_file():
+                with compiled.open("rb") as file:
+                    return gettext.GNUTranslations(file)
+            if source.is_file():  # a checkout: nothing was built
+                with source.open("rb") as file:
+                    buffer = io.BytesIO()
+                    write_mo(buffer, read_po(file, locale=code, domain=DOMAIN))
+                buffer.seek(0)
+                return gettext.GNUTranslations(buffer)
+    return gettext.NullTranslations()
+
+
+def _(message: str) -> str:
+    """`message` in the admin's language."""
+    return catalogue(languages()).gettext(message)
