@@ -239,10 +239,8 @@ class PrivacyConfig(_Section):
     controller: str | None = None  # the controller's name, as the notice names it
     postal_address: str | None = None
     dpo_contact: str | None = None  # the data-protection officer: email address or URL
-    purpose: str = (
-        "envoyer la lettre d’information que vous avez demandée, selon les thématiques, territoires "
-        "et types d’actualités que vous avez choisis"
-    )
+    # Why the data is processed, after "pour"; default: sending site.newsletter as chosen.
+    purpose: str | None = None
     policy_url: str | None = None  # a full privacy page of your own; default: the app's /confidentialite
     notice_version: str = Field(default="1", min_length=1, max_length=40)
     retention: RetentionConfig = RetentionConfig()

@@ -38,7 +38,7 @@ from lxml import etree
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Config
-from .feeds import STATIC_PAGE
+from .feeds import static_page
 from .templating import environment
 
 INDEX = "index.html"
@@ -373,7 +373,7 @@ def not_found_page(config: Config) -> bytes:
     env = environment(config.templates_path)
     page = env.get_template("web/error.html").render(
         site=config.site, status=404, title=title, message=message, index=feeds_index_path(config),
-        **STATIC_PAGE,
+        **static_page(config),
     )  # fmt: skip
     return page.encode("utf-8")
 

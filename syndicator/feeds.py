@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment
 from markupsafe import Markup
@@ -29,6 +30,7 @@ from .files import public_folder, staged
 from .french_dates import PARIS
 from .items import Vocabulary
 from .markup import is_web_url
+from .privacy import notice
 from .store import ItemStamp, Store, StoredTerm
 from .templating import environment
 from .typography import de, french_text
@@ -36,8 +38,6 @@ from .typography import de, french_text
 FORMAT = "2"  # bump when the output of this module or feedxml changes: every feed is rebuilt
 INDEX_TEMPLATE = "feeds_index.html"
 PAGE_TEMPLATES = (INDEX_TEMPLATE, "web/base.html")
-# What the web pages' layout gets beside `site` on a page no request made: no CSRF field to put.
-STATIC_PAGE = {"request": None, "csrf_field": lambda: Markup("")}
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
 LABELS = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
 GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d’actualités"}
@@ -73,6 +73,12 @@ class FeedsReport:
 
     def summary(self) -> str:
         return f"{self.written} written, {self.unchanged} unchanged, {self.removed} removed"
+
+
+def static_page(config: Config) -> dict[str, Any]:
+    """What the web pages' layout gets beside `site` on a page no request made: no CSRF field
+    to put; the RGPD notice, for the footer's link to it."""
+    return {"request": None, "csrf_field": lambda: Markup(""), "privacy": notice(config)}
 
 
 def _feeds_url(config: Config) -> str:
@@ -201,7 +207,7 @@ def build_index(env: Environment, config: Config, plans: Sequence[FeedPlan]) -> 
     ]
     main = next((p for p in plans if p.vocabulary is None), None)
     page = env.get_template(INDEX_TEMPLATE).render(
-        site=config.site, main=main, groups=[g for g in groups if g["feeds"]], **STATIC_PAGE
+        site=config.site, main=main, groups=[g for g in groups if g["feeds"]], **static_page(config)
     )
     return page.encode("utf-8")
 

@@ -71,6 +71,12 @@ class Notice:
         )
 
 
+DEFAULT_PURPOSE = (
+    "vous envoyer {newsletter}, selon les thématiques, territoires et types d’actualités que vous "
+    "avez choisis"
+)
+
+
 def notice(config: Config) -> Notice:
     """The notice of this config; the controller defaults to the site's title."""
     privacy = config.privacy
@@ -85,7 +91,9 @@ def notice(config: Config) -> Notice:
         postal_address=privacy.postal_address or "",
         contact=contact,
         contact_url=contact_url,
-        purpose=privacy.purpose.strip().rstrip("."),
+        purpose=(privacy.purpose or DEFAULT_PURPOSE.format(newsletter=config.site.newsletter))
+        .strip()
+        .rstrip("."),
         url=url,
         version=privacy.notice_version,
         periods=retention_periods(privacy.retention),

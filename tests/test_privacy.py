@@ -24,7 +24,7 @@ from .databases import database_for
 from .test_signup import ANNE, MARIE, Site
 from .web_support import SECRET, built_project, served, text_of
 
-NOTICE = "Vos données sont traitées par IREV pour envoyer la lettre d’information"
+NOTICE = "Vos données sont traitées par IREV pour vous envoyer la lettre d’information"
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +114,13 @@ def test_the_privacy_page_renders_the_whole_notice_in_the_pages_layout(site: Sit
     for expected in (
         "Le responsable du traitement est IREV, 1 rue de l’Exemple, 59000 Lille.",
         "dpo@example.org",
-        "Vos données servent à envoyer la lettre d’information que vous avez demandée",
+        "Vos données servent à vous envoyer la lettre d’information, selon les thématiques",
         "Une demande d’inscription 30 jours au plus",
         "13 mois, puis seulement des totaux par mois, sans adresse",
         "la durée de l’abonnement, puis 3 ans",
         "CNIL",
         "Version 2026-12 de cette notice.",
-        "Flux d'actualités · Données personnelles",
+        "Flux d’actualités · Données personnelles",
     ):
         assert expected in page, expected
     assert "30\u00a0jours" in response.text and "13\u00a0mois" in response.text  # never cut there
@@ -169,7 +169,7 @@ def test_the_consent_record_keeps_the_notice_version(site: Site, run: Run) -> No
     assert choice.consent.notice == "2026-12" and choice.consent.wording
     exported = run("subscribers", "export", ANNE.email, "--config", str(site.root / "config.yaml"))
     [consent] = [entry["consent"] for entry in json.loads(exported.out)["web_choices"]]
-    assert consent["notice_version"] == "2026-12" and "J'accepte de recevoir" in consent["wording"]
+    assert consent["notice_version"] == "2026-12" and "J’accepte de recevoir" in consent["wording"]
 
 
 def test_a_database_of_the_previous_version_gets_the_notice_column(tmp_path: Path) -> None:
