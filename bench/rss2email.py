@@ -4,8 +4,8 @@ Both send to the same sink (bench/smtp.py's, in a process of its own) waiting `-
 every reply, at 5 ms (a relay in the same region) and at 0 ms; each is timed as a whole process,
 start-up included:
 
-- syndicator: `syndicator digest send` on a fresh SQLite project holding one shipped sample item
-  and `--messages` subscribers with no interest (each gets a digest of that one item), ingested
+- syndicator: `syndicator digest send` (with `--workers N`: that many workers) on a fresh SQLite
+  project holding one shipped sample item and `--messages` subscribers with no interest (each gets a digest of that one item), ingested
   beforehand (not timed); `max_connections: 4`, `rate_per_second: 100000`.
 - rss2email 3.14 (`pip install rss2email==3.14` into the environment `--r2e` names): a feed file of
   `--messages` entries, one recipient, `r2e run` sending each entry as an email over SMTP.
@@ -40,8 +40,8 @@ from workers import ROOT, sink_process  # bench/ is on the path when run as a sc
 TARGETS = {0.005: 3.0, 0.0: 1.0}
 
 
-def syndicator_send(folder: Path, port: int, messages: int) -> tuple[float, str]:
-    """Seconds `syndicator digest send` took, as a whole process, and its summary."""
+def syndicator_send(folder: Path, port: int, messages: int, workers: int) -> tuple[float, str]:
+    """Seconds `syndicator digest send --workers N` took, as a whole process, and its summary."""
     folder.mkdir()
     (folder / "items").mkdir()
     first = sorted((ROOT / "items").iterdir())[0]
@@ -63,8 +63,9 @@ def syndicator_send(folder: Path, port: int, messages: int) -> tuple[float, str]
     config = ["--config", str(folder / "config.yaml")]
     subprocess.run([*command, "ingest", *config], check=True, capture_output=True)
     started = time.perf_counter()
-    done = subprocess.run([*command, "digest", "send", *config], capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, done.stdout.strip()
+    send = [*command, "digest", "send", *config, "--workers", str(workers)]
+    done = subprocess.run(send, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, " / ".join(done.stdout.strip().splitlines())
 
 
 def feed(path: Path, entries: int) -> None:
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--r2e", default=shutil.which("r2e"), help="the r2e command of rss2email 3.14")
+    parser.add_argument("--workers", type=int, default=1, help="syndicator's `digest send --workers N`")
     args = parser.parse_args(argv)
     if not args.r2e:
         raise SystemExit("bench: rss2email is missing; hint: pip install rss2email==3.14, then --r2e PATH")
@@ -122,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-r2e-") as temp:
         for delay in TARGETS:
             with sink_process(reply_delay=delay) as (port, counts):
-                ours, summary = syndicator_send(Path(temp) / f"syndicator-{delay}", port, args.messages)
+                ours, summary = syndicator_send(
+                    Path(temp) / f"syndicator-{delay}", port, args.messages, args.workers
+                )
             print(f"  {delay * 1000:g} ms: syndicator {summary} in {ours:.1f} s ({counts.messages} received)")
             right = right and counts.messages == args.messages and counts.recipients == args.messages
             with sink_process(reply_delay=delay) as (port, counts):
