@@ -5,8 +5,9 @@ every reply, at 5 ms (a relay in the same region) and at 0 ms; each is timed as 
 start-up included:
 
 - syndicator: `syndicator digest send` (with `--workers N`: that many workers) on a fresh SQLite
-  project holding one shipped sample item and `--messages` subscribers with no interest (each gets a digest of that one item), ingested
-  beforehand (not timed); `max_connections: 4`, `rate_per_second: 100000`.
+  project holding one shipped sample item and `--messages` subscribers with no interest (each
+  gets a digest of that one item), ingested beforehand (not timed); `max_connections: 4`,
+  `rate_per_second: 100000`.
 - rss2email 3.14 (`pip install rss2email==3.14` into the environment `--r2e` names): a feed file of
   `--messages` entries, one recipient, `r2e run` sending each entry as an email over SMTP.
 
