@@ -446,7 +446,9 @@ def cmd_bounces(args: argparse.Namespace) -> int:
         raise SyndicatorError(
             _("no bounce mailbox: email.bounces is not set"),
             path=config.source,
-            hint=_("add `bounces: {{address: bounces@your.domain, maildir: bounces/}}` under email:"),
+            hint=_("add `bounces: {{address: {address}, maildir: bounces/}}` under email:").format(
+                address="bounces@your.domain"
+            ),
         )
     with _open(config) as store:
         report = check_bounces(store, config, secret_keys(store), _now())

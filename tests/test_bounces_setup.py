@@ -67,3 +67,12 @@ def test_a_database_from_before_bounces_is_brought_up_to_date(database_url: str)
             "new@example.org", "hard bounce", NOW, status="5.1.1", diagnostic="User unknown"
         )
         assert records.suppression("new@example.org").status == "5.1.1"  # type: ignore[union-attr]
+
+
+def test_bounces_without_a_bounce_mailbox_says_what_to_add(run: Run, project: Path) -> None:
+    """`syndicator bounces` on the quick start's config (no email.bounces): exit 1, and a hint
+    showing the YAML to add, written as YAML (single braces)."""
+    result = run("bounces")
+    assert result.code == 1
+    assert "no bounce mailbox: email.bounces is not set" in result.err
+    assert "hint: add `bounces: {address: bounces@your.domain, maildir: bounces/}` under email:" in result.err
