@@ -62,6 +62,18 @@ def config_entry(config: Config, store: Store, address: str) -> Any:
     return None
 
 
+def _choices(row: Any) -> dict[str, Any]:
+    """What a web choice and a sign-up request both hold: who, how often, about what."""
+    return {
+        "email": row.email,
+        "name": row.name,
+        "frequency": row.frequency,
+        "thematiques": json.loads(row.thematiques),
+        "territoires": json.loads(row.territoires),
+        "types": json.loads(row.types),
+    }
+
+
 def web_choices(config: Config, store: Store, address: str) -> Any:
     """The choices made on the web, and the proof of consent of a web sign-up."""
     forms = _forms(store, subscriber_choices.c.subscriber, address)
@@ -71,12 +83,7 @@ def web_choices(config: Config, store: Store, address: str) -> Any:
         )
         return [
             {
-                "email": row.email,
-                "name": row.name,
-                "frequency": row.frequency,
-                "thematiques": json.loads(row.thematiques),
-                "territoires": json.loads(row.territoires),
-                "types": json.loads(row.types),
+                **_choices(row),
                 "updated": _when(row.updated),
                 "consent": None if row.consent_at is None else {
                     "at": _when(row.consent_at),
@@ -101,12 +108,7 @@ def signups(config: Config, store: Store, address: str) -> Any:
         )
         return [
             {
-                "email": row.email,
-                "name": row.name,
-                "frequency": row.frequency,
-                "thematiques": json.loads(row.thematiques),
-                "territoires": json.loads(row.territoires),
-                "types": json.loads(row.types),
+                **_choices(row),
                 "ip": row.ip,
                 "wording_version": row.consent_wording,
                 "notice_version": row.consent_notice,
