@@ -36,7 +36,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from workers import ROOT, sink_process  # bench/ is on the path when run as a script
+from workers import ROOT, project, sink_process  # bench/ is on the path when run as a script
 
 TARGETS = {0.005: 3.0, 0.0: 1.0}
 
@@ -47,22 +47,8 @@ def syndicator_send(folder: Path, port: int, messages: int, workers: int) -> tup
     (folder / "items").mkdir()
     first = sorted((ROOT / "items").iterdir())[0]
     shutil.copy(first, folder / "items" / first.name)
-    listed = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(messages))
-    (folder / "config.yaml").write_text(
-        f"database: sqlite:///{folder / 'store.db'}\n"
-        "email:\n"
-        "  from: 'IREV <lettre@example.org>'\n"
-        "  transport: smtp\n"
-        f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 30}}\n"
-        "  max_connections: 4\n"
-        "  rate_per_second: 100000\n"
-        "  lookback_days: {weekly: 40000}\n"
-        f"subscribers:\n{listed}",
-        encoding="utf-8",
-    )
+    config = project(folder, f"sqlite:///{folder / 'store.db'}", port, messages, lookback=40000)
     command = [sys.executable, "-m", "syndicator"]
-    config = ["--config", str(folder / "config.yaml")]
-    subprocess.run([*command, "ingest", *config], check=True, capture_output=True)
     started = time.perf_counter()
     send = [*command, "digest", "send", *config, "--workers", str(workers)]
     done = subprocess.run(send, capture_output=True, text=True, check=True)

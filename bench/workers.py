@@ -64,6 +64,28 @@ def empty(url: str) -> None:
     engine.dispose()
 
 
+def project(folder: Path, database: str, port: int, subscribers: int, *, lookback: int) -> list[str]:
+    """A config in `folder` for `subscribers` weekly subscribers with no interest (each gets a
+    digest of every item of the last `lookback` days), sending through the sink on `port`, its
+    items ingested; the `--config` arguments for it."""
+    listed = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(subscribers))
+    (folder / "config.yaml").write_text(
+        f"database: {database}\n"
+        "email:\n"
+        "  from: 'IREV <lettre@example.org>'\n"
+        "  transport: smtp\n"
+        f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 30}}\n"
+        f"  max_connections: {CONNECTIONS}\n"
+        "  rate_per_second: 100000\n"
+        f"  lookback_days: {{weekly: {lookback}}}\n"
+        f"subscribers:\n{listed}",
+        encoding="utf-8",
+    )
+    config = ["--config", str(folder / "config.yaml")]
+    subprocess.run([sys.executable, "-m", "syndicator", "ingest", *config], check=True, capture_output=True)
+    return config
+
+
 def one(
     workdir: Path, database: str | None, subscribers: int, workers: int, delay: float
 ) -> tuple[float, bool]:
@@ -75,22 +97,8 @@ def one(
     if database:
         empty(database)
     with sink_process(reply_delay=delay) as (port, counts):
-        listed = "".join(f"  - email: s{n}@example.org\n    frequency: weekly\n" for n in range(subscribers))
-        (folder / "config.yaml").write_text(
-            f"database: {url}\n"
-            "email:\n"
-            "  from: 'IREV <lettre@example.org>'\n"
-            "  transport: smtp\n"
-            f"  smtp: {{host: 127.0.0.1, port: {port}, starttls: false, timeout: 30}}\n"
-            f"  max_connections: {CONNECTIONS}\n"
-            "  rate_per_second: 100000\n"
-            "  lookback_days: {weekly: 4000}\n"
-            f"subscribers:\n{listed}",
-            encoding="utf-8",
-        )
+        config = project(folder, url, port, subscribers, lookback=4000)
         command = [sys.executable, "-m", "syndicator"]
-        config = ["--config", str(folder / "config.yaml")]
-        subprocess.run([*command, "ingest", *config], check=True, capture_output=True)
         started = time.perf_counter()
         done = subprocess.run(
             [*command, "digest", "send", *config, "--workers", str(workers)],
