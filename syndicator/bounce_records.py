@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, insert, select, update
 
 from .addresses import as_typed, mailbox
+from .ledger import Suppressions
 from .schema import bounce_events, digests, suppressions
 from .store import Store
 
@@ -49,7 +50,7 @@ class BounceRecords:
     """Bounce events and bounce suppressions, in the store's database."""
 
     def __init__(self, store: Store) -> None:
-        self.engine = store.engine
+        self.store, self.engine = store, store.engine
 
     # --- what was sent ------------------------------------------------------------------------
 
@@ -151,10 +152,14 @@ class BounceRecords:
             ).first()
         return Suppression(row.reason, row.since, row.status, row.diagnostic, row.detail) if row else None
 
-    def suppressions(self) -> dict[str, Suppression]:
+    def suppressions(self) -> Suppressions[Suppression]:
+        """The suppression list with each entry whole, looked up as the send looks it up."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(*suppressions.c)).all()
-        return {r.subscriber: Suppression(r.reason, r.since, r.status, r.diagnostic, r.detail) for r in rows}
+        entries = {
+            r.subscriber: Suppression(r.reason, r.since, r.status, r.diagnostic, r.detail) for r in rows
+        }
+        return Suppressions.of(self.store, entries)
 
     def reactivate(self, subscriber: str, now: datetime) -> None:
         """Lift a bounce suppression, and count soft failures from now on only."""

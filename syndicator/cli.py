@@ -21,8 +21,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import __version__
-from .addresses import mailbox, needs_smtputf8
-from .bounce_records import BOUNCED, COMPLAINT, BounceRecords, Suppression, describe, state_of, why
+from .addresses import needs_smtputf8
+from .bounce_records import BOUNCED, COMPLAINT, BounceRecords, describe, state_of, why
 from .bounces import check_bounces, mailbox_name
 from .checks import check, database_error, known_terms, official_spelling
 from .choices import load_choices, signups
@@ -41,7 +41,6 @@ from .items import ParsedItem
 from .ledger import UNBUILT, Ledger
 from .personal_data import export
 from .progress import progress_bar
-from .pseudonyms import Pseudonyms, is_pseudonym
 from .render import mark_sample
 from .retention import purge
 from .runlock import Holder, RunnerLock
@@ -248,7 +247,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         digests = _digests(store, config)
         subscriber = _subscriber(digests, args.email)
         ok, lines = explain(digests, subscriber, args.url)
-        entry = _suppressions(store)(subscriber.key)[1]
+        entry = BounceRecords(store).suppressions().get(subscriber.key)
     if entry is not None:  # whatever the item, a suppressed address receives nothing
         ok = False
         since = _local(entry.since, ZoneInfo(config.site.timezone))
@@ -268,7 +267,7 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     with _open(config) as store:
         ledger = Ledger(store)
         lasts, counts = ledger.lasts(), ledger.unfinished_counts()
-        suppressed = _suppressions(store)
+        suppressed = BounceRecords(store).suppressions()
         choices = load_choices(store)
     listed = {s.key for s in from_config(config)}
     everyone = with_choices(
@@ -287,7 +286,7 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or _("everything")
         last = lasts.get(subscriber.key)
-        entry = suppressed(subscriber.key)[1]
+        entry = suppressed.get(subscriber.key)
         state = describe(entry) if entry else _("active")
         if counts.get(subscriber.key):
             state += _(", {count} pending").format(count=counts[subscriber.key])
@@ -381,29 +380,12 @@ def cmd_subscribers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _suppressions(store: Store) -> Callable[[str], tuple[str | None, Suppression | None]]:
-    """A lookup of an address's suppression: the key it is filed under (a sign-up files the
-    IDNA form, config.yaml may spell the domain in Unicode; an erased address is filed under
-    its keyed hash) and its entry; (None, None) when it is not suppressed."""
-    entries = BounceRecords(store).suppressions()
-    readable = {mailbox(key): (key, entry) for key, entry in entries.items() if not is_pseudonym(key)}
-    hashed = {key: entry for key, entry in entries.items() if is_pseudonym(key)}
-    pseudonyms = Pseudonyms.of_store(store) if hashed else None
-
-    def lookup(address: str) -> tuple[str | None, Suppression | None]:
-        found = readable.get(mailbox(address))
-        if found is None and pseudonyms is not None:
-            found = next(((h, hashed[h]) for h in pseudonyms.every(address) if h in hashed), None)
-        return found or (None, None)
-
-    return lookup
-
-
 def cmd_subscribers_reactivate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with _open(config) as store:
         records = BounceRecords(store)
-        key, entry = _suppressions(store)(args.email)
+        suppressed = records.suppressions()
+        key, entry = suppressed.filed_as(args.email), suppressed.get(args.email)
         if key is None or entry is None:
             raise SyndicatorError(
                 _("{email} is not suppressed: nothing to lift").format(email=args.email.strip()),

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +51,8 @@ class LedgerRow:
     error: str | None
     sent_at: datetime | None
 
+
+_V = TypeVar("_V")  # what a suppression list holds of each address
 
 # Statements made once, so that SQLAlchemy finds their compiled form without building them anew.
 _NEW_DIGEST = insert(digests)
@@ -345,7 +347,7 @@ class Ledger:
         with self.engine.begin() as connection:
             connection.execute(delete(suppressions).where(suppressions.c.subscriber.in_(forms)))
 
-    def suppressed(self) -> Suppressions:
+    def suppressed(self) -> Suppressions[tuple[str, datetime]]:
         """Every suppressed address with its reason and since when; erased ones (kept as a keyed
         hash, syndicator/pseudonyms.py) are found by their address too."""
         with self.engine.connect() as connection:
@@ -353,34 +355,45 @@ class Ledger:
                 select(suppressions.c.subscriber, suppressions.c.reason, suppressions.c.since)
             )
             found = {row.subscriber: (row.reason, row.since) for row in rows}
-        hashed = any(is_pseudonym(address) for address in found)
-        return Suppressions(found, Pseudonyms.of_store(self.store) if hashed else None)
+        return Suppressions.of(self.store, found)
 
 
-class Suppressions(Mapping[str, tuple[str, datetime]]):
-    """The suppressed addresses (reason, since), looked up by mailbox: an address unsubscribed
-    in one form (`bob@xn--mairie-vry-h7a.fr`, as a sign-up stores it) is suppressed in the other
-    (`bob@mairie-évry.fr`, as config.yaml may list it) too."""
+class Suppressions(Mapping[str, _V]):
+    """The suppressed addresses, each with what is known of it (reason and since, or a bounce
+    record's whole entry), looked up by mailbox: an address unsubscribed in one form
+    (`bob@xn--mairie-vry-h7a.fr`, as a sign-up stores it) is suppressed in the other
+    (`bob@mairie-évry.fr`, as config.yaml may list it) too; an erased one, kept under its keyed
+    hash, is found by its address."""
 
-    def __init__(self, rows: Mapping[str, tuple[str, datetime]], hashes: Pseudonyms | None = None) -> None:
-        self._rows = {
-            address if is_pseudonym(address) else mailbox(address): row for address, row in rows.items()
-        }
+    def __init__(self, rows: Mapping[str, _V], hashes: Pseudonyms | None = None) -> None:
+        self._rows = dict(rows)  # by the key each is filed under
+        self._filed = {address if is_pseudonym(address) else mailbox(address): address for address in rows}
         self._hashes = hashes
 
-    def __getitem__(self, address: str) -> tuple[str, datetime]:
-        found = self._rows.get(mailbox(address))
-        if found is None and self._hashes is not None and not is_pseudonym(address):
-            found = next((self._rows[h] for h in self._hashes.every(address) if h in self._rows), None)
-        if found is None:
+    @classmethod
+    def of(cls, store: Store, rows: Mapping[str, _V]) -> Suppressions[_V]:
+        """These rows of the store's suppression list, with its keys when any row is hashed."""
+        hashed = any(is_pseudonym(address) for address in rows)
+        return cls(rows, Pseudonyms.of_store(store) if hashed else None)
+
+    def filed_as(self, address: str) -> str | None:
+        """The key the store files this address's suppression under; None when not suppressed."""
+        filed = self._filed.get(mailbox(address))
+        if filed is None and self._hashes is not None and not is_pseudonym(address):
+            filed = next((h for h in self._hashes.every(address) if h in self._rows), None)
+        return filed
+
+    def __getitem__(self, address: str) -> _V:
+        filed = self.filed_as(address)
+        if filed is None:
             raise KeyError(address)
-        return found
+        return self._rows[filed]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
+        return iter(self._filed)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._filed)
 
 
 def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_ids: Iterable[int]) -> None:
