@@ -133,12 +133,14 @@ def _suppressed(store: Store, now: datetime, consent_years: int, suppression_yea
             select(suppressions.c.subscriber, suppressions.c.reason, suppressions.c.since)
         ).all()
         chosen = list(connection.execute(select(subscriber_choices.c.subscriber)).scalars())
-    pseudonyms = Pseudonyms.of_store(store) if rows else None
-    ended = Suppressions({row.subscriber: (row.reason, row.since) for row in rows}, pseudonyms)
+    ended = Suppressions.of(store, {row.subscriber: row.since for row in rows})
     consent_limit = _years_before(now, consent_years)
-    gone = [key for key in chosen if key in ended and ended[key][1] < consent_limit]
+    gone = [key for key in chosen if key in ended and ended[key] < consent_limit]
     suppression_limit = _years_before(now, suppression_years)
     old = [row for row in rows if not is_pseudonym(row.subscriber) and row.since < suppression_limit]
+    if not gone and not old:
+        return 0, 0  # the usual refresh: nothing to write, so no write lock taken
+    pseudonyms = Pseudonyms.of_store(store)
     with store.writing() as connection:
         consents = 0
         for start in range(0, len(gone), _BATCH):
@@ -148,7 +150,6 @@ def _suppressed(store: Store, now: datetime, consent_years: int, suppression_yea
                 )
             ).rowcount
         for row in old:
-            assert pseudonyms is not None
             hashed = pseudonyms.current(row.subscriber)
             exists = connection.execute(
                 select(suppressions.c.subscriber).where(suppressions.c.subscriber == hashed)
@@ -157,7 +158,7 @@ def _suppressed(store: Store, now: datetime, consent_years: int, suppression_yea
                 connection.execute(
                     update(suppressions)
                     .where(suppressions.c.subscriber == row.subscriber)
-                    .values(subscriber=hashed, detail=None)
+                    .values(subscriber=hashed, detail=None, diagnostic=None)  # both may quote it
                 )
             else:
                 connection.execute(delete(suppressions).where(suppressions.c.subscriber == row.subscriber))

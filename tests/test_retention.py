@@ -114,7 +114,13 @@ def _seed(project: Path, run: Run, *, lookback: str = "monthly: 62") -> None:
                 )
             )
             connection.execute(
-                suppressions.insert().values(subscriber=email, reason="unsubscribed", since=since)
+                suppressions.insert().values(
+                    subscriber=email,
+                    reason="hard bounce",
+                    since=since,
+                    status="5.1.1",
+                    diagnostic=f"smtp; 550 5.1.1 <{email}>: Recipient address rejected",
+                )
             )
         _digest(connection, 1, "marie.dupont@example.org", OLD, state="sent", item_ids=ids[:3])
         _digest(connection, 2, "karim.benali@example.org", OLD, state="sent", item_ids=ids[3:5])
@@ -177,6 +183,8 @@ def test_purge_applies_the_retention_periods_and_says_what_went(run: Run, projec
         assert "parti@example.org" in Ledger(store).suppressed()  # still never mailed
         readable = list(connection.execute(select(suppressions.c.subscriber)).scalars())
         assert "parti@example.org" not in readable and "recent@example.org" in readable
+        kept = " ".join(str(row) for row in connection.execute(select(suppressions)))
+        assert "parti@example.org" not in kept, "its bounce diagnostic quoted it"
     again = run("purge")
     assert again.code == 0 and all(line.startswith("0 ") for line in again.out.splitlines())
 
