@@ -245,11 +245,10 @@ class _Pending:
 @dataclass(slots=True)
 class Built:
     """A batch built: the digests to deliver (those recorded now, and those earlier runs left
-    unconfirmed), the subscribers who have a new digest, and which rows were recorded now."""
+    unconfirmed) and the subscribers who have a new digest."""
 
     pending: list[_Pending] = field(default_factory=list)
     subscribers: set[str] = field(default_factory=set)
-    recorded: set[int] = field(default_factory=set)  # the ledger rows recorded now
     unbuilt: dict[str, str] = field(default_factory=dict)  # the reason, by subscriber key
     lost: set[str] = field(default_factory=set)  # fenced: the claim ran out, another worker has them
 
@@ -316,7 +315,6 @@ def _build_one(
     with contextlib.suppress(AlreadyRecorded):
         row = digests.record(digest, claim=claim)
         built.pending.append(_Pending(row, subscriber))
-        built.recorded.add(row.id)
     built.subscribers.add(subscriber.key)
 
 

@@ -345,7 +345,7 @@ class Runs:
         with self.engine.begin() as connection:
             connection.execute(delete(send_workers).where(send_workers.c.token == worker))
 
-    def next_slots(self, interval: float, count: int = 1) -> float:
+    def next_slots(self, interval: float, count: int) -> float:
         """Take the next `count` message slots of the deployment, `interval` apart; how many
         seconds to wait for the first."""
         clock = db_clock()
