@@ -11,7 +11,7 @@ slug) and 0–2 types each, about 7% with no interest at all; `email.max_items: 
 default look-backs (2, 2, 14 and 62 days). Generation, ingest and the config are seeded and not
 part of the figures.
 
-Then, through the public API of `syndicator.delivery`, it measures in this process:
+Then, through the public API of `syndicator.digests.send`, it measures in this process:
 
 1. loading: `load_config` (shown, no target) and `Digests(store, config, now=NOW)`;
 2. selection: `Digests.next_digest` for every subscriber, and rendering: `Digests.render` for
@@ -71,16 +71,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from syndicator.config import Config, Frequency, load_config
-from syndicator.delivery import Digests, send_digests
-from syndicator.digest import OTHER_SECTION, Digest, RenderedDigest
-from syndicator.ingest import ingest
-from syndicator.items import NewsItem
-from syndicator.ledger import Ledger
-from syndicator.mailer import Claim, Done, Outgoing, Result
-from syndicator.store import Store
-from syndicator.taxonomy import term_key
-from syndicator.territoires import Hierarchy
+from syndicator.config.model import Config, Frequency, load_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.store import Store
+from syndicator.digests.select import OTHER_SECTION, Digest, RenderedDigest
+from syndicator.digests.send import Digests, send_digests
+from syndicator.ingest.reading import ingest
+from syndicator.mail.transports import Claim, Done, Outgoing, Result
+from syndicator.parsing.items import NewsItem
+from syndicator.taxonomy.terms import term_key
+from syndicator.taxonomy.territoires import Hierarchy
 
 # bench/ingest.py and bench/feeds.py (which sorts with syndicator: the project has a feeds/ folder):
 # the folder of the script being run is the first entry of sys.path.
@@ -392,7 +392,7 @@ def _places(labels: Sequence[str], hierarchy: Hierarchy) -> tuple[set[str], set[
 
 
 def oracle(item: NewsItem, profile: Profile, hierarchy: Hierarchy) -> bool:
-    """DESIGN.md's matching rule, written independently of syndicator.taxonomy."""
+    """DESIGN.md's matching rule, written independently of syndicator.taxonomy.terms."""
     if profile.thematiques:
         wanted = {term_key(t) for t in profile.thematiques}
         if not wanted & {term_key(t.name) for t in item.thematiques}:

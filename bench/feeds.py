@@ -1,4 +1,4 @@
-"""Benchmark of `syndicator.feeds.update_feeds`: full, unchanged and one-item rebuilds, and memory.
+"""Benchmark of `syndicator.feeds.build.update_feeds`: full, unchanged and one-item rebuilds, and memory.
 
 It generates N item files (default 10,000) in the format of the shipped `items/*.txt`, with the
 generator of `bench/ingest.py` (body paragraphs reused from the shipped items, 1–4 KB a file,
@@ -56,12 +56,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from syndicator.config import Config, parse_config
-from syndicator.feeds import FeedsReport, update_feeds
-from syndicator.ingest import IngestReport, ingest
-from syndicator.items import Vocabulary
-from syndicator.store import Store
-from syndicator.taxonomy import term_key
+from syndicator.config.model import Config, parse_config
+from syndicator.db.store import Store
+from syndicator.feeds.build import FeedsReport, update_feeds
+from syndicator.ingest.reading import IngestReport, ingest
+from syndicator.parsing.items import Vocabulary
+from syndicator.taxonomy.terms import term_key
 
 # bench/ingest.py: the folder of the script being run is the first entry of sys.path.
 from ingest import (

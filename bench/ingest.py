@@ -1,4 +1,4 @@
-"""Benchmark of `syndicator.ingest`: how fast item files go into a fresh SQLite store, and at what memory.
+"""Benchmark of `syndicator.ingest.reading`: how fast item files go into a fresh SQLite store, and memory.
 
 It generates N item files (default 10,000) in a temporary folder, in the format of the shipped
 `items/*.txt`: body paragraphs reused and shuffled from those files (so sizes stay realistic,
@@ -54,8 +54,8 @@ from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
-from syndicator.ingest import PARALLEL_FROM, IngestReport, ingest
-from syndicator.store import Store
+from syndicator.db.store import Store
+from syndicator.ingest.reading import PARALLEL_FROM, IngestReport, ingest
 
 SHIPPED_ITEMS = Path(__file__).resolve().parent.parent / "items"
 SEED = 20211119

@@ -64,10 +64,10 @@ from aiosmtpd.smtp import SMTP as ServerSMTP
 from aiosmtpd.smtp import Envelope, Session
 from aiosmtplib import SMTP
 
-from syndicator.config import load_config
-from syndicator.delivery import Digests, send_digests
-from syndicator.ingest import ingest
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
+from syndicator.digests.send import Digests, send_digests
+from syndicator.ingest.reading import ingest
 
 # bench/ingest.py and bench/feeds.py: the folder of the script being run is first on sys.path.
 from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus

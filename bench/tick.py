@@ -41,11 +41,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from syndicator.config import load_config
-from syndicator.daemon import Daemon
-from syndicator.ingest import ingest
-from syndicator.scheduler import last_result, record_run
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
+from syndicator.ingest.reading import ingest
+from syndicator.service.daemon import Daemon
+from syndicator.service.scheduler import last_result, record_run
 
 # bench/ingest.py and bench/feeds.py: the folder of the script run is first on sys.path.
 from feeds import SEED, bench_corpus, new_item_text

@@ -1,4 +1,4 @@
-"""Benchmark of the feeds over HTTP (`syndicator.feed_server`): requests/s and latency under load.
+"""Benchmark of the feeds over HTTP (`syndicator.feeds.server`): requests/s and latency under load.
 
 It builds a realistic feeds folder first, not measured: N item files (default 1,000) from the
 generator of `bench/feeds.py` (the site's 15 thématiques, 40 territoires and 5 types, bodies
@@ -56,11 +56,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from syndicator.feed_server import feeds_app
-from syndicator.feeds import update_feeds
-from syndicator.ingest import ingest
-from syndicator.store import Store
-from syndicator.web_limits import server_config
+from syndicator.db.store import Store
+from syndicator.feeds.build import update_feeds
+from syndicator.feeds.server import feeds_app
+from syndicator.ingest.reading import ingest
+from syndicator.web.limits import server_config
 
 from feeds import SEED, bench_corpus, load, write_config
 from ingest import SHIPPED_ITEMS, Results, Row, generate, load_corpus

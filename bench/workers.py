@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine  # noqa: E402 -- after the path is set
 
-from syndicator.schema import metadata, schema_version  # noqa: E402
+from syndicator.db.schema import metadata, schema_version  # noqa: E402
 
 
 def _sibling(name: str) -> Any:

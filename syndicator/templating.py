@@ -27,9 +27,9 @@ from jinja2 import (
 )
 from jinja2.filters import do_wordwrap
 
-from .errors import Problem
-from .french_dates import PARIS
-from .typography import Apostrophes, a, capfirst, de, french_day, french_time, typo
+from syndicator.errors import Problem
+from syndicator.parsing.french_dates import PARIS
+from syndicator.typography import Apostrophes, a, capfirst, de, french_day, french_time, typo
 
 
 def shipped_templates() -> Path:

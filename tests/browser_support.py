@@ -22,9 +22,9 @@ import lxml.html
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from syndicator.cli import main
-from syndicator.config import load_config
-from syndicator.web import create_app
+from syndicator.cli.main import main
+from syndicator.config.model import load_config
+from syndicator.web.app import create_app
 
 from .databases import use_database
 from .support import ITEMS, ROOT

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import settings
 from playwright.sync_api import Browser, Page
 
-from syndicator.cli import main
+from syndicator.cli.main import main
 
 from . import databases
 from .support import ITEMS, ROOT

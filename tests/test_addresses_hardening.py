@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from syndicator import delivery
-from syndicator.config import load_config, parse_config
-from syndicator.delivery import Digests, send_digests
-from syndicator.digest import RenderedDigest
-from syndicator.emails import Envelope, build_message, digest_bytes, to_bytes
+from syndicator.config.model import load_config, parse_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.signups import check_address
+from syndicator.db.store import Store
+from syndicator.digests import send as delivery
+from syndicator.digests.select import RenderedDigest
+from syndicator.digests.send import Digests, send_digests
 from syndicator.errors import ConfigError
-from syndicator.ingest import ingest
-from syndicator.ledger import Ledger
-from syndicator.signup_requests import check_address
-from syndicator.store import Store
+from syndicator.ingest.reading import ingest
+from syndicator.mail.messages import Envelope, build_message, digest_bytes, to_bytes
 
 from .conftest import Run
 from .databases import use_database

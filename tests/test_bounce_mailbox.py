@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.bounce_mailbox import MailboxUnavailable, MaildirMailbox
+from syndicator.bounces.mailbox import MailboxUnavailable, MaildirMailbox
 
 
 def _deliver(folder: Path, data: bytes, mtime: float) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.bounce_parse import read_message
-from syndicator.verp import Token, find_token, make_token, token_opens, verp_address
+from syndicator.bounces.parse import read_message
+from syndicator.mail.verp import Token, find_token, make_token, token_opens, verp_address
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 

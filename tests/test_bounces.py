@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.bounce_records import BounceRecords
-from syndicator.config import load_config
-from syndicator.ingest import ingest
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.bounces import BounceRecords
+from syndicator.db.store import Store
+from syndicator.ingest.reading import ingest
 
 from .conftest import Run
 from .databases import use_database

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from syndicator.bounce_records import BounceRecords
-from syndicator.schema import MIGRATIONS, _v5_bounces, suppressions
-from syndicator.store import Store
+from syndicator.db.bounces import BounceRecords
+from syndicator.db.schema import MIGRATIONS, _v5_bounces, suppressions
+from syndicator.db.store import Store
 
 from .conftest import Run
 from .databases import use_database

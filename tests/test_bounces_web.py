@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.bounce_records import COMPLAINT, HARD, BounceRecords
-from syndicator.tokens import Signer
+from syndicator.db.bounces import COMPLAINT, HARD, BounceRecords
+from syndicator.db.tokens import Signer
 
 from .web_support import SECRET, WebSite, built_project, served, text_of
 

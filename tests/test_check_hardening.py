@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.choices import Consent, save_choice
-from syndicator.config import load_config
-from syndicator.store import Store
-from syndicator.subscribers import Subscriber
+from syndicator.config.model import load_config
+from syndicator.config.subscribers import Subscriber
+from syndicator.db.choices import Consent, save_choice
+from syndicator.db.store import Store
 
 from .conftest import Run
 from .databases import use_database

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import load_config, parse_config
+from syndicator.config.model import load_config, parse_config
 from syndicator.errors import ConfigError
 
 from .support import ROOT

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import load_config, parse_config
-from syndicator.config_edit import add_subscriber, remove_subscriber
+from syndicator.config.edit import add_subscriber, remove_subscriber
+from syndicator.config.model import load_config, parse_config
 from syndicator.errors import ConfigError
 
 from .support import ROOT
@@ -329,7 +329,7 @@ def test_a_file_changed_during_the_edit_is_not_overwritten(
         config.write_text("# saved by someone else\n", encoding="utf-8")
         return parse_config(text, path, environment=environment)
 
-    monkeypatch.setattr("syndicator.config_edit.parse_config", meanwhile)
+    monkeypatch.setattr("syndicator.config.edit.parse_config", meanwhile)
     with pytest.raises(ConfigError, match="changed while"):
         add_subscriber(config, "o@example.org")
     assert config.read_text(encoding="utf-8") == "# saved by someone else\n"

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import load_config
-from syndicator.daemon import Daemon
-from syndicator.ingest import ingest
-from syndicator.ledger import Ledger
-from syndicator.runlock import LockHeld, RunnerLock
-from syndicator.scheduler import WallClockCron, is_due, last_result, last_run, record_run
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.store import Store
+from syndicator.ingest.reading import ingest
+from syndicator.service.daemon import Daemon
+from syndicator.service.runlock import LockHeld, RunnerLock
+from syndicator.service.scheduler import WallClockCron, is_due, last_result, last_run, record_run
 
 from .conftest import Run
 from .databases import use_database

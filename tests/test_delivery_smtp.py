@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 
-from syndicator import delivery
-from syndicator.config import load_config
-from syndicator.delivery import Digests, send_digests
-from syndicator.ingest import ingest
-from syndicator.ledger import Ledger
-from syndicator.mailer import RunStopped
-from syndicator.runs import Runs
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.runs import Runs
+from syndicator.db.store import Store
+from syndicator.digests import send as delivery
+from syndicator.digests.send import Digests, send_digests
+from syndicator.ingest.reading import ingest
+from syndicator.mail.transports import RunStopped
 
 from .databases import use_database
 from .smtp_server import Handler, SlowHandler, digest_send, message_ids, smtp_server

@@ -13,15 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from syndicator.config import Config, DkimConfig, parse_config
-from syndicator.delivery import Digests, explain, send_digests
-from syndicator.digest import Digest
-from syndicator.ingest import ingest
-from syndicator.items import NewsItem, parse_file
-from syndicator.ledger import Ledger, LedgerRow
-from syndicator.store import Store
-from syndicator.taxonomy import term_key
-from syndicator.territoires import Hierarchy
+from syndicator.config.model import Config, DkimConfig, parse_config
+from syndicator.db.ledger import Ledger, LedgerRow
+from syndicator.db.store import Store
+from syndicator.digests.select import Digest
+from syndicator.digests.send import Digests, explain, send_digests
+from syndicator.ingest.reading import ingest
+from syndicator.parsing.items import NewsItem, parse_file
+from syndicator.taxonomy.terms import term_key
+from syndicator.taxonomy.territoires import Hierarchy
 
 from .databases import use_database
 from .support import ITEMS, item_text
@@ -91,7 +91,7 @@ class Project:
 
 
 def oracle(item: NewsItem, interests: tuple[list[str], list[str], list[str]], hierarchy: Hierarchy) -> bool:
-    """DESIGN.md's matching rule, written independently of syndicator.taxonomy."""
+    """DESIGN.md's matching rule, written independently of syndicator.taxonomy.terms."""
     thematiques, territoires, types = interests
     if thematiques and not {term_key(t) for t in thematiques} & {term_key(t.name) for t in item.thematiques}:
         return False
@@ -261,7 +261,7 @@ def test_a_digest_left_sending_by_a_dead_worker_is_delivered_again_with_its_mess
     project = Project(tmp_path, subscriber_yaml("a@example.org", "weekly", [], [], []))
     _, _, row = recorded(project, "a@example.org")
     with project.store.engine.begin() as connection:
-        from syndicator.schema import digests as table
+        from syndicator.db.schema import digests as table
 
         connection.execute(table.update().values(state="sending", claimed_by="0" * 32, claimed_at=NOW))
     report = send_digests(project.digests(NOW + timedelta(minutes=1)))

@@ -16,10 +16,10 @@ from pathlib import Path
 import dkim
 import pytest
 
-from syndicator.digest import RenderedDigest
-from syndicator.dkim import SIGNED_HEADERS, DkimKey, load_key, sign
-from syndicator.emails import Envelope, build_message, to_bytes
+from syndicator.digests.select import RenderedDigest
 from syndicator.errors import ConfigError
+from syndicator.mail.dkim import SIGNED_HEADERS, DkimKey, load_key, sign
+from syndicator.mail.messages import Envelope, build_message, to_bytes
 
 SELECTOR, DOMAIN = "lettre2024", "example.org"
 

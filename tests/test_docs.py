@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from syndicator.cli import _parser
-from syndicator.config import Config
+from syndicator.cli.main import _parser
+from syndicator.config.model import Config
 
 from .support import ROOT
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from syndicator.config import Config, load_config
-from syndicator.feeds import FeedsReport, update_feeds
-from syndicator.ingest import ingest
-from syndicator.items import parse_file
-from syndicator.store import Store
-from syndicator.taxonomy import slugify
+from syndicator.config.model import Config, load_config
+from syndicator.db.store import Store
+from syndicator.feeds.build import FeedsReport, update_feeds
+from syndicator.ingest.reading import ingest
+from syndicator.parsing.items import parse_file
+from syndicator.taxonomy.terms import slugify
 
 from .databases import database_for, use_database
 from .support import ITEMS, ROOT, item_text
@@ -319,7 +319,7 @@ def test_index_html_is_french_with_autodiscovery(site: Site) -> None:
 
 def test_feeds_command_and_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`syndicator feeds` reports written/unchanged/removed; `run --once` builds feeds after ingest."""
-    from syndicator.cli import main
+    from syndicator.cli.main import main
 
     Site(tmp_path)
     monkeypatch.chdir(tmp_path)

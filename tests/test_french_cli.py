@@ -15,9 +15,9 @@ import pytest
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
-from syndicator.config import load_config
-from syndicator.runlock import RunnerLock
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
+from syndicator.service.runlock import RunnerLock
 
 from .conftest import Run
 

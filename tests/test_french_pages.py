@@ -14,12 +14,12 @@ import httpx
 import lxml.html
 import pytest
 
-from syndicator.config import load_config
-from syndicator.feeds import update_feeds
-from syndicator.ingest import ingest
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
+from syndicator.feeds.build import update_feeds
+from syndicator.ingest.reading import ingest
 from syndicator.typography import NBSP, NNBSP
-from syndicator.web import create_app
+from syndicator.web.app import create_app
 
 from .databases import use_database
 from .support import ITEMS, ROOT

@@ -22,11 +22,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from syndicator import emails, signup_email, signup_requests
-from syndicator.config import load_config
-from syndicator.delivery import Digests, send_digests
-from syndicator.digest import RenderedDigest
-from syndicator.emails import (
+from syndicator.config.model import load_config
+from syndicator.db import signups as signup_requests
+from syndicator.db.schema import signup_requests as requests_table
+from syndicator.db.store import Store
+from syndicator.digests.select import RenderedDigest
+from syndicator.digests.send import Digests, send_digests
+from syndicator.ingest.reading import ingest
+from syndicator.mail import messages as emails
+from syndicator.mail.messages import (
     ONE_CLICK,
     Envelope,
     UnsafeHeaders,
@@ -36,10 +40,8 @@ from syndicator.emails import (
     header_text,
     to_bytes,
 )
-from syndicator.ingest import ingest
-from syndicator.schema import signup_requests as requests_table
-from syndicator.store import Store
 from syndicator.typography import french_text
+from syndicator.web import signup_email
 
 from .conftest import Run
 from .test_dkim import DOMAIN, SELECTOR, KeyPair, dns_for, make_rsa_key

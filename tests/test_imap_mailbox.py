@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from syndicator.bounce_mailbox import MailboxUnavailable
-from syndicator.imap_mailbox import ImapMailbox, ImapSettings
+from syndicator.bounces.imap import ImapMailbox, ImapSettings
+from syndicator.bounces.mailbox import MailboxUnavailable
 
 from .imap_server import PASSWORD_ENV, USER_ENV, WITHOUT_MOVE, WITHOUT_UIDPLUS, Dovecot, ImapServer, dovecot
 

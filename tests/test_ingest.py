@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from syndicator.ingest import ingest
-from syndicator.schema import MIGRATIONS
-from syndicator.store import Store
+from syndicator.db.schema import MIGRATIONS
+from syndicator.db.store import Store
+from syndicator.ingest.reading import ingest
 
 from .databases import database_for
 from .support import ITEMS, SEED, item_text
@@ -51,7 +51,7 @@ def test_first_ingest_stores_every_sample(store: Store, folder: Path) -> None:
 
 def test_stored_items_round_trip_to_the_parsed_ones(store: Store, folder: Path) -> None:
     """What comes out of the store is what the parser gave, field for field."""
-    from syndicator.items import parse_file
+    from syndicator.parsing.items import parse_file
 
     ingest(store, [folder], now=T0)
     stored = {item.url: item.to_json() for item in store.items()}
@@ -188,7 +188,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_parallel_parsing_gives_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Many files go through worker processes (the first chunk in this one while they start);
     every item is stored, in order, and a broken file among them is reported."""
-    from syndicator import ingest as ingest_module
+    from syndicator.ingest import reading as ingest_module
 
     # Small chunks, so that a few files make several: the first parsed here, the others in workers.
     monkeypatch.setattr(ingest_module, "CHUNK", 40)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Text, inspect, text
 
-from syndicator.ingest import CHUNK, ingest
-from syndicator.store import Store
+from syndicator.db.store import Store
+from syndicator.ingest.reading import CHUNK, ingest
 
 from .databases import database_for
 from .support import item_text

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syndicator.errors import ItemError
-from syndicator.items import NewsItem, parse_bytes, parse_text, xml_safe
+from syndicator.parsing.items import NewsItem, parse_bytes, parse_text, xml_safe
 
 from .test_items import assert_harmless
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syndicator.errors import ItemError
-from syndicator.items import ParsedItem, parse_bytes, parse_file, parse_text, size_in_bytes
+from syndicator.parsing.items import ParsedItem, parse_bytes, parse_file, parse_text, size_in_bytes
 
 from .support import ITEMS, SEED, item_text
 

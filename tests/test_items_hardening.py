@@ -11,7 +11,7 @@ import feedparser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syndicator.items import parse_text
+from syndicator.parsing.items import parse_text
 
 from .conftest import Run
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syndicator.markup import _clean, _parser, _render_html, _render_markdown_it
+from syndicator.parsing.markup import _clean, _parser, _render_html, _render_markdown_it
 
 LINES = [
     "Un paragraphe ordinaire, avec des accents : été, à, œuvre.",

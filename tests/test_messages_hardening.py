@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import load_config, parse_config
+from syndicator.config.model import load_config, parse_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.store import Store
 from syndicator.errors import ConfigError
-from syndicator.ledger import Ledger
-from syndicator.store import Store
 
 from .conftest import Run
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, select
 
-from syndicator.bounce_records import BounceRecords
-from syndicator.config import load_config
-from syndicator.ledger import Ledger
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.bounces import BounceRecords
+from syndicator.db.ledger import Ledger
+from syndicator.db.store import Store
 
 from .conftest import Run
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import load_config
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
 
 from . import databases
 from .support import ROOT

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from syndicator.choices import load_choice
-from syndicator.schema import MIGRATIONS
-from syndicator.store import Store
-from syndicator.tokens import Signer
+from syndicator.db.choices import load_choice
+from syndicator.db.schema import MIGRATIONS
+from syndicator.db.store import Store
+from syndicator.db.tokens import Signer
 
 from .conftest import Run
 from .databases import database_for

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jinja2 import Environment
 
-from syndicator.config import SiteConfig
-from syndicator.digest import Digest, DigestLinks, RenderedDigest, Section
-from syndicator.emails import Envelope, build_message, digest_bytes, header_text, message_id, to_bytes
-from syndicator.items import Attachment, NewsItem, Term, parse_file
-from syndicator.render import event_dates, render_digest
-from syndicator.subscribers import Subscriber
+from syndicator.config.model import SiteConfig
+from syndicator.config.subscribers import Subscriber
+from syndicator.digests.render import event_dates, render_digest
+from syndicator.digests.select import Digest, DigestLinks, RenderedDigest, Section
+from syndicator.mail.messages import Envelope, build_message, digest_bytes, header_text, message_id, to_bytes
+from syndicator.parsing.items import Attachment, NewsItem, Term, parse_file
 from syndicator.templating import SHIPPED, environment
 
 from .support import ITEMS

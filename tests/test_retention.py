@@ -11,11 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from syndicator.config import load_config
-from syndicator.ledger import Ledger
-from syndicator.retention import months_before
-from syndicator.runlock import RunnerLock
-from syndicator.schema import (
+from syndicator.config.model import load_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.schema import (
     bounce_events,
     digest_items,
     digests,
@@ -27,7 +25,9 @@ from syndicator.schema import (
     subscriber_choices,
     suppressions,
 )
-from syndicator.store import Store
+from syndicator.db.store import Store
+from syndicator.privacy.retention import months_before
+from syndicator.service.runlock import RunnerLock
 
 from .conftest import Run
 

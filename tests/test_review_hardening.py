@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import load_config
-from syndicator.daemon import Daemon
-from syndicator.signup_requests import check_address
-from syndicator.store import Store
-from syndicator.tokens import Signer
-from syndicator.web import create_app
+from syndicator.config.model import load_config
+from syndicator.db.signups import check_address
+from syndicator.db.store import Store
+from syndicator.db.tokens import Signer
+from syndicator.service.daemon import Daemon
+from syndicator.web.app import create_app
 
 from .conftest import Run
 from .test_daemon import write_config

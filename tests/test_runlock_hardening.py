@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.runlock import LockHeld, RunnerLock
-from syndicator.store import Store
+from syndicator.db.store import Store
+from syndicator.service.runlock import LockHeld, RunnerLock
 
 from . import databases
 
 HOLD = textwrap.dedent(
     """
     import json, sys, time
-    from syndicator.runlock import KEY, RunnerLock
-    from syndicator.store import Store
+    from syndicator.service.runlock import KEY, RunnerLock
+    from syndicator.db.store import Store
 
     store = Store.open(sys.argv[1])
     lock = RunnerLock(store, "run")

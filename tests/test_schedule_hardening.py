@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from syndicator.config import load_config
-from syndicator.daemon import Daemon
-from syndicator.scheduler import WallClockCron
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
+from syndicator.service.daemon import Daemon
+from syndicator.service.scheduler import WallClockCron
 
 from .conftest import Run
 from .test_daemon import daemon, logged, stop, wait_for, write_config

@@ -16,10 +16,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from syndicator.config import load_config
-from syndicator.store import Store
-from syndicator.tokens import Signer, secret_keys
-from syndicator.web import create_app
+from syndicator.config.model import load_config
+from syndicator.db.store import Store
+from syndicator.db.tokens import Signer, secret_keys
+from syndicator.web.app import create_app
 
 from .conftest import Run
 from .databases import database_for, on_postgresql

@@ -19,14 +19,12 @@ import pytest
 from itsdangerous import URLSafeSerializer
 from sqlalchemy import update
 
-from syndicator.choices import effective_subscriber, load_choice
-from syndicator.config import Config, parse_config
-from syndicator.ledger import Ledger
-from syndicator.mailer import OutboxTransport
-from syndicator.schema import signup_requests
-from syndicator.signup_consent import archived, consent_wording
-from syndicator.signup_email import confirmation_email, outgoing, send
-from syndicator.signup_requests import (
+from syndicator.config.model import Config, parse_config
+from syndicator.config.subscribers import Subscriber
+from syndicator.db.choices import effective_subscriber, load_choice
+from syndicator.db.ledger import Ledger
+from syndicator.db.schema import signup_requests
+from syndicator.db.signups import (
     EXPIRY,
     LIMITS,
     ConfirmTokens,
@@ -44,9 +42,11 @@ from syndicator.signup_requests import (
     purge,
     request_of,
 )
-from syndicator.store import Store
-from syndicator.subscribers import Subscriber
+from syndicator.db.store import Store
+from syndicator.mail.transports import OutboxTransport
+from syndicator.privacy.consent import archived, consent_wording
 from syndicator.templating import environment
+from syndicator.web.signup_email import confirmation_email, outgoing, send
 
 from .conftest import Run
 from .databases import database_for, on_postgresql
@@ -184,7 +184,7 @@ def test_a_tampered_or_foreign_token_reads_as_nothing(store: Store) -> None:
     assert tokens.read(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
     assert tokens.read(ConfirmTokens(["un-autre-secret"]).sign(request(store))) is None
     assert tokens.read("") is None and tokens.read("n'importe.quoi") is None
-    from syndicator.tokens import Signer
+    from syndicator.db.tokens import Signer
 
     assert tokens.read(Signer(KEYS, "unsubscribe").sign(ANNE.email)) is None
     assert ConfirmTokens(["nouveau-secret", *KEYS]).read(token) is not None

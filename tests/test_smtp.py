@@ -16,10 +16,10 @@ import pytest
 from aiosmtpd.smtp import SMTP as ServerSMTP
 from aiosmtpd.smtp import Envelope, Session
 
-from syndicator import smtp
-from syndicator.config import Config
-from syndicator.mailer import Outgoing, Result, RunStopped
-from syndicator.smtp import Secret, SmtpTransport, TokenBucket, classify
+from syndicator.config.model import Config
+from syndicator.mail import smtp
+from syndicator.mail.smtp import Secret, SmtpTransport, TokenBucket, classify
+from syndicator.mail.transports import Outgoing, Result, RunStopped
 
 from .smtp_server import Handler, self_signed, smtp_server
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from syndicator.config import parse_config
-from syndicator.delivery import Digests
-from syndicator.ingest import ingest
-from syndicator.store import Store
+from syndicator.config.model import parse_config
+from syndicator.db.store import Store
+from syndicator.digests.send import Digests
+from syndicator.ingest.reading import ingest
 
 from .databases import use_database
 from .support import ITEMS, ROOT

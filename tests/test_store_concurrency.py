@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, inspect, select
 
-from syndicator.choices import FREQUENCIES, Consent, load_choice, load_choices, save_choice
+from syndicator.config.subscribers import Subscriber
+from syndicator.db.choices import FREQUENCIES, Consent, load_choice, load_choices, save_choice
+from syndicator.db.schema import MIGRATIONS, item_terms, schema_version, state, terms
+from syndicator.db.signups import Limit, Limits, RateLimited, create_request
+from syndicator.db.store import FileStamp, Store, content_hash
 from syndicator.errors import StoreError
-from syndicator.items import NewsItem, Term
-from syndicator.schema import MIGRATIONS, item_terms, schema_version, state, terms
-from syndicator.signup_requests import Limit, Limits, RateLimited, create_request
-from syndicator.store import FileStamp, Store, content_hash
-from syndicator.subscribers import Subscriber
+from syndicator.parsing.items import NewsItem, Term
 
 from .conftest import Run
 

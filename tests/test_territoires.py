@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from syndicator.territoires import Hierarchy, Place, Resolution
+from syndicator.taxonomy.territoires import Hierarchy, Place, Resolution
 
 from .support import ITEMS, ROOT
 
@@ -31,7 +31,11 @@ def load(extra: dict[str, str]) -> tuple[Hierarchy, list[str]]:
 
 
 def csv_rows() -> list[dict[str, str]]:
-    text = resources.files("syndicator.data").joinpath("territoires-hauts-de-france.csv").read_text("utf-8")
+    text = (
+        resources.files("syndicator.taxonomy.data")
+        .joinpath("territoires-hauts-de-france.csv")
+        .read_text("utf-8")
+    )
     return list(csv.DictReader(text.splitlines()))
 
 
@@ -48,7 +52,7 @@ def test_the_shipped_csv_has_one_region_five_departements_92_epci_and_3782_commu
 
 def test_the_data_ships_with_its_attribution() -> None:
     """The package data carries the Etalab source and the Licence Ouverte beside the CSV."""
-    readme = resources.files("syndicator.data").joinpath("README.md").read_text("utf-8")
+    readme = resources.files("syndicator.taxonomy.data").joinpath("README.md").read_text("utf-8")
     assert "Licence Ouverte" in readme
     assert "decoupage-administratif" in readme
 

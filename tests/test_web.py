@@ -21,12 +21,12 @@ import lxml.html
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from syndicator.choices import Consent, load_choice, save_choice
-from syndicator.delivery import Digests
-from syndicator.ledger import Ledger
-from syndicator.subscribers import Subscriber
-from syndicator.tokens import Purpose, Signer
-from syndicator.web import create_app
+from syndicator.config.subscribers import Subscriber
+from syndicator.db.choices import Consent, load_choice, save_choice
+from syndicator.db.ledger import Ledger
+from syndicator.db.tokens import Purpose, Signer
+from syndicator.digests.send import Digests
+from syndicator.web.app import create_app
 
 from .conftest import Run
 from .web_support import SECRET, TestClient, WebSite, built_project, served, text_of

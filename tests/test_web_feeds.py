@@ -20,9 +20,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from syndicator.config import Config, parse_config
-from syndicator.feed_server import feeds_app
-from syndicator.feeds import write_atomic
+from syndicator.config.model import Config, parse_config
+from syndicator.feeds.build import write_atomic
+from syndicator.feeds.server import feeds_app
 
 from .support import item_text
 from .test_feeds import Site

@@ -27,12 +27,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from syndicator.cli import main
-from syndicator.config import load_config, parse_config
-from syndicator.errors import ConfigError
-from syndicator.ledger import Ledger
-from syndicator.schema import signup_requests
-from syndicator.signup_requests import (
+from syndicator.cli.main import main
+from syndicator.config.model import load_config, parse_config
+from syndicator.config.subscribers import Subscriber
+from syndicator.db.ledger import Ledger
+from syndicator.db.schema import signup_requests
+from syndicator.db.signups import (
     LIMITS,
     Limit,
     Limits,
@@ -41,12 +41,12 @@ from syndicator.signup_requests import (
     create_request,
     mailbox_key,
 )
-from syndicator.store import Store
-from syndicator.subscribers import Subscriber
-from syndicator.tokens import Purpose, Signer
-from syndicator.web import create_app
-from syndicator.web_limits import cookie, server_config
-from syndicator.web_unsubscribe import masked
+from syndicator.db.store import Store
+from syndicator.db.tokens import Purpose, Signer
+from syndicator.errors import ConfigError
+from syndicator.web.app import create_app
+from syndicator.web.limits import cookie, server_config
+from syndicator.web.unsubscribe import masked
 
 from .databases import copy_database, database_for
 from .web_support import SECRET, TestClient, WebSite, built_project, listening_socket, served, text_of

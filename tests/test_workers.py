@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from syndicator.config import load_config
-from syndicator.delivery import Digests
-from syndicator.ingest import ingest
-from syndicator.ledger import Ledger
-from syndicator.runs import Fenced, Runs
-from syndicator.schema import MIGRATIONS, schema_version
-from syndicator.store import Store
+from syndicator.config.model import load_config
+from syndicator.db.ledger import Ledger
+from syndicator.db.runs import Fenced, Runs
+from syndicator.db.schema import MIGRATIONS, schema_version
+from syndicator.db.store import Store
+from syndicator.digests.send import Digests
+from syndicator.ingest.reading import ingest
 
 from . import databases
 from .smtp_server import Handler, SlowHandler, digest_send, message_ids, smtp_server

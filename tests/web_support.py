@@ -20,10 +20,10 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from syndicator.config import Config, load_config
-from syndicator.ingest import ingest
-from syndicator.store import Store
-from syndicator.web import create_app
+from syndicator.config.model import Config, load_config
+from syndicator.db.store import Store
+from syndicator.ingest.reading import ingest
+from syndicator.web.app import create_app
 
 from .databases import copy_database, use_database
 from .support import ITEMS, ROOT

@@ -1,0 +1,1 @@
+"""The bounce mailbox: reading it, parsing reports, tying them to digests."""

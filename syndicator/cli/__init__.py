@@ -1,0 +1,1 @@
+"""The `syndicator` command line."""

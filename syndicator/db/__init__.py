@@ -1,0 +1,1 @@
+"""The database: schema, migrations and the SQL of items, runs, the ledger, subscribers and keys."""

@@ -1,0 +1,138 @@
+"""Subscribers' own choices, made on the web, in the `subscriber_choices` table.
+
+One row per address: frequency and interests, and for a web sign-up the proof of consent. A
+row wins over config.yaml for its address; a row for an address config.yaml does not list is
+a subscriber only once its sign-up was confirmed (it has a consent). So an admin who removes
+someone from config.yaml removes them, whatever they once chose. What may be chosen, and the
+forms that choose it, are in syndicator/web_choices.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from syndicator.config.model import Config, Frequency
+from syndicator.config.subscribers import Subscriber, from_config, with_choices
+from syndicator.db.schema import subscriber_choices
+from syndicator.db.store import Store, upsert
+
+FREQUENCIES: tuple[Frequency, ...] = ("immediate", "daily", "weekly", "monthly")
+# The suppression-list reason of an address whose owner unsubscribed (syndicator/ledger.py):
+# unlike a bounce, only its owner may lift it, from their preferences page.
+UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The proof of a web sign-up: when the confirmation link was followed, from where the form
+    came, and the version of the consent text agreed to."""
+
+    at: datetime
+    ip: str
+    wording: str
+    notice: str = ""  # the version of the privacy notice shown beside it (`privacy.notice_version`)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChoice:
+    """One row of `subscriber_choices`."""
+
+    subscriber: Subscriber
+    updated: datetime
+    consent: Consent | None
+
+
+def _frequency(value: str) -> Frequency:
+    for frequency in FREQUENCIES:
+        if frequency == value:
+            return frequency
+    return "weekly"  # a row written by a newer syndicator: the default, rather than a crash
+
+
+def _stored(row: Any) -> StoredChoice:
+    consent = None
+    if row.consent_at is not None:
+        consent = Consent(
+            row.consent_at, row.consent_ip or "", row.consent_wording or "", row.consent_notice or ""
+        )
+    subscriber = Subscriber(
+        email=row.email,
+        name=row.name,
+        frequency=_frequency(row.frequency),
+        thematiques=tuple(json.loads(row.thematiques)),
+        territoires=tuple(json.loads(row.territoires)),
+        types=tuple(json.loads(row.types)),
+    )
+    return StoredChoice(subscriber, row.updated, consent)
+
+
+def load_choices(store: Store) -> dict[str, StoredChoice]:
+    """Every stored choice, by lower-case address."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(subscriber_choices))
+        return {row.subscriber: _stored(row) for row in rows}
+
+
+def load_choice(store: Store, email: str) -> StoredChoice | None:
+    """The stored choice of one address, if any."""
+    with store.engine.connect() as connection:
+        row = connection.execute(
+            select(subscriber_choices).where(subscriber_choices.c.subscriber == email.strip().lower())
+        ).first()
+    return _stored(row) if row else None
+
+
+def save_choice(
+    store: Store, subscriber: Subscriber, *, now: datetime, consent: Consent | None = None
+) -> None:
+    """Store a subscriber's choice, replacing the previous one; `consent=None` keeps the
+    consent already stored (changing one's preferences does not undo a sign-up)."""
+    values: dict[str, Any] = {
+        "email": subscriber.email.strip(),
+        "name": subscriber.name,
+        "frequency": subscriber.frequency,
+        "thematiques": json.dumps(list(subscriber.thematiques), ensure_ascii=False),
+        "territoires": json.dumps(list(subscriber.territoires), ensure_ascii=False),
+        "types": json.dumps(list(subscriber.types), ensure_ascii=False),
+        "updated": now,
+    }
+    if consent is not None:
+        values |= {"consent_at": consent.at, "consent_ip": consent.ip, "consent_wording": consent.wording,
+                   "consent_notice": consent.notice or None}  # fmt: skip
+    with store.engine.begin() as connection:
+        # One statement: two requests for the same address at once (two web workers) both land.
+        statement = upsert(connection, subscriber_choices).values(subscriber=subscriber.key, **values)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[subscriber_choices.c.subscriber],
+                set_={name: statement.excluded[name] for name in values},
+            )
+        )
+
+
+def signups(choices: Mapping[str, StoredChoice]) -> dict[str, Subscriber]:
+    """The stored choices that are confirmed sign-ups (they stand without config.yaml)."""
+    return {key: c.subscriber for key, c in choices.items() if c.consent is not None}
+
+
+def effective_subscribers(config: Config, store: Store) -> list[Subscriber]:
+    """Who receives digests: config.yaml's subscribers with their own choices applied, then
+    the confirmed web sign-ups config.yaml does not list."""
+    choices = load_choices(store)
+    return with_choices(from_config(config), {k: c.subscriber for k, c in choices.items()}, signups(choices))
+
+
+def effective_subscriber(config: Config, store: Store, email: str) -> Subscriber | None:
+    """One subscriber as digests see them, or None when the address receives nothing."""
+    key = email.strip().lower()
+    listed = [s for s in from_config(config) if s.key == key]
+    choice = load_choice(store, key)
+    chosen = {key: choice.subscriber} if choice else {}
+    found = with_choices(listed, chosen, signups({key: choice}) if choice else {})
+    return found[0] if found else None

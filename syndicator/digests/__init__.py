@@ -1,0 +1,1 @@
+"""The store's items as digest emails: selection, rendering, sending, explaining."""

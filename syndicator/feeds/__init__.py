@@ -1,0 +1,1 @@
+"""The store's items as RSS/Atom feeds, their indexes, and their HTTP server."""

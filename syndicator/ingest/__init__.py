@@ -1,0 +1,1 @@
+"""Item files into the store."""

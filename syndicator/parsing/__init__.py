@@ -1,0 +1,1 @@
+"""Item files: their format, their Markdown-ish bodies, titles and French dates."""

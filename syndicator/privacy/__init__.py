@@ -1,0 +1,1 @@
+"""The RGPD: the notice, consents, exports, erasure and retention periods."""

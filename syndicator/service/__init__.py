@@ -1,0 +1,1 @@
+"""The unattended service: one cycle, the schedule, the daemon and its lock."""

@@ -1,0 +1,1 @@
+"""Taxonomy terms, the one name normaliser, the territoires and the matching rule."""

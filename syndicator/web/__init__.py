@@ -1,0 +1,1 @@
+"""`syndicator serve`: feeds over HTTP and the subscribers' pages."""
