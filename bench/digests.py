@@ -74,9 +74,10 @@ from zoneinfo import ZoneInfo
 from syndicator.config.model import Config, Frequency, load_config
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
-from syndicator.digests.select import OTHER_SECTION, Digest, RenderedDigest
+from syndicator.digests.select import OTHER_SECTION, Digest
 from syndicator.digests.send import Digests, send_digests
 from syndicator.ingest.reading import ingest
+from syndicator.mail.messages import RenderedEmail
 from syndicator.mail.transports import Claim, Done, Outgoing, Result
 from syndicator.parsing.items import NewsItem
 from syndicator.taxonomy.terms import term_key
@@ -274,7 +275,7 @@ def _shape_problems(digest: Digest) -> list[str]:
 
 def select_and_render(
     digests: Digests, shares: dict[str, Share] | None = None, keep: Container[str] = ()
-) -> tuple[Figures, dict[str, tuple[Digest | None, RenderedDigest | None]]]:
+) -> tuple[Figures, dict[str, tuple[Digest | None, RenderedEmail | None]]]:
     """`next_digest` for every subscriber and `render` for the non-empty digests, timed apart;
     the digests of the subscribers (keys) in `keep`, for checking."""
     figures, kept = Figures(), {}
@@ -420,7 +421,7 @@ def expected_urls(items: Sequence[NewsItem], profile: Profile, hierarchy: Hierar
 
 def check_sample(
     results: Results,
-    kept: Mapping[str, tuple[Digest | None, RenderedDigest | None]],
+    kept: Mapping[str, tuple[Digest | None, RenderedEmail | None]],
     profiles: Mapping[str, Profile],
     items: Sequence[NewsItem],
     hierarchy: Hierarchy,

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from imapclient import IMAPClient
 
-from syndicator.bounces.imap import ImapSettings, Tls
+from syndicator.config.imap import ImapSettings, Tls
 
 DOVECOT = "/usr/sbin/dovecot"
 USER_ENV, PASSWORD_ENV = "SYNDICATOR_TEST_IMAP_USER", "SYNDICATOR_TEST_IMAP_PASSWORD"

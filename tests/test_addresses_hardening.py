@@ -21,11 +21,10 @@ from syndicator.db.ledger import Ledger
 from syndicator.db.signups import check_address
 from syndicator.db.store import Store
 from syndicator.digests import send as delivery
-from syndicator.digests.select import RenderedDigest
 from syndicator.digests.send import Digests, send_digests
 from syndicator.errors import ConfigError
 from syndicator.ingest.reading import ingest
-from syndicator.mail.messages import Envelope, build_message, digest_bytes, to_bytes
+from syndicator.mail.messages import Envelope, RenderedEmail, build_message, digest_bytes, to_bytes
 
 from .conftest import Run
 from .databases import use_database
@@ -196,7 +195,7 @@ def test_the_quick_writer_gives_the_stdlib_bytes_for_international_addresses(
 ) -> None:
     """`digest_bytes` stays byte-equal to the stdlib's message for an IDNA domain and for a
     local part that is not ASCII, and the `To:` line holds a readable address."""
-    rendered = RenderedDigest(subject="Lettre — 3 actualités", text="Bonjour\n", html="<p>Bonjour</p>\n")
+    rendered = RenderedEmail(subject="Lettre — 3 actualités", text="Bonjour\n", html="<p>Bonjour</p>\n")
     envelope = Envelope(
         "IREV <lettre@example.org>", recipient, "Anne", "<digest.1.abc@example.org>",
         datetime(2026, 11, 26, 7, 30, tzinfo=UTC), "IREV", "https://lettre.example.org/unsubscribe/x",

@@ -16,10 +16,9 @@ from pathlib import Path
 import dkim
 import pytest
 
-from syndicator.digests.select import RenderedDigest
 from syndicator.errors import ConfigError
 from syndicator.mail.dkim import SIGNED_HEADERS, DkimKey, load_key, sign
-from syndicator.mail.messages import Envelope, build_message, to_bytes
+from syndicator.mail.messages import Envelope, RenderedEmail, build_message, to_bytes
 
 SELECTOR, DOMAIN = "lettre2024", "example.org"
 
@@ -94,7 +93,7 @@ def dns_for(pair: KeyPair, asked: list[bytes] | None = None) -> DnsFunc:
 def digest_bytes(**changes: str) -> bytes:
     """A digest email as syndicator builds it, French text and long lines included."""
     long_line = "Les acteurs de la politique de la ville se réunissent à Roubaix. " * 30
-    rendered = RenderedDigest(
+    rendered = RenderedEmail(
         subject=changes.get("subject", "IREV — vos actualités du lundi 3 juin 2024"),
         text=f"Bonjour Marie,\n\n{long_line}\n\nÉducation\n- L'assemblée générale adopte le programme\n",
         html=f"<!doctype html><html lang=fr><body><h1>Éducation</h1><p>{long_line}</p></body></html>",

@@ -26,13 +26,13 @@ from syndicator.config.model import load_config
 from syndicator.db import signups as signup_requests
 from syndicator.db.schema import signup_requests as requests_table
 from syndicator.db.store import Store
-from syndicator.digests.select import RenderedDigest
 from syndicator.digests.send import Digests, send_digests
 from syndicator.ingest.reading import ingest
 from syndicator.mail import messages as emails
 from syndicator.mail.messages import (
     ONE_CLICK,
     Envelope,
+    RenderedEmail,
     UnsafeHeaders,
     build_message,
     check_headers,
@@ -276,7 +276,7 @@ _ENVELOPE = Envelope(
     list_name="IREV",
     unsubscribe_url="https://lettre.example.org/unsubscribe/abc",
 )
-_RENDERED = RenderedDigest(subject="IREV — 1 actualité", text="Bonjour,\n", html="<p>Bonjour,</p>\n")
+_RENDERED = RenderedEmail(subject="IREV — 1 actualité", text="Bonjour,\n", html="<p>Bonjour,</p>\n")
 
 
 @settings(max_examples=200, deadline=None)

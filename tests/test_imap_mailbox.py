@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from syndicator.bounces.imap import ImapMailbox, ImapSettings
+from syndicator.bounces.imap import ImapMailbox
 from syndicator.bounces.mailbox import MailboxUnavailable
+from syndicator.config.imap import ImapSettings
 
 from .imap_server import PASSWORD_ENV, USER_ENV, WITHOUT_MOVE, WITHOUT_UIDPLUS, Dovecot, ImapServer, dovecot
 

@@ -20,8 +20,16 @@ from jinja2 import Environment
 from syndicator.config.model import SiteConfig
 from syndicator.config.subscribers import Subscriber
 from syndicator.digests.render import event_dates, render_digest
-from syndicator.digests.select import Digest, DigestLinks, RenderedDigest, Section
-from syndicator.mail.messages import Envelope, build_message, digest_bytes, header_text, message_id, to_bytes
+from syndicator.digests.select import Digest, DigestLinks, Section
+from syndicator.mail.messages import (
+    Envelope,
+    RenderedEmail,
+    build_message,
+    digest_bytes,
+    header_text,
+    message_id,
+    to_bytes,
+)
 from syndicator.parsing.items import Attachment, NewsItem, Term, parse_file
 from syndicator.templating import SHIPPED, environment
 
@@ -82,7 +90,7 @@ def make_digest(
     )
 
 
-def render(digest: Digest, env: Environment | None = None, site: SiteConfig = SITE) -> RenderedDigest:
+def render(digest: Digest, env: Environment | None = None, site: SiteConfig = SITE) -> RenderedEmail:
     """The digest through the shipped templates."""
     return render_digest(env or environment(None), digest, LINKS, site)
 
@@ -490,7 +498,7 @@ def test_digest_bytes_are_the_stdlib_bytes(  # noqa: PLR0917 -- one argument per
 ) -> None:  # fmt: skip
     """Whatever the content and the headers, the quick way gives the stdlib's bytes, or fails
     where the stdlib fails."""
-    rendered = RenderedDigest(subject=subject, text=text, html=html)
+    rendered = RenderedEmail(subject=subject, text=text, html=html)
     envelope = Envelope(sender, recipient, name, mid, date, list_name, url)
     try:
         expected = to_bytes(build_message(rendered, envelope))

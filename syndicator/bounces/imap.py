@@ -17,96 +17,24 @@ never sent in plain text except to a server on this machine.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import logging
 import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from syndicator.bounces.mailbox import Folder, MailboxMessage, MailboxUnavailable
+from syndicator.config.imap import ImapSettings
 
 log = logging.getLogger(__name__)
 
-Tls = Literal["ssl", "starttls", "none"]
-TIMEOUT = 30.0  # seconds for connecting, the TLS handshake and each command: a hung server is left
-PORTS: dict[str, int] = {"ssl": 993, "starttls": 143, "none": 143}
 _BATCH = 500  # sizes asked per FETCH: one command for a normal mailbox, bounded for a huge one
 _T = TypeVar("_T")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class ImapSettings(BaseModel):
-    """`email.bounces.imap`: where the bounce mailbox is and how to log in."""
-
-    # A misspelt key would otherwise be ignored silently and its default used instead.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)  # default: 993 for tls: ssl, else 143
-    tls: Tls = "ssl"
-    username_env: str  # names of environment variables, never the secrets themselves
-    password_env: str
-    folder: str = Field(default="INBOX", min_length=1)
-    # A PEM file of the authority (or the self-signed certificate) to trust instead of the system's.
-    ca_file: Path | None = None
-    timeout: float = Field(default=TIMEOUT, gt=0, le=600)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_port(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("port") is None:
-            tls = data.get("tls", "ssl")
-            return {**data, "port": PORTS.get(tls, 993) if isinstance(tls, str) else 993}
-        return data
-
-    @field_validator("host")
-    @classmethod
-    def _host_name(cls, value: str) -> str:
-        if "://" in value or "/" in value:
-            raise ValueError(f"write the host name only, like imap.example.org, not {value!r}")
-        if any(c.isspace() for c in value):
-            raise ValueError(f"a host name holds no spaces: {value!r}")
-        if value.count(":") == 1:
-            raise ValueError(f"put the port in `port:`, and the host name alone here, not {value!r}")
-        return value
-
-    @field_validator("tls")
-    @classmethod
-    def _plain_text_only_here(cls, value: Tls, info: ValidationInfo) -> Tls:
-        host = info.data.get("host")
-        if value == "none" and isinstance(host, str) and not _is_loopback(host):
-            raise ValueError(
-                f"tls: none would send the password in plain text to {host}; it is allowed only for "
-                "a server on this machine (localhost): use tls: ssl (port 993) or starttls (port 143)"
-            )
-        return value
-
-    @field_validator("username_env", "password_env")
-    @classmethod
-    def _variable_name(cls, value: str) -> str:
-        # The value is not repeated: an admin who wrote the password itself here must not see it logged.
-        if not value.isascii() or not value.replace("_", "a").isalnum() or value[0].isdigit():
-            raise ValueError(
-                "must name an environment variable (letters, digits and _), like IMAP_PASSWORD; "
-                "the secret itself goes in that variable, not in the file"
-            )
-        return value
 
 
 class ImapMailbox:

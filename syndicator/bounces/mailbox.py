@@ -19,10 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
+from syndicator.config.model import DEFAULT_MAX_BYTES
 from syndicator.errors import SyndicatorError
 
 Folder = Literal["processed", "unrecognised"]
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # a real DSN is a few kB; a 20 MB one is someone's attachment
 
 
 @dataclass(frozen=True)

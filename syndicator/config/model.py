@@ -23,12 +23,13 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from syndicator.addresses import AddressError, mailbox, needs_smtputf8
 from syndicator.addresses import check as check_address
-from syndicator.bounces.imap import ImapSettings
-from syndicator.bounces.mailbox import DEFAULT_MAX_BYTES
 from syndicator.config.crontab import EXAMPLE, cron_fields
+from syndicator.config.imap import ImapSettings
 from syndicator.errors import ConfigError, Problem
 from syndicator.parsing.items import MAX_SIZE
 from syndicator.typography import apostrophes, with_article
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # a bounce: a real DSN is a few kB; a 20 MB one is someone's attachment
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")

@@ -39,8 +39,8 @@ from markupsafe import Markup
 from syndicator import typography
 from syndicator.config.model import SiteConfig
 from syndicator.config.subscribers import Subscriber
-from syndicator.digests.select import Digest, DigestLinks, RenderedDigest
-from syndicator.mail.messages import header_text
+from syndicator.digests.select import Digest, DigestLinks
+from syndicator.mail.messages import RenderedEmail, header_text
 from syndicator.parsing.items import Attachment, NewsItem
 from syndicator.parsing.markup import is_web_url
 from syndicator.privacy.notice import Notice
@@ -132,7 +132,7 @@ class SectionView:
 
 def render_digest(
     env: Environment, digest: Digest, links: DigestLinks, site: SiteConfig, privacy: Notice | None = None
-) -> RenderedDigest:
+) -> RenderedEmail:
     """The subject, text and HTML of `digest`, through the environment's templates; `privacy`
     is the notice its footer carries."""
     text_env, html_env = _variants(env)
@@ -144,7 +144,7 @@ def render_digest(
     context["preheader"] = do_truncate(html_env, titles, 140, end="…")  # as the filter would
     text = _limit_lines(_layout(text_env, TEXT_TEMPLATE).text(context))
     html = _layout(html_env, HTML_TEMPLATE).html(context)
-    return RenderedDigest(subject=subject, text=text, html=html)
+    return RenderedEmail(subject=subject, text=text, html=html)
 
 
 SAMPLE_SUBJECT = "Exemple — "
@@ -155,7 +155,7 @@ SAMPLE_NOTICE = (
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
-def mark_sample(rendered: RenderedDigest) -> RenderedDigest:
+def mark_sample(rendered: RenderedEmail) -> RenderedEmail:
     """A rendered digest marked as a sample (`digest preview` with nothing new): « Exemple » at
     the head of its subject, and a notice at the top of its text and of its HTML body. Done on
     the output, so that an admin's own templates get the mark too."""
@@ -163,7 +163,7 @@ def mark_sample(rendered: RenderedDigest) -> RenderedDigest:
     html = rendered.html
     body = _BODY.search(html)
     at = body.end() if body else 0
-    return RenderedDigest(
+    return RenderedEmail(
         subject=SAMPLE_SUBJECT + rendered.subject,
         text=textwrap.fill(SAMPLE_NOTICE, 76) + "\n\n" + rendered.text,
         html=html[:at] + notice + html[at:],

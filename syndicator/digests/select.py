@@ -51,15 +51,6 @@ class DigestLinks:
 
 
 @dataclass(frozen=True, slots=True)
-class RenderedDigest:
-    """A digest rendered through the templates."""
-
-    subject: str
-    text: str
-    html: str
-
-
-@dataclass(frozen=True, slots=True)
 class Candidate:
     """A stored item that may go into digests, with when the store first saw it."""
 

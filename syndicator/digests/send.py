@@ -34,25 +34,17 @@ from syndicator.db.runs import Claim, Fenced, Heartbeat, Runs, SharedPace, retry
 from syndicator.db.store import Store
 from syndicator.db.tokens import Signer, secret_keys
 from syndicator.digests.render import render_digest
-from syndicator.digests.select import (
-    Candidate,
-    Digest,
-    DigestLinks,
-    Pool,
-    RenderedDigest,
-    build_digest,
-    newest_first,
-)
+from syndicator.digests.select import Candidate, Digest, DigestLinks, Pool, build_digest, newest_first
 from syndicator.errors import SyndicatorError
 from syndicator.mail.dkim import DkimKey, load_key, sign
-from syndicator.mail.messages import Envelope, address, digest_bytes, message_id
+from syndicator.mail.messages import Envelope, RenderedEmail, address, digest_bytes, message_id
 from syndicator.mail.smtp import SmtpTransport
 from syndicator.mail.transports import OutboxTransport, Outgoing, Result, Transport
 from syndicator.mail.verp import make_token, verp_address
 from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
 from syndicator.privacy.notice import notice
-from syndicator.taxonomy.terms import Interests, MatchIndex, matches, verdicts
+from syndicator.taxonomy.matching import Interests, MatchIndex, matches, verdicts
 from syndicator.taxonomy.territoires import Hierarchy
 from syndicator.templating import environment
 
@@ -194,11 +186,11 @@ class Digests:
             return self.config.email.from_
         return verp_address(bounces.address, make_token(self.keys, digest_id, subscriber))
 
-    def render(self, digest: Digest) -> RenderedDigest:
+    def render(self, digest: Digest) -> RenderedEmail:
         return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site, self.privacy)
 
     def message(
-        self, digest: Digest, rendered: RenderedDigest, digest_id: int, *, unsubscribe: str | None = None
+        self, digest: Digest, rendered: RenderedEmail, digest_id: int, *, unsubscribe: str | None = None
     ) -> tuple[str, bytes]:
         """The Message-ID and bytes of a digest recorded under `digest_id` (`unsubscribe`: its
         link, when the caller has it already)."""

@@ -39,7 +39,6 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
 from syndicator.addresses import needs_smtputf8, on_the_wire
-from syndicator.digests.select import RenderedDigest
 from syndicator.errors import SyndicatorError
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belongs in a header.
@@ -53,6 +52,15 @@ _UTF8_HEADER_LINE = re.compile(
 )
 _MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058's List-Unsubscribe-Post value
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """An email's words, rendered through the templates: a one-line subject, plain text and HTML."""
+
+    subject: str
+    text: str
+    html: str
 
 
 class UnsafeHeaders(SyndicatorError, ValueError):
@@ -163,7 +171,7 @@ class Envelope:
     unsubscribe_url: str
 
 
-def build_message(rendered: RenderedDigest, envelope: Envelope) -> EmailMessage:
+def build_message(rendered: RenderedEmail, envelope: Envelope) -> EmailMessage:
     """The email of a rendered digest: text part then HTML part, with list headers
     (`List-Unsubscribe-Post` only when the unsubscribe link is https, as RFC 8058 asks)."""
     sender = address(envelope.sender)
@@ -293,7 +301,7 @@ def _quoted_printable(text: str) -> bytes:
     return b"".join(encoded)
 
 
-def digest_bytes(rendered: RenderedDigest, envelope: Envelope) -> bytes:
+def digest_bytes(rendered: RenderedEmail, envelope: Envelope) -> bytes:
     """Exactly `to_bytes(build_message(rendered, envelope))`, made without an `EmailMessage`;
     its header block checked as `to_bytes` checks it. The rare recipient whose local part is
     not ASCII gets the stdlib's message."""
