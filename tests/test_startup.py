@@ -50,5 +50,14 @@ def test_status_loads_no_mail_bounce_web_or_daemon_stack(tmp_path: Path) -> None
             (tmp_path / name).write_bytes(source.read_bytes())
     loaded = loaded_by(["status"], tmp_path)
     assert "sqlalchemy" in loaded
-    unwanted = {"aiosmtplib", "flufl", "imapclient", "starlette", "uvicorn", "dkim", "css_inline", "watchfiles"}
+    unwanted = {
+        "aiosmtplib",
+        "flufl",
+        "imapclient",
+        "starlette",
+        "uvicorn",
+        "dkim",
+        "css_inline",
+        "watchfiles",
+    }
     assert loaded.isdisjoint(unwanted), loaded & unwanted
