@@ -277,6 +277,7 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
     for index, subscriber in enumerate(config.subscribers):
         reason, since = suppressed.get(subscriber.email.strip().lower(), ("", None))
         if reason == UNSUBSCRIBED and since is not None:
+            since = since.astimezone(config.site.zone)
             problems.append(Problem(
                 config.source, config.line_of(["subscribers", index]),
                 f"{subscriber.email} unsubscribed on {since:%Y-%m-%d} and receives nothing, listed here "

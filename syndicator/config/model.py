@@ -26,6 +26,7 @@ from syndicator.addresses import check as check_address
 from syndicator.config.crontab import EXAMPLE, cron_fields
 from syndicator.config.imap import ImapSettings
 from syndicator.errors import ConfigError, Problem
+from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import MAX_SIZE
 from syndicator.typography import apostrophes, with_article
 
@@ -55,7 +56,12 @@ class SiteConfig(_Section):
     base_url: str = "https://www.irev.fr"
     feeds_url: str = "https://www.irev.fr/feeds/"
     language: str = "fr"
-    timezone: str = "Europe/Paris"
+    timezone: str = DEFAULT_ZONE.key
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The site's zone: the item files' dates are in it, and every local day or time shown."""
+        return ZoneInfo(self.timezone)
 
     @property
     def title_article(self) -> str:

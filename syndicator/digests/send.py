@@ -41,7 +41,6 @@ from syndicator.mail.messages import Envelope, RenderedEmail, address, digest_by
 from syndicator.mail.smtp import SmtpTransport
 from syndicator.mail.transports import OutboxTransport, Outgoing, Result, Transport
 from syndicator.mail.verp import make_token, verp_address
-from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
 from syndicator.privacy.notice import notice
 from syndicator.taxonomy.matching import Interests, MatchIndex, matches, verdicts
@@ -101,7 +100,7 @@ class Digests:
     ) -> None:
         self.store, self.config, self.now = store, config, now
         self.ledger = Ledger(store)
-        self.env = env or environment(config.templates_path)
+        self.env = env or environment(config.templates_path, config.site.zone)
         self.privacy = notice(config)
         self.hierarchy, _ = Hierarchy.load(config.territoires)
         self.keys = keys = secret_keys(store)
@@ -111,7 +110,9 @@ class Digests:
         stamps = [s for s in store.item_stamps() if (s.published or s.first_seen.date()) >= oldest.date()]
         loaded = store.items_by_id(s.id for s in stamps)
         # Newest first once and for all: every digest keeps this order.
-        self.candidates = newest_first(Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps)
+        self.candidates = newest_first(
+            (Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps), config.site.zone
+        )
         self.ids = {c.item.url: c.id for c in self.candidates}
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
@@ -135,7 +136,7 @@ class Digests:
     @cached_property
     def pool(self) -> Pool:
         """The candidates laid out for choosing, once per run."""
-        return Pool(self.candidates)
+        return Pool(self.candidates, self.config.site.zone)
 
     def next_digest(self, subscriber: Subscriber) -> Digest | None:
         """The digest this subscriber would get now; None when nothing new matches."""
@@ -157,9 +158,10 @@ class Digests:
         up to email.max_items, as a digest (newest first); None when no item matches at all.
         For `digest preview` when nothing is new: what their digest looks like."""
         interests, wanted = self.interests(subscriber), self.config.email.max_items
+        zone = self.config.site.zone
         stamps = sorted(
             self.store.item_stamps(),
-            key=lambda s: (s.published or s.first_seen.astimezone(PARIS).date(), s.first_seen, s.url),
+            key=lambda s: (s.published or s.first_seen.astimezone(zone).date(), s.first_seen, s.url),
             reverse=True,
         )
         chosen: list[NewsItem] = []
@@ -201,7 +203,7 @@ class Digests:
             recipient=subscriber.email,
             recipient_name=subscriber.name,
             message_id=mid,
-            date=digest.issued,
+            date=digest.issued.astimezone(self.config.site.zone),  # the Date header in local time
             list_name=self.config.site.title,
             unsubscribe_url=unsubscribe or self.links(subscriber).unsubscribe,
         )
@@ -659,6 +661,7 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
             )  # fmt: skip
         candidate = Candidate(stamp.id, digests.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
     item, lines, ok = candidate.item, [], True
+    zone = digests.config.site.zone  # every day and time below is the site's
     for verdict in verdicts(digests.interests(subscriber), item, digests.hierarchy):
         lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)
         ok = ok and verdict.passed
@@ -666,24 +669,24 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
     if suppressed:
         ok = False
         reason, since = suppressed
+        since = since.astimezone(zone)
         lines.append(f"stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})")
     sent = digests.ledger.sent_on(subscriber.key, candidate.id)
     if sent is not None:
         ok = False
-        lines.append(
-            f"stops:  already in digest {sent.message_id} of {sent.issued:%Y-%m-%d %H:%M} ({sent.state})"
-        )
+        issued = sent.issued.astimezone(zone)
+        lines.append(f"stops:  already in digest {sent.message_id} of {issued:%Y-%m-%d %H:%M} ({sent.state})")
     else:
         last = digests.lasts.get(subscriber.key)
         if last is not None and candidate.first_seen <= last.issued:
             ok = False
             lines.append(
-                f"stops:  first seen {candidate.first_seen:%Y-%m-%d %H:%M}, before the last digest "
-                f"({last.issued:%Y-%m-%d %H:%M})"
+                f"stops:  first seen {candidate.first_seen.astimezone(zone):%Y-%m-%d %H:%M}, before the last "
+                f"digest ({last.issued.astimezone(zone):%Y-%m-%d %H:%M})"
             )
         lookback = digests.config.email.lookback_days.days(subscriber.frequency)
-        day = item.published or candidate.first_seen.date()
-        oldest = digests.now.astimezone(PARIS).date() - timedelta(days=lookback)
+        day = item.published or candidate.first_seen.astimezone(zone).date()
+        oldest = digests.now.astimezone(zone).date() - timedelta(days=lookback)
         if day < oldest:
             ok = False
             window = f"the {subscriber.frequency} look-back of {lookback} days"
