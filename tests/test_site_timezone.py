@@ -239,3 +239,22 @@ def test_the_run_lock_refusal_gives_the_holders_start_in_the_sites_zone(
     }[zone]
     assert result.code != 0
     assert f"another syndicator runs on this store: pid 999999999 on elsewhere, since {since}" in result.err
+
+
+def test_an_admin_who_sets_the_zone_after_a_first_ingest_gets_the_items_read_again(
+    run: Run, tmp_path: Path
+) -> None:
+    """Items ingested while `site.timezone` was the default (Paris), then the admin sets the
+    site's zone: the next `ingest` reads every file again and the item's times become the
+    site's; the one after reads nothing."""
+    config_file = databases.use_database(tmp_path / "config.yaml", config_text("Europe/Paris"))
+    (tmp_path / "items").mkdir()
+    item = local_item("le-4-decembre", "4 décembre 2026", "04/12/2026 - 09:30")
+    (tmp_path / "items" / "a.txt").write_text(item, encoding="utf-8")
+    assert run("ingest", "--config", str(config_file)).out.startswith("1 new, 0 updated, 0 unchanged")
+    databases.use_database(config_file, config_text("Indian/Reunion"))
+    assert run("ingest", "--config", str(config_file)).out.startswith("0 new, 1 updated, 0 unchanged")
+    assert run("ingest", "--config", str(config_file)).out.startswith("0 new, 0 updated, 1 unchanged")
+    with Store.open(load_config(config_file).database_url) as store:
+        [stored] = store.items()
+    assert stored.modified == datetime(2026, 12, 4, 9, 30, tzinfo=ZoneInfo("Indian/Reunion"))

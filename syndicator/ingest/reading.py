@@ -161,6 +161,7 @@ def ingest(
     now = now or datetime.now(UTC)
     report = IngestReport()
     candidates = scan(paths, report)
+    store.read_in(zone.key)  # items read in another zone are read again
     stamps = store.file_stamps()
     to_read = [f for f in candidates if stamps.get(f.key) != f.stamp]
     report.unchanged += len(candidates) - len(to_read)
