@@ -13,13 +13,14 @@ templates from the package), its examples in the page's order, through the insta
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -50,20 +51,17 @@ def examples(page: Path) -> list[Example]:
     found: list[Example] = []
     for block in _FENCE.finditer(text):
         first = text.count("\n", 0, block.start(1)) + 1
-        current: dict[str, object] | None = None
         for offset, raw in enumerate(block.group(1).splitlines()):
             if raw.startswith("$ "):
-                if current is not None:
-                    found.append(Example(**current))  # type: ignore[arg-type]
                 command, code = raw[2:], 0
                 if exits := _EXITS.search(command):
                     command, code = command[: exits.start()], int(exits.group(1))
-                current = {"page": page.name, "line": first + offset, "command": command, "code": code, "shown": ()}
+                found.append(Example(page.name, first + offset, command, code, ()))
             else:
-                assert current is not None, f"{page.name}:{first + offset}: output before any `$ ` command"
-                current["shown"] = (*current["shown"], raw)  # type: ignore[misc]
-        if current is not None:
-            found.append(Example(**current))  # type: ignore[arg-type]
+                assert found and found[-1].line >= first, (
+                    f"{page.name}:{first + offset}: output before a `$ ` line"
+                )
+                found[-1] = replace(found[-1], shown=(*found[-1].shown, raw))
     return found
 
 
@@ -110,7 +108,9 @@ def test_every_console_example_of_the_page_runs_as_shown(page: Path, tmp_path: P
     for example in examples(page):
         words = shlex.split(example.command)
         where = f"{example.page}:{example.line}: `{example.command}`"
-        assert words[0] == "syndicator", f"{where}: a console example runs `syndicator` only; fence others as sh"
+        assert words[0] == "syndicator", (
+            f"{where}: only `syndicator` runs in a console block; fence others as sh"
+        )
         done = subprocess.run(
             [str(SYNDICATOR), *words[1:]],
             cwd=folder,
@@ -133,7 +133,7 @@ def test_the_admin_guide_runs_every_command_but_the_long_running_ones() -> None:
     from syndicator.cli.main import _parser
 
     parser = _parser()
-    [commands] = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     ran = {shlex.split(e.command)[1] for e in examples(ROOT / "docs" / "admin-guide.md")}
     assert set(commands.choices) - ran == {"serve"}  # `run --once` counts for run
 
