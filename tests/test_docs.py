@@ -106,3 +106,33 @@ def test_the_site_builds_without_a_broken_link(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "architecture" / "index.html").exists()
+
+
+def _layout_tree() -> set[str]:
+    """The paths the package tree of docs/architecture.md draws, from `syndicator/` down."""
+    page = _page("architecture.md")
+    block = page.split("## Package layout", 1)[1].split("```\n", 2)[1]
+    paths: set[str] = set()
+    stack: list[str] = []
+    for line in block.splitlines()[1:]:
+        branch = line.find("── ")
+        if branch < 0:
+            continue
+        depth = (branch + 3) // 4 - 1
+        name = line[branch + 3 :].split()[0]
+        stack = [*stack[:depth], name.rstrip("/")]
+        paths.add("/".join(stack))
+    return paths
+
+
+def test_the_architecture_page_draws_every_module() -> None:
+    """The package tree of docs/architecture.md lists every module and subpackage of
+    `syndicator/`, each where it is, and nothing that is gone."""
+    package = ROOT / "syndicator"
+    modules = {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if p.name != "__init__.py" or p.parent == package
+    }
+    folders = {p.relative_to(package).as_posix() for p in package.rglob("*") if (p / "__init__.py").exists()}
+    assert _layout_tree() == modules | folders
