@@ -120,7 +120,7 @@ class RunnerLock:
             holder = _read(value) if value else None
             raise LockHeld(
                 "another syndicator runs on this store" + (f": {holder.describe()}" if holder else ""),
-                hint="stop it first, or wait for it to finish (see the README: one runner)",
+                hint="stop it first, or wait for it to finish (see docs/deploying.md: one runner per store)",
             )
         previous = self.store.get_state(KEY)
         gone = _read(previous) if previous else None
