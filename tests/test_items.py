@@ -52,7 +52,7 @@ def test_seed_parses_to_exactly_its_fields() -> None:
 
 
 def test_seed_json_has_the_design_shape() -> None:
-    """`parse --json` objects carry exactly the keys DESIGN.md lists."""
+    """`parse --json` objects carry exactly the keys docs/architecture.md lists (JSON shapes)."""
     data = parse_file(SEED).item.to_json()
     assert list(data) == [
         "id", "url", "file", "title", "type", "thematiques", "territoires", "published", "modified",

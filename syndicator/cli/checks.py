@@ -125,7 +125,7 @@ def privacy_problems(config: Config) -> list[Problem]:
         config.source, config.line_of(where),
         f"privacy: {', '.join(missing)} not set: the sign-up page, the emails and /confidentialite "
         "must say who holds the data and whom to ask (RGPD article 13); add them under privacy: "
-        "(see the README, Personal data)",
+        "(see docs/privacy.md)",
         "warning",
     )]  # fmt: skip
 

@@ -1,8 +1,8 @@
 """Which items each subscriber gets, as `Digest` values: pure functions, no I/O.
 
-The digest rule (DESIGN.md): the matching items a subscriber has never been sent, first seen by
-the store since their last digest, published within the look-back of their frequency; newest
-first, grouped by thématique, never an item twice, never an empty digest.
+The digest rule (docs/architecture.md, Digest rule): the matching items a subscriber has never
+been sent, first seen by the store since their last digest, published within the look-back of
+their frequency; newest first, grouped by thématique, never an item twice, never an empty digest.
 """
 
 from __future__ import annotations

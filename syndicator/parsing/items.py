@@ -103,7 +103,7 @@ class NewsItem:
         return ((self.type,) if self.type else ()) + self.thematiques + self.territoires
 
     def to_json(self) -> dict[str, Any]:
-        """The item in the shape `syndicator parse --json` prints (see DESIGN.md)."""
+        """The item in the shape `syndicator parse --json` prints (docs/architecture.md, JSON shapes)."""
         return {
             "id": self.url,
             "url": self.url,

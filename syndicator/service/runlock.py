@@ -123,7 +123,7 @@ class RunnerLock:
             raise LockHeld(
                 "another syndicator runs on this store"
                 + (f": {holder.describe(self.zone)}" if holder else ""),
-                hint="stop it first, or wait for it to finish (see the README: one runner)",
+                hint="stop it first, or wait for it to finish (see docs/deploying.md: one runner per store)",
             )
         previous = self.store.get_state(KEY)
         gone = _read(previous) if previous else None
