@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path

@@ -101,9 +101,10 @@ def parse_chunks(
 ) -> Iterator[list[Parsed | ItemError]]:
     """Parse chunks of files in order, one chunk at a time, so that results never pile up.
 
-    In this process: a pool of parse processes (removed) made a first ingest of 10,000 files
-    no faster on two shared cores (bench/ingest.py, target ≥ 1,000 items/s, met without it) for
-    a quarter more CPU an item, and left a forkserver behind when killed."""
+    In this process: bench/ingest.py (a first ingest of 10,000 files, target ≥ 1,000 items/s)
+    gave a median of 998 items/s here and 866 through a pool of parse processes on the shared
+    2-core machine (six runs each; 1,400 against 1,496 in the quietest pair), the pool costing
+    a quarter more CPU an item and leaving a forkserver behind a killed run."""
     for chunk in chunks:
         yield [parse_one(path, max_size) for path in chunk]
 
