@@ -187,14 +187,12 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(database_for(tmp_path, "store.db"))
 
 
-def test_parallel_parsing_gives_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many files go through worker processes (the first chunk in this one while they start);
-    every item is stored, in order, and a broken file among them is reported."""
+def test_files_over_several_chunks_are_all_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many files are parsed and saved a chunk at a time: every item is stored, and a broken
+    file among them is reported."""
     from syndicator.ingest import reading as ingest_module
 
-    # Small chunks, so that a few files make several: the first parsed here, the others in workers.
-    monkeypatch.setattr(ingest_module, "CHUNK", 40)
-    monkeypatch.setattr(ingest_module, "PARALLEL_FROM", 100)
+    monkeypatch.setattr(ingest_module, "CHUNK", 40)  # so that a few files make several chunks
     folder = tmp_path / "many"
     folder.mkdir()
     for n in range(130):

@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -37,23 +36,8 @@ from syndicator.parsing.titles import restore_title
 MAX_SIZE = 2 * 1024 * 1024
 Vocabulary = Literal["thematiques", "territoires", "types"]
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
-_Class = TypeVar("_Class", bound=type)
 
 
-def pickled_by_fields(cls: _Class) -> _Class:
-    """Pickle a slotted dataclass as its class and field values. Parse workers send every item
-    to the main process; the dataclass default looks the fields up on each object, at twice
-    the cost on both sides."""
-    values = attrgetter(*cls.__dict__["__slots__"])
-
-    def reduce(self: object) -> tuple[type, tuple[Any, ...]]:
-        return cls, values(self)
-
-    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
-    return cls
-
-
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Term:
     """A taxonomy term as an item names it, with the URL of its page on the website."""
@@ -63,7 +47,6 @@ class Term:
     url: str | None = None
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A downloadable file attached to an item."""
@@ -73,7 +56,6 @@ class Attachment:
     mime_type: str | None = None
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class NewsItem:
     """One news item, as parsed from its file. Datetimes are aware, in the site's zone."""
@@ -124,7 +106,6 @@ class NewsItem:
         }
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ParsedItem:
     """A parsed item with the warnings about fields that were present but could not be read."""
