@@ -36,10 +36,10 @@ from syndicator.db.tokens import Signer, secret_keys
 from syndicator.digests.render import render_digest
 from syndicator.digests.select import Candidate, Digest, DigestLinks, Pool, build_digest, newest_first
 from syndicator.errors import SyndicatorError
-from syndicator.mail.dkim import DkimKey, load_key, sign
-from syndicator.mail.messages import Envelope, RenderedEmail, address, digest_bytes, message_id
-from syndicator.mail.smtp import SmtpTransport
-from syndicator.mail.transports import OutboxTransport, Outgoing, Result, Transport
+from syndicator.mail.dkim import dkim_key, sign
+from syndicator.mail.messages import Envelope, RenderedEmail, digest_bytes, message_id
+from syndicator.mail.smtp import SmtpTransport, transport_for
+from syndicator.mail.transports import Outgoing, Result, Transport
 from syndicator.mail.verp import make_token, verp_address
 from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
@@ -75,22 +75,6 @@ class SendReport:
             failed += f" ({self.temporary} temporary, {self.failed - self.temporary} permanent)"
         stopped = f", stopped before sending {self.stopped}" if self.stopped else ""
         return f"sent {self.sent}, empty {self.empty}, {failed}, suppressed {self.suppressed}{stopped}"
-
-
-def dkim_key(config: Config) -> DkimKey | None:
-    """The DKIM key `email.dkim` names, loaded and checked; None when signing is off."""
-    settings = config.email.dkim
-    if settings is None:
-        return None
-    domain = settings.domain or address(config.email.from_).domain
-    return load_key(config.resolve(settings.key), settings.selector, domain)
-
-
-def transport_for(config: Config) -> Transport:
-    """The transport `email.transport` names."""
-    if config.email.transport == "smtp":
-        return SmtpTransport.from_config(config)
-    return OutboxTransport(config.resolve(config.email.outbox))
 
 
 class Digests:

@@ -29,8 +29,7 @@ from syndicator.db.schema import export_requests
 from syndicator.db.signups import LIMITS, Limit, Limits, RateLimited, client_ip, mailbox_key
 from syndicator.db.store import Store
 from syndicator.db.tokens import Signer
-from syndicator.digests.send import dkim_key
-from syndicator.mail.dkim import sign
+from syndicator.mail.dkim import dkim_key, sign
 from syndicator.mail.messages import address, addressed, to_bytes
 from syndicator.mail.transports import Outgoing
 from syndicator.privacy.export import export

@@ -22,9 +22,9 @@ from jinja2 import Environment
 from syndicator.addresses import as_typed, on_the_wire
 from syndicator.config.model import Config
 from syndicator.db.signups import EXPIRY, SignupRequest
-from syndicator.digests.send import dkim_key, transport_for
-from syndicator.mail.dkim import sign
+from syndicator.mail.dkim import dkim_key, sign
 from syndicator.mail.messages import address, addressed, header_text, to_bytes
+from syndicator.mail.smtp import transport_for
 from syndicator.mail.transports import Outgoing, Result, RunStopped, Transport
 from syndicator.privacy.notice import notice
 from syndicator.templating import french_datetime
