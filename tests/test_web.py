@@ -25,7 +25,7 @@ from syndicator.config.subscribers import Subscriber
 from syndicator.db.choices import Consent, load_choice, save_choice
 from syndicator.db.ledger import Ledger
 from syndicator.db.tokens import Purpose, Signer
-from syndicator.digests.send import Digests
+from syndicator.digests.run import DigestRun
 from syndicator.web.app import create_app
 
 from .conftest import Run
@@ -264,7 +264,7 @@ def test_saved_preferences_win_over_config_and_drive_the_next_digest(site: Site,
     assert stored is not None
     assert stored.subscriber.thematiques == ("Santé",)
     assert stored.subscriber.territoires == ("Métropole Européenne de Lille",)
-    digests = Digests(site.store, site.config, now=datetime.now(UTC))
+    digests = DigestRun(site.store, site.config, now=datetime.now(UTC))
     assert digests.subscriber(MARIE) == Subscriber(
         MARIE, "Marie Dupont", "daily", ("Santé",), ("Métropole Européenne de Lille",), ()
     )

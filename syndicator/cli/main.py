@@ -34,8 +34,10 @@ from syndicator.db.ledger import UNBUILT, Ledger
 from syndicator.db.runs import Runs
 from syndicator.db.store import Store
 from syndicator.db.tokens import environment_secrets, secret_keys
+from syndicator.digests.explain import explain
 from syndicator.digests.render import mark_sample
-from syndicator.digests.send import Digests, explain, open_send_run, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import open_send_run, send_digests
 from syndicator.errors import ConfigError, Problem, SyndicatorError
 from syndicator.feeds.build import update_feeds
 from syndicator.i18n import _
@@ -143,11 +145,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _digests(store: Store, config: Config) -> Digests:
-    return Digests(store, config, now=_now())
+def _digests(store: Store, config: Config) -> DigestRun:
+    return DigestRun(store, config, now=_now())
 
 
-def _subscriber(digests: Digests, email: str) -> Subscriber:
+def _subscriber(digests: DigestRun, email: str) -> Subscriber:
     subscriber = digests.subscriber(email)
     if subscriber is None:
         raise SyndicatorError(

@@ -22,7 +22,9 @@ from syndicator.config.subscribers import from_config
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
 from syndicator.db.tokens import secret_keys
-from syndicator.digests.send import Digests, SendReport, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
+from syndicator.digests.tally import SendReport
 from syndicator.feeds.build import FeedsReport, update_feeds
 from syndicator.ingest.reading import IngestReport, Progress, ingest
 from syndicator.privacy.retention import PurgeReport, purge
@@ -115,7 +117,7 @@ def run_cycle(
         if store.get_state(_IMMEDIATE_KEY) == fingerprint and not Ledger(store).unfinished_counts():
             due.remove("immediate")  # nothing new since the last one: skip building anything
     if due:
-        digests = Digests(store, config, now=now)
+        digests = DigestRun(store, config, now=now)
         for frequency in due:
             if stop is not None and stop.is_set():
                 break

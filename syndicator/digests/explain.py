@@ -1,0 +1,72 @@
+"""Why an item goes, or not, to a subscriber's next digest: each rule's say, in plain words
+(`syndicator digest explain`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from syndicator.config.subscribers import Subscriber
+from syndicator.digests.run import DigestRun
+from syndicator.digests.select import Candidate
+from syndicator.errors import SyndicatorError
+from syndicator.parsing.french_dates import PARIS
+from syndicator.taxonomy.matching import verdicts
+
+
+def explain(run: DigestRun, subscriber: Subscriber, url: str) -> tuple[bool, list[str]]:
+    """Whether an item goes to a subscriber's next digest, and each rule's say, in plain words.
+
+    Raises `SyndicatorError` when the store has no item of that URL (with the stored URL it
+    looks like, if one differs only by scheme, `www.`, case or a trailing slash)."""
+    candidate = next((c for c in run.candidates if c.item.url == url), None)
+    if candidate is None:
+        stamps = run.store.item_stamps()
+        stamp = next((s for s in stamps if s.url == url), None)
+        if stamp is None:
+            alike = [s.url for s in stamps if _url_key(s.url) == _url_key(url)]
+            raise SyndicatorError(
+                f"no item with the URL {url} in the store",
+                hint=f"did you mean {alike[0]}?" if alike else (
+                    "run 'syndicator ingest' first; 'syndicator parse FILE' shows an item's URL"
+                ),
+            )  # fmt: skip
+        candidate = Candidate(stamp.id, run.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
+    item, lines, ok = candidate.item, [], True
+    for verdict in verdicts(run.interests(subscriber), item, run.hierarchy):
+        lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)
+        ok = ok and verdict.passed
+    suppressed = run.ledger.suppressed().get(subscriber.key)
+    if suppressed:
+        ok = False
+        reason, since = suppressed
+        lines.append(f"stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})")
+    sent = run.ledger.sent_on(subscriber.key, candidate.id)
+    if sent is not None:
+        ok = False
+        lines.append(
+            f"stops:  already in digest {sent.message_id} of {sent.issued:%Y-%m-%d %H:%M} ({sent.state})"
+        )
+    else:
+        last = run.lasts.get(subscriber.key)
+        if last is not None and candidate.first_seen <= last.issued:
+            ok = False
+            lines.append(
+                f"stops:  first seen {candidate.first_seen:%Y-%m-%d %H:%M}, before the last digest "
+                f"({last.issued:%Y-%m-%d %H:%M})"
+            )
+        lookback = run.config.email.lookback_days.days(subscriber.frequency)
+        day = item.published or candidate.first_seen.date()
+        oldest = run.now.astimezone(PARIS).date() - timedelta(days=lookback)
+        if day < oldest:
+            ok = False
+            window = f"the {subscriber.frequency} look-back of {lookback} days"
+            lines.append(f"stops:  published {day:%Y-%m-%d}, outside {window}")
+        else:
+            lines.append(f"passes: published {day:%Y-%m-%d}, within the {lookback}-day look-back")
+    return ok, lines
+
+
+def _url_key(url: str) -> str:
+    """A URL as an admin may mistype it: no scheme, no `www.`, no trailing slash, any case."""
+    rest = url.strip().lower().partition("://")[2] or url.strip().lower()
+    return rest.removeprefix("www.").rstrip("/")
