@@ -3,7 +3,19 @@ form, the look-back, who subscribes) is decided in one module that every user of
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from syndicator.digests.explain import explain
+from syndicator.digests.select import lookback_start
+from syndicator.parsing.items import parse_file
+
+from .support import ITEMS
+from .test_digests import Project, subscriber_yaml
 from .test_layers import graph
+
+PARIS = ZoneInfo("Europe/Paris")
 
 
 def _imports_of(package: str) -> set[str]:
@@ -29,3 +41,29 @@ def test_explaining_an_item_needs_none_of_the_send_machinery() -> None:
         "syndicator.digests.tally",
     }
     assert not (edges["syndicator.digests.explain"] | edges["syndicator.digests.run"]) & sending
+
+
+def test_explain_and_the_selection_apply_the_same_look_back(tmp_path: Path) -> None:
+    """Day after day, an item is within the look-back for `digest explain` exactly when the
+    selection puts it in the digest, and both cut where `lookback_start` says."""
+    project = Project(
+        tmp_path, subscriber_yaml("all@example.org", "weekly", [], [], []),
+        lookback="{immediate: 2, daily: 2, weekly: 14, monthly: 62}",
+    )  # fmt: skip
+    urls = {parse_file(p).item.url: parse_file(p).item.published for p in sorted(ITEMS.glob("*.txt"))}
+    cuts = set()
+    for days in range(20):
+        now = datetime(2026, 11, 26, 23, 30, tzinfo=PARIS) + timedelta(days=days)
+        run = project.digests(now)
+        subscriber = run.subscriber("all@example.org")
+        assert subscriber is not None
+        digest = run.next_digest(subscriber)
+        chosen = {i.url for i in digest.items} if digest else set()
+        for url, published in urls.items():
+            _, lines = explain(run, subscriber, url)
+            within = any(line.startswith("passes: published") for line in lines)
+            assert within == (url in chosen), (now, url, lines)
+            assert published is not None
+            assert within == (published >= lookback_start(now, 14)), (now, url)
+            cuts.add(within)
+    assert cuts == {True, False}, "the look-back cut through the sample items"

@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from syndicator.config.subscribers import Subscriber
 from syndicator.digests.run import DigestRun
-from syndicator.digests.select import Candidate
+from syndicator.digests.select import Candidate, lookback_start, publication_day
 from syndicator.errors import SyndicatorError
-from syndicator.parsing.french_dates import PARIS
 from syndicator.taxonomy.matching import verdicts
 
 
@@ -55,8 +52,8 @@ def explain(run: DigestRun, subscriber: Subscriber, url: str) -> tuple[bool, lis
                 f"({last.issued:%Y-%m-%d %H:%M})"
             )
         lookback = run.config.email.lookback_days.days(subscriber.frequency)
-        day = item.published or candidate.first_seen.date()
-        oldest = run.now.astimezone(PARIS).date() - timedelta(days=lookback)
+        day = publication_day(candidate)
+        oldest = lookback_start(run.now, lookback)
         if day < oldest:
             ok = False
             window = f"the {subscriber.frequency} look-back of {lookback} days"

@@ -59,13 +59,20 @@ class Candidate:
     first_seen: datetime
 
 
-def _day(candidate: Candidate) -> date:
+def publication_day(candidate: Candidate) -> date:
+    """The day the look-back reads: the item's publication date, else the day the store first saw it."""
     return candidate.item.published or candidate.first_seen.astimezone(PARIS).date()
+
+
+def lookback_start(now: datetime, days: int) -> date:
+    """The first publication day a digest issued at `now` may hold: `days` before today (the
+    look-back of the subscriber's frequency, `email.lookback_days`)."""
+    return now.astimezone(PARIS).date() - timedelta(days=days)
 
 
 def newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
     """Publication day, then when first seen, then URL, newest first."""
-    return sorted(candidates, key=lambda c: (_day(c), c.first_seen, c.item.url), reverse=True)
+    return sorted(candidates, key=lambda c: (publication_day(c), c.first_seen, c.item.url), reverse=True)
 
 
 class Pool:
@@ -79,7 +86,7 @@ class Pool:
         self.items = [c.item for c in candidates]
         self._ids = [c.id for c in candidates]
         self._first_seen = [c.first_seen for c in candidates]
-        self._ages = [-_day(c).toordinal() for c in candidates]  # never decreasing
+        self._ages = [-publication_day(c).toordinal() for c in candidates]  # never decreasing
         self._cuts: dict[date, int] = {}
 
     def choose(
@@ -94,7 +101,7 @@ class Pool:
         """The positions of a subscriber's next digest, from the positions (increasing) of the
         candidates matching their interests: never sent to them, first seen since their last
         digest, published within the look-back; still newest first."""
-        oldest = now.astimezone(PARIS).date() - timedelta(days=lookback_days)
+        oldest = lookback_start(now, lookback_days)
         cut = self._cuts.get(oldest)
         if cut is None:
             cut = self._cuts[oldest] = bisect_right(self._ages, -oldest.toordinal())
