@@ -71,7 +71,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from syndicator.config.model import Config, Frequency, load_config
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config, load_config
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
 from syndicator.digests.run import DigestRun

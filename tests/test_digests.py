@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from syndicator.config.frequencies import FREQUENCIES
 from syndicator.config.model import Config, DkimConfig, parse_config
 from syndicator.db.ledger import Ledger, LedgerRow
 from syndicator.db.store import Store
@@ -43,7 +44,6 @@ TERRITOIRES = [
     ["Amiens"],
 ]
 TYPES = [[], ["Événement"], ["actu-de-l-irev", "Publication"]]
-FREQUENCIES = ["immediate", "daily", "weekly", "monthly"]
 
 
 def config_text(subscribers: str, lookback: str = LONG) -> str:

@@ -7,10 +7,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from syndicator.config.frequencies import FREQUENCIES, as_frequency
+from syndicator.config.model import LookbackConfig
 from syndicator.digests.explain import explain
+from syndicator.digests.render import FREQUENCY_PHRASES
 from syndicator.digests.select import lookback_start
 from syndicator.parsing.items import parse_file
+from syndicator.service.scheduler import JOB_OF
+from syndicator.web.choices import FREQUENCY_LABELS
 
+from .conftest import Run
 from .support import ITEMS
 from .test_digests import Project, subscriber_yaml
 from .test_layers import graph
@@ -67,3 +73,16 @@ def test_explain_and_the_selection_apply_the_same_look_back(tmp_path: Path) -> N
             assert within == (published >= lookback_start(now, 14)), (now, url)
             cuts.add(within)
     assert cuts == {True, False}, "the look-back cut through the sample items"
+
+
+def test_every_list_of_frequencies_is_the_one_tuple(run: Run) -> None:
+    """The French phrases of digests and pages, the schedule's jobs, config.yaml's look-back
+    keys and the command line's `--frequency` all list `FREQUENCIES`, in its order."""
+    assert FREQUENCIES == ("immediate", "daily", "weekly", "monthly")
+    assert tuple(FREQUENCY_PHRASES) == tuple(FREQUENCY_LABELS) == tuple(JOB_OF) == FREQUENCIES
+    assert tuple(LookbackConfig.model_fields) == FREQUENCIES
+    refused = run("digest", "send", "--frequency", "yearly")
+    assert refused.code == 2
+    assert "choose from " + ", ".join(f"'{f}'" for f in FREQUENCIES) in refused.err
+    assert as_frequency("monthly") == "monthly"
+    assert as_frequency("fortnightly") == "weekly"  # a row written by a newer version

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, inspect, select
 
+from syndicator.config.frequencies import FREQUENCIES
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import FREQUENCIES, Consent, load_choice, load_choices, save_choice
+from syndicator.db.choices import Consent, load_choice, load_choices, save_choice
 from syndicator.db.schema import MIGRATIONS, item_terms, schema_version, state, terms
 from syndicator.db.signups import Limit, Limits, RateLimited, create_request
 from syndicator.db.store import FileStamp, Store, content_hash

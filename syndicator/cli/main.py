@@ -26,6 +26,7 @@ from syndicator.bounces.reading import check_bounces, mailbox_name
 from syndicator.cli.checks import check, database_error, known_terms, official_spelling
 from syndicator.cli.progress import progress_bar
 from syndicator.config.edit import add_subscriber, remove_subscriber
+from syndicator.config.frequencies import FREQUENCIES
 from syndicator.config.model import Config, config_path, load_config
 from syndicator.config.subscribers import Subscriber, from_config, with_choices
 from syndicator.db.bounces import BOUNCED, COMPLAINT, BounceRecords, describe, state_of, why
@@ -56,7 +57,6 @@ from syndicator.taxonomy.territoires import Hierarchy
 
 log = logging.getLogger("syndicator")
 Command = Callable[[argparse.Namespace], int]
-FREQUENCIES = ("immediate", "daily", "weekly", "monthly")
 FAILURES_SHOWN = 50  # by `status`: a template error can fail every subscriber's digest
 # Above these, mailbox providers throttle or block the sender for every subscriber (Gmail's and
 # Yahoo's bulk-sender rules ask for a spam rate under 0.3 %): `status` warns.

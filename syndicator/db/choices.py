@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from syndicator.config.model import Config, Frequency
+from syndicator.config.frequencies import as_frequency
+from syndicator.config.model import Config
 from syndicator.config.subscribers import Subscriber, from_config, with_choices
 from syndicator.db.schema import subscriber_choices
 from syndicator.db.store import Store, upsert
 
-FREQUENCIES: tuple[Frequency, ...] = ("immediate", "daily", "weekly", "monthly")
 # The suppression-list reason of an address whose owner unsubscribed (syndicator/ledger.py):
 # unlike a bounce, only its owner may lift it, from their preferences page.
 UNSUBSCRIBED = "unsubscribed"
@@ -48,13 +48,6 @@ class StoredChoice:
     consent: Consent | None
 
 
-def _frequency(value: str) -> Frequency:
-    for frequency in FREQUENCIES:
-        if frequency == value:
-            return frequency
-    return "weekly"  # a row written by a newer syndicator: the default, rather than a crash
-
-
 def _stored(row: Any) -> StoredChoice:
     consent = None
     if row.consent_at is not None:
@@ -64,7 +57,7 @@ def _stored(row: Any) -> StoredChoice:
     subscriber = Subscriber(
         email=row.email,
         name=row.name,
-        frequency=_frequency(row.frequency),
+        frequency=as_frequency(row.frequency),
         thematiques=tuple(json.loads(row.thematiques)),
         territoires=tuple(json.loads(row.territoires)),
         types=tuple(json.loads(row.types)),

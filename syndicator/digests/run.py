@@ -10,7 +10,8 @@ from functools import cached_property
 
 from jinja2 import Environment
 
-from syndicator.config.model import Config, Frequency
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config
 from syndicator.config.subscribers import Subscriber
 from syndicator.db.choices import effective_subscribers
 from syndicator.db.ledger import Ledger, LedgerRow

@@ -30,7 +30,7 @@ from threading import Event
 from sqlalchemy.exc import DBAPIError
 
 from syndicator.addresses import on_the_wire
-from syndicator.config.model import Frequency
+from syndicator.config.frequencies import Frequency
 from syndicator.config.subscribers import Subscriber
 from syndicator.db.ledger import AlreadyRecorded, LedgerRow
 from syndicator.db.runs import Claim, Fenced, Heartbeat, Runs, SharedPace, retrying

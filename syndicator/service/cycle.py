@@ -17,7 +17,8 @@ from threading import Event
 
 from syndicator.bounces.mailbox import MailboxUnavailable
 from syndicator.bounces.reading import BounceReport, check_bounces
-from syndicator.config.model import Config, Frequency
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config
 from syndicator.config.subscribers import from_config
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
