@@ -7,11 +7,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from syndicator.config import edit as config_edit
 from syndicator.config.frequencies import FREQUENCIES, as_frequency
 from syndicator.config.model import LookbackConfig
 from syndicator.digests.explain import explain
 from syndicator.digests.render import FREQUENCY_PHRASES
 from syndicator.digests.select import lookback_start
+from syndicator.feeds import build as feeds_build
+from syndicator.parsing import items
 from syndicator.parsing.items import parse_file
 from syndicator.service.scheduler import JOB_OF
 from syndicator.web.choices import FREQUENCY_LABELS
@@ -86,3 +89,11 @@ def test_every_list_of_frequencies_is_the_one_tuple(run: Run) -> None:
     assert "choose from " + ", ".join(f"'{f}'" for f in FREQUENCIES) in refused.err
     assert as_frequency("monthly") == "monthly"
     assert as_frequency("fortnightly") == "weekly"  # a row written by a newer version
+
+
+def test_the_vocabularies_are_listed_once() -> None:
+    """Parsing owns the three vocabularies; the feeds (one group each) and config.yaml's editor
+    (one interest list each) read its tuple, and the feeds' labels cover exactly it."""
+    assert vars(feeds_build)["VOCABULARIES"] is items.VOCABULARIES
+    assert config_edit._LIST_FIELDS is items.VOCABULARIES
+    assert tuple(feeds_build.LABELS) == tuple(feeds_build.GROUP_TITLES) == items.VOCABULARIES

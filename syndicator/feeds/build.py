@@ -14,7 +14,7 @@ import heapq
 import json
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from email.utils import format_datetime
@@ -29,7 +29,7 @@ from syndicator.db.store import ItemStamp, Store, StoredTerm
 from syndicator.feeds.xml import Channel, Entry, build_atom, build_rss
 from syndicator.files import public_folder, staged
 from syndicator.parsing.french_dates import PARIS
-from syndicator.parsing.items import Vocabulary
+from syndicator.parsing.items import VOCABULARIES, Vocabulary
 from syndicator.parsing.markup import is_web_url
 from syndicator.privacy.notice import notice
 from syndicator.templating import environment
@@ -38,9 +38,12 @@ from syndicator.typography import de, french_text
 FORMAT = "2"  # bump when the output of this module or feedxml changes: every feed is rebuilt
 INDEX_TEMPLATE = "feeds_index.html"
 PAGE_TEMPLATES = (INDEX_TEMPLATE, "web/base.html")
-VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
-LABELS = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
-GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d’actualités"}
+LABELS: Mapping[Vocabulary, str] = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
+GROUP_TITLES: Mapping[Vocabulary, str] = {
+    "thematiques": "Thématiques",
+    "territoires": "Territoires",
+    "types": "Types d’actualités",
+}
 ALL_NAME = "Toutes les actualités"
 
 
