@@ -3,6 +3,7 @@ form, the look-back, who subscribes) is decided in one module that every user of
 
 from __future__ import annotations
 
+import ast
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ from syndicator.digests.explain import explain
 from syndicator.digests.render import FREQUENCY_PHRASES
 from syndicator.digests.select import lookback_start
 from syndicator.feeds import build as feeds_build
+from syndicator.ingest.reading import Parsed
 from syndicator.parsing import items
 from syndicator.parsing.items import parse_file
 from syndicator.service.scheduler import JOB_OF
@@ -22,7 +24,7 @@ from syndicator.web.choices import FREQUENCY_LABELS
 from .conftest import Run
 from .support import ITEMS
 from .test_digests import Project, subscriber_yaml
-from .test_layers import graph
+from .test_layers import PACKAGE, graph
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -97,3 +99,26 @@ def test_the_vocabularies_are_listed_once() -> None:
     assert vars(feeds_build)["VOCABULARIES"] is items.VOCABULARIES
     assert config_edit._LIST_FIELDS is items.VOCABULARIES
     assert tuple(feeds_build.LABELS) == tuple(feeds_build.GROUP_TITLES) == items.VOCABULARIES
+
+
+def _holds_a_hash_named_digest(node: ast.AST) -> bool:
+    if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "digest" for t in node.targets):
+        return "digest()" in ast.unparse(node.value)
+    if isinstance(node, ast.arg) and node.annotation is not None:
+        return node.arg == "digest" and ast.unparse(node.annotation) == "str"
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return node.target.id == "digest" and ast.unparse(node.annotation) == "str"
+    return False
+
+
+def test_digest_in_a_name_means_the_email_never_a_hash() -> None:
+    """ "digest" names the email (`Digest`) and its run (`DigestRun`); a content hash is a
+    `content_hash` or `hashed`: no variable, field or argument named `digest` holds a hash."""
+    found = [
+        f"{path.name}:{getattr(node, 'lineno', 0)}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if _holds_a_hash_named_digest(node)
+    ]
+    assert found == []
+    assert "content_hash" in Parsed.__slots__

@@ -271,7 +271,7 @@ class Store:
         An item whose hash is the stored one only moves to its new file; `last_changed` moves
         only when the content did."""
         # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
-        latest = {item.url: (item, key, digest) for item, key, digest in changed}
+        latest = {item.url: (item, key, hashed) for item, key, hashed in changed}
         new_terms: dict[tuple[str, str], int] = {}
         with self.writing() as connection:
             if latest:
@@ -299,7 +299,7 @@ class Store:
         (a constraint, a value beyond what the server accepts) is rolled back alone. Returns the
         refused file keys with the database's reason; their stamps are forgotten, so they are
         read again next time. Slower: for a chunk that `save` failed to store."""
-        entries = {key: (item, key, digest) for item, key, digest in changed}
+        entries = {key: (item, key, hashed) for item, key, hashed in changed}
         refused: dict[str, str] = {}
         self.save([], [], forget, now)
         for key, stamp, url in stamps:
@@ -348,12 +348,12 @@ class Store:
             )
             existing.update({row.url: (row.id, row.content_hash) for row in connection.execute(query)})
         moved, new, updated = [], [], []
-        for item, file_key, digest in changed:
+        for item, file_key, hashed in changed:
             known = existing.get(item.url)
-            if known is not None and known[1] == digest:
+            if known is not None and known[1] == hashed:
                 moved.append({"b_id": known[0], "file": item.file, "file_key": file_key})
                 continue
-            values = self._columns(connection, item, file_key, digest, now, new_terms=new_terms)
+            values = self._columns(connection, item, file_key, hashed, now, new_terms=new_terms)
             if known is None:
                 new.append((item, {"url": item.url, "first_seen": now, **values}))
             else:
@@ -411,7 +411,7 @@ class Store:
         connection: Connection,
         item: NewsItem,
         file_key: str,
-        digest: str,
+        hashed: str,
         now: datetime,
         *,
         new_terms: dict[tuple[str, str], int],
@@ -427,7 +427,7 @@ class Store:
             "event_end": item.event_end,
             "summary": item.summary,
             "body_html": item.body_html,
-            "content_hash": digest,
+            "content_hash": hashed,
             "last_changed": now,
         }
 

@@ -91,7 +91,7 @@ class Parsed:
     """A parsed file with the hash of its content, both made in a worker process."""
 
     result: ParsedItem
-    digest: str
+    content_hash: str
 
 
 def parse_one(path: str, max_size: int = MAX_SIZE) -> Parsed | ItemError:
@@ -188,7 +188,7 @@ def _save_chunk(
             report.errors.extend(outcome.problems())
             forget.append(file.key)
             continue
-        result, digest = outcome.result, outcome.digest
+        result, hashed = outcome.result, outcome.content_hash
         item = result.item
         report.warnings.extend(result.warnings)
         stamps.append((file.key, file.stamp, item.url))
@@ -212,13 +212,13 @@ def _save_chunk(
                 continue
         if previous is None:
             counted[file.key] = "new"
-        elif previous.content_hash != digest:
+        elif previous.content_hash != hashed:
             counted[file.key] = "updated"
         else:
             counted[file.key] = "unchanged"
-        if previous is None or previous.content_hash != digest or previous.file_key != file.key:
-            changed.append((item, file.key, digest))
-        known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, digest)
+        if previous is None or previous.content_hash != hashed or previous.file_key != file.key:
+            changed.append((item, file.key, hashed))
+        known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, hashed)
     refused: dict[str, str] = {}
     try:
         store.save(changed, stamps, forget, now)

@@ -80,8 +80,8 @@ def export_email(
     message["To"] = to
     message["Subject"] = f"Vos données personnelles — {title}"
     message["Date"] = format_datetime(now)
-    digest = hashlib.sha256(f"{email} {now.isoformat()}".encode()).hexdigest()[:12]
-    mid = f"<export.{number}.{digest}@{address(config.email.from_).domain or 'syndicator.invalid'}>"
+    hashed = hashlib.sha256(f"{email} {now.isoformat()}".encode()).hexdigest()[:12]
+    mid = f"<export.{number}.{hashed}@{address(config.email.from_).domain or 'syndicator.invalid'}>"
     message["Message-ID"] = mid
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(

@@ -54,8 +54,8 @@ def _text_env(env: Environment) -> Environment:
 
 def message_id(request: SignupRequest, sender: str) -> str:
     """The Message-ID of a request's confirmation email."""
-    digest = hashlib.sha256(f"{request.subscriber.key} {request.created.isoformat()}".encode()).hexdigest()
-    return f"<signup.{request.id}.{digest[:12]}@{address(sender).domain or 'syndicator.invalid'}>"
+    hashed = hashlib.sha256(f"{request.subscriber.key} {request.created.isoformat()}".encode()).hexdigest()
+    return f"<signup.{request.id}.{hashed[:12]}@{address(sender).domain or 'syndicator.invalid'}>"
 
 
 def confirmation_email(
