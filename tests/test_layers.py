@@ -16,7 +16,7 @@ PACKAGE = Path(syndicator.__file__).parent
 
 # Lowest first. Each entry is a subpackage, or a top-level module of the foundation.
 LAYERS: list[set[str]] = [
-    {"__init__", "errors", "i18n", "files", "typography", "addresses"},  # foundation, no I/O
+    {"__init__", "errors", "i18n", "files", "typography", "addresses", "folding"},  # foundation, no I/O
     {"parsing"},  # item files
     {"taxonomy"},  # terms, names, territoires, matching
     {"config"},  # config.yaml, the Subscriber value

@@ -16,9 +16,12 @@ from syndicator.digests.render import FREQUENCY_PHRASES
 from syndicator.digests.select import lookback_start
 from syndicator.feeds import build as feeds_build
 from syndicator.ingest.reading import Parsed
-from syndicator.parsing import items
+from syndicator.parsing import items, titles
 from syndicator.parsing.items import parse_file
 from syndicator.service.scheduler import JOB_OF
+from syndicator.taxonomy import territoires
+from syndicator.taxonomy.terms import slugify
+from syndicator.taxonomy.territoires import Hierarchy
 from syndicator.web.choices import FREQUENCY_LABELS
 
 from .conftest import Run
@@ -122,3 +125,15 @@ def test_digest_in_a_name_means_the_email_never_a_hash() -> None:
     ]
     assert found == []
     assert "content_hash" in Parsed.__slots__
+
+
+def test_terms_territoires_and_titles_fold_names_alike() -> None:
+    """One fold: a territoire's label key is its feed slug's words, for every shipped place and
+    for letters NFKD keeps whole (ø, ß, œ); a title's word folds the same way."""
+    hierarchy, _ = Hierarchy.load({})
+    names = [place.name for place in hierarchy.places()]
+    names += ["Bjørn Straße", "Œuvres d’Æsop", "Saint-Amand-les-Eaux", "L’Haÿ-les-Roses"]
+    for name in names:
+        assert territoires._label_key(name) == slugify(name).replace("-", " "), name
+    assert [titles.fold(word) for word in ("Straße", "Œuvre", "l’Élysée")] == ["strasse", "oeuvre", "lelysee"]
+    assert slugify("Bjørn Straße") == "bj-rn-strasse"  # feed slugs as before: the fold of terms
