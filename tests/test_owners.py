@@ -4,15 +4,21 @@ form, the look-back, who subscribes) is decided in one module that every user of
 from __future__ import annotations
 
 import ast
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from syndicator.config import edit as config_edit
 from syndicator.config.frequencies import FREQUENCIES, as_frequency
-from syndicator.config.model import LookbackConfig
+from syndicator.config.model import LookbackConfig, load_config
+from syndicator.config.subscribers import Subscriber, from_config
+from syndicator.db.choices import Consent, save_choice
+from syndicator.db.ledger import Ledger
+from syndicator.db.store import Store
+from syndicator.db.subscribers import Roster, effective_subscriber
 from syndicator.digests.explain import explain
 from syndicator.digests.render import FREQUENCY_PHRASES
+from syndicator.digests.run import DigestRun
 from syndicator.digests.select import lookback_start
 from syndicator.feeds import build as feeds_build
 from syndicator.ingest.reading import Parsed
@@ -137,3 +143,44 @@ def test_terms_territoires_and_titles_fold_names_alike() -> None:
         assert territoires._label_key(name) == slugify(name).replace("-", " "), name
     assert [titles.fold(word) for word in ("Straße", "Œuvre", "l’Élysée")] == ["strasse", "oeuvre", "lelysee"]
     assert slugify("Bjørn Straße") == "bj-rn-strasse"  # feed slugs as before: the fold of terms
+
+
+def test_cli_digests_and_web_see_the_same_subscribers(run: Run, project: Path) -> None:
+    """config.yaml's subscribers with their web choices, confirmed sign-ups (not pending ones)
+    and the suppression list: `subscribers list`, a digest run and the web pages resolve them
+    alike, and `explain` reports the same suppression."""
+    assert run("ingest").code == 0
+    config = load_config(project / "config.yaml")
+    now = datetime.now(UTC)
+    consent = Consent(at=now, ip="192.0.2.1", wording="J’accepte")
+    with Store.open(config.database_url) as store:
+        save_choice(store, Subscriber("Karim.Benali@example.org", frequency="monthly"), now=now)
+        save_choice(store, Subscriber("new@example.org", frequency="daily"), now=now, consent=consent)
+        save_choice(store, Subscriber("pending@example.org", frequency="daily"), now=now)
+        Ledger(store).suppress("claire.martin@example.org", "unsubscribed", now)
+        roster = Roster(config, store)
+        run_subscribers = DigestRun(store, config, now=now).subscribers()
+        web = {s.key: effective_subscriber(config, store, s.email) for s in roster.subscribers}
+        assert effective_subscriber(config, store, "pending@example.org") is None
+        assert list(roster.suppressed) == ["claire.martin@example.org"]
+    keys = [s.key for s in roster.subscribers]
+    listed = [s.key for s in from_config(config)]
+    assert keys == [s.key for s in run_subscribers] == [*listed, "new@example.org"]
+    assert web == {s.key: s for s in roster.subscribers}
+    assert roster.sources["karim.benali@example.org"] == "preferences"
+    assert roster.sources["new@example.org"] == "signup"
+    assert roster.sources["marie.dupont@example.org"] == "config"
+    listing = run("subscribers", "list")
+    assert listing.code == 0, listing.err
+    rows = {line.split()[0]: line for line in listing.out.splitlines()[1:]}
+    assert list(rows) == keys
+    karim = rows["karim.benali@example.org"]
+    assert "monthly" in karim and "web preferences" in karim
+    assert "web sign-up" in rows["new@example.org"] and "config.yaml" in rows["marie.dupont@example.org"]
+    assert "unsubscribed" in rows["claire.martin@example.org"]
+    explained = run("explain", "claire.martin@example.org", next(iter(urls_of_items())))
+    assert "suppressed since" in explained.out, explained.out
+
+
+def urls_of_items() -> list[str]:
+    return [parse_file(p).item.url for p in sorted(ITEMS.glob("*.txt"))]

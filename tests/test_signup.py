@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from syndicator.config.model import Config, parse_config
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import effective_subscriber, load_choice
+from syndicator.db.choices import load_choice
 from syndicator.db.ledger import Ledger
 from syndicator.db.schema import signup_requests
 from syndicator.db.signups import (
@@ -43,6 +43,7 @@ from syndicator.db.signups import (
     request_of,
 )
 from syndicator.db.store import Store
+from syndicator.db.subscribers import effective_subscriber
 from syndicator.mail.transports import OutboxTransport
 from syndicator.privacy.consent import archived, consent_wording
 from syndicator.templating import environment

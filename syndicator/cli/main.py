@@ -28,12 +28,12 @@ from syndicator.cli.progress import progress_bar
 from syndicator.config.edit import add_subscriber, remove_subscriber
 from syndicator.config.frequencies import FREQUENCIES
 from syndicator.config.model import Config, config_path, load_config
-from syndicator.config.subscribers import Subscriber, from_config, with_choices
+from syndicator.config.subscribers import Subscriber
 from syndicator.db.bounces import BOUNCED, COMPLAINT, BounceRecords, describe, state_of, why
-from syndicator.db.choices import load_choices, signups
 from syndicator.db.ledger import UNBUILT, Ledger
 from syndicator.db.runs import Runs
 from syndicator.db.store import Store
+from syndicator.db.subscribers import Roster
 from syndicator.db.tokens import environment_secrets, secret_keys
 from syndicator.digests.explain import explain
 from syndicator.digests.render import mark_sample
@@ -249,7 +249,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         digests = _digests(store, config)
         subscriber = _subscriber(digests, args.email)
         ok, lines = explain(digests, subscriber, args.url)
-        entry = BounceRecords(store).suppressions().get(subscriber.key)
+        entry = digests.roster.suppressed.get(subscriber.key)
     if entry is not None:  # whatever the item, a suppressed address receives nothing
         ok = False
         since = _local(entry.since, ZoneInfo(config.site.timezone))
@@ -269,21 +269,13 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     with _open(config) as store:
         ledger = Ledger(store)
         lasts, counts = ledger.lasts(), ledger.unfinished_counts()
-        suppressed = BounceRecords(store).suppressions()
-        choices = load_choices(store)
-    listed = {s.key for s in from_config(config)}
-    everyone = with_choices(
-        from_config(config), {k: c.subscriber for k, c in choices.items()}, signups(choices)
-    )
+        roster = Roster(config, store)
+        suppressed = roster.suppressed
     rows = [(_("address"), _("name"), _("frequency"), _("interests"), _("source"), _("last digest"),
              _("state"))]  # fmt: skip
-    for subscriber in everyone:
-        # Whose say it is: config.yaml's, the subscriber's own (made on the web), a web sign-up.
-        source = "config.yaml"
-        if subscriber.key not in listed:
-            source = _("web sign-up")
-        elif subscriber.key in choices:
-            source = _("web preferences")
+    sources = {"config": "config.yaml", "preferences": _("web preferences"), "signup": _("web sign-up")}
+    for subscriber in roster.subscribers:
+        source = sources[roster.sources[subscriber.key]]  # whose say it is
         lists = {"thématiques": subscriber.thematiques, "territoires": subscriber.territoires}
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or _("everything")

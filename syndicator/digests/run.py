@@ -13,9 +13,9 @@ from jinja2 import Environment
 from syndicator.config.frequencies import Frequency
 from syndicator.config.model import Config
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import effective_subscribers
 from syndicator.db.ledger import Ledger, LedgerRow
 from syndicator.db.store import Store
+from syndicator.db.subscribers import Roster
 from syndicator.db.tokens import Signer, secret_keys
 from syndicator.digests.render import render_digest
 from syndicator.digests.select import Candidate, Digest, DigestLinks, Pool, build_digest, newest_first
@@ -57,7 +57,8 @@ class DigestRun:
         self.sent = self.ledger.sent_by_subscriber(oldest.date() - timedelta(days=1))
         self.dkim = dkim_key(config)
         # config.yaml's, with their own choices made on the web, and the web sign-ups
-        self.everyone = effective_subscribers(config, store)
+        self.roster = Roster(config, store)
+        self.everyone = self.roster.subscribers
 
     def subscribers(self, frequency: Frequency | None = None) -> list[Subscriber]:
         return [s for s in self.everyone if frequency is None or s.frequency == frequency]

@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import UNSUBSCRIBED, effective_subscriber, save_choice
+from syndicator.db.choices import UNSUBSCRIBED, save_choice
 from syndicator.db.ledger import Ledger
+from syndicator.db.subscribers import effective_subscriber
 from syndicator.db.tokens import Signer
 from syndicator.web.choices import FREQUENCY_LABELS, Chosen, choice_form, read_choice
 from syndicator.web.export import export_link
