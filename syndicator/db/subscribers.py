@@ -43,11 +43,6 @@ class Roster:
         return BounceRecords(self.store).suppressions()
 
 
-def effective_subscribers(config: Config, store: Store) -> list[Subscriber]:
-    """Who receives digests (suppressed addresses included: the send counts them apart)."""
-    return Roster(config, store).subscribers
-
-
 def effective_subscriber(config: Config, store: Store, email: str) -> Subscriber | None:
     """One subscriber as digests see them, or None when the address receives nothing; reads
     that address's choice alone, for a web page."""

@@ -19,10 +19,6 @@ class SendReport:
     stopped: int = 0  # left pending because the run was asked to stop (SIGTERM)
     errors: list[str] = field(default_factory=list)  # "address: reason", one per failed subscriber
 
-    @property
-    def considered(self) -> int:
-        return self.sent + self.empty + self.failed + self.suppressed + self.stopped
-
     def summary(self) -> str:
         failed = f"failed {self.failed}"
         if self.failed:

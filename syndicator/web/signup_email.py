@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
@@ -35,14 +34,6 @@ TEXT_TEMPLATE = "signup_email.txt"
 HTML_TEMPLATE = "signup_email.html"
 # The visitor waits for the sending: a relay that hangs must not hold the page for minutes.
 SEND_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class ConfirmationEmail:
-    """A confirmation email ready for a transport."""
-
-    message_id: str
-    data: bytes
 
 
 @lru_cache(maxsize=8)
