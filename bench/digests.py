@@ -594,7 +594,7 @@ def run(workdir: Path, count: int, subscribers: int, *, profile: bool) -> Result
             ledger.counts(),
             {"sent": figures.nonempty} if figures.nonempty else {},
         )
-        ids = {stamp.url: stamp.id for stamp in store.item_stamps()}
+        ids = {stamp.url: stamp.id for stamp in store.item_headers()}
         for key in sorted(sample):
             results.expect(
                 f"ledger: items sent to {key}", ledger.sent_items(key), {ids[u] for u in expected[key]}

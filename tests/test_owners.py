@@ -4,6 +4,7 @@ form, the look-back, who subscribes) is decided in one module that every user of
 from __future__ import annotations
 
 import ast
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from syndicator.db.choices import Consent, save_choice
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
 from syndicator.db.subscribers import Roster, effective_subscriber
+from syndicator.db.tokens import AddressTokens
 from syndicator.digests.explain import explain
 from syndicator.digests.render import FREQUENCY_PHRASES
 from syndicator.digests.run import DigestRun
@@ -184,3 +186,28 @@ def test_cli_digests_and_web_see_the_same_subscribers(run: Run, project: Path) -
 
 def urls_of_items() -> list[str]:
     return [parse_file(p).item.url for p in sorted(ITEMS.glob("*.txt"))]
+
+
+def test_an_address_token_is_sealed_so_the_address_cannot_be_read_from_it() -> None:
+    """`AddressTokens` encrypts: the link's token shows nothing of the address, opens back to it
+    for its own purpose only, and is the same each time (a digest built again is the same)."""
+    secret = "un secret de trente-deux octets au moins, pour les tests"
+    tokens = AddressTokens([secret], "unsubscribe")
+    token = tokens.seal("Marie.Dupont@Example.org")
+    decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"marie" not in decoded.lower() and "marie" not in token.lower()
+    assert tokens.open(token) == "marie.dupont@example.org"
+    assert tokens.seal("marie.dupont@example.org") == token
+    assert AddressTokens([secret], "preferences").open(token) is None
+
+
+def test_no_type_is_named_a_stamp() -> None:
+    """An item's light header, a file's version and config.yaml's version are named for what
+    they hold, not all "stamps"."""
+    stamps = [
+        f"{path.name}: {node.name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and "stamp" in node.name.lower()
+    ]
+    assert stamps == [], stamps

@@ -296,11 +296,11 @@ class ConfirmTokens:
     def __init__(self, keys: list[str]) -> None:
         self._sealer = Sealer(keys, "confirm")
 
-    def sign(self, request: SignupRequest) -> str:
+    def seal(self, request: SignupRequest) -> str:
         data = {"r": request.id, "e": request.subscriber.key, "c": int(request.created.timestamp())}
         return self._sealer.dumps(data)
 
-    def read(self, token: str) -> TokenData | None:
+    def open(self, token: str) -> TokenData | None:
         """What the token names, or None when it is not one of ours."""
         data = self._sealer.loads(token)
         if not isinstance(data, dict):

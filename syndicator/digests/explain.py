@@ -17,17 +17,17 @@ def explain(run: DigestRun, subscriber: Subscriber, url: str) -> tuple[bool, lis
     looks like, if one differs only by scheme, `www.`, case or a trailing slash)."""
     candidate = next((c for c in run.candidates if c.item.url == url), None)
     if candidate is None:
-        stamps = run.store.item_stamps()
-        stamp = next((s for s in stamps if s.url == url), None)
-        if stamp is None:
-            alike = [s.url for s in stamps if _url_key(s.url) == _url_key(url)]
+        headers = run.store.item_headers()
+        header = next((s for s in headers if s.url == url), None)
+        if header is None:
+            alike = [s.url for s in headers if _url_key(s.url) == _url_key(url)]
             raise SyndicatorError(
                 f"no item with the URL {url} in the store",
                 hint=f"did you mean {alike[0]}?" if alike else (
                     "run 'syndicator ingest' first; 'syndicator parse FILE' shows an item's URL"
                 ),
             )  # fmt: skip
-        candidate = Candidate(stamp.id, run.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
+        candidate = Candidate(header.id, run.store.items_by_id([header.id])[header.id], header.first_seen)
     item, lines, ok = candidate.item, [], True
     for verdict in verdicts(run.interests(subscriber), item, run.hierarchy):
         lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)

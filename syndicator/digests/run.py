@@ -16,7 +16,7 @@ from syndicator.config.subscribers import Subscriber
 from syndicator.db.ledger import Ledger, LedgerRow
 from syndicator.db.store import Store
 from syndicator.db.subscribers import Roster
-from syndicator.db.tokens import Signer, secret_keys
+from syndicator.db.tokens import AddressTokens, secret_keys
 from syndicator.digests.render import render_digest
 from syndicator.digests.select import Candidate, Digest, DigestLinks, Pool, build_digest, newest_first
 from syndicator.mail.dkim import dkim_key, sign
@@ -42,13 +42,14 @@ class DigestRun:
         self.privacy = notice(config)
         self.hierarchy, _ = Hierarchy.load(config.territoires)
         self.keys = keys = secret_keys(store)
-        self.unsubscribe, self.preferences = Signer(keys, "unsubscribe"), Signer(keys, "preferences")
+        self.unsubscribe = AddressTokens(keys, "unsubscribe")
+        self.preferences = AddressTokens(keys, "preferences")
         widest = max(config.email.lookback_days.model_dump().values())
         oldest = now - timedelta(days=widest + 1)
-        stamps = [s for s in store.item_stamps() if (s.published or s.first_seen.date()) >= oldest.date()]
-        loaded = store.items_by_id(s.id for s in stamps)
+        headers = [s for s in store.item_headers() if (s.published or s.first_seen.date()) >= oldest.date()]
+        loaded = store.items_by_id(s.id for s in headers)
         # Newest first once and for all: every digest keeps this order.
-        self.candidates = newest_first(Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps)
+        self.candidates = newest_first(Candidate(s.id, loaded[s.id], s.first_seen) for s in headers)
         self.ids = {c.item.url: c.id for c in self.candidates}
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
@@ -95,14 +96,14 @@ class DigestRun:
         up to email.max_items, as a digest (newest first); None when no item matches at all.
         For `digest preview` when nothing is new: what their digest looks like."""
         interests, wanted = self.interests(subscriber), self.config.email.max_items
-        stamps = sorted(
-            self.store.item_stamps(),
+        headers = sorted(
+            self.store.item_headers(),
             key=lambda s: (s.published or s.first_seen.astimezone(PARIS).date(), s.first_seen, s.url),
             reverse=True,
         )
         chosen: list[NewsItem] = []
-        for start in range(0, len(stamps), chunk):  # newest first, loaded only as far as needed
-            part = stamps[start : start + chunk]
+        for start in range(0, len(headers), chunk):  # newest first, loaded only as far as needed
+            part = headers[start : start + chunk]
             loaded = self.store.items_by_id(s.id for s in part)
             chosen += [loaded[s.id] for s in part if matches(interests, loaded[s.id], self.hierarchy)]
             if len(chosen) >= wanted:
@@ -113,8 +114,8 @@ class DigestRun:
         web = self.config.web.base_url.rstrip("/")
         return DigestLinks(
             feeds_index=self.config.site.feeds_url.rstrip("/") + "/index.html",
-            unsubscribe=f"{web}/unsubscribe/{self.unsubscribe.sign(subscriber.key)}",
-            preferences=f"{web}/preferences/{self.preferences.sign(subscriber.key)}",
+            unsubscribe=f"{web}/unsubscribe/{self.unsubscribe.seal(subscriber.key)}",
+            preferences=f"{web}/preferences/{self.preferences.seal(subscriber.key)}",
         )
 
     def envelope_sender(self, digest_id: int, subscriber: str) -> str:

@@ -25,7 +25,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from syndicator.config.model import Config
-from syndicator.db.store import ItemStamp, Store, StoredTerm
+from syndicator.db.store import ItemHeader, Store, StoredTerm
 from syndicator.feeds.xml import Channel, Entry, build_atom, build_rss
 from syndicator.files import public_folder, staged
 from syndicator.parsing.french_dates import PARIS
@@ -55,7 +55,7 @@ class FeedPlan:
     vocabulary: Vocabulary | None  # None for the feed of everything
     name: str
     channel: Channel
-    entries: tuple[ItemStamp, ...]  # newest first, at most feeds.max_items
+    entries: tuple[ItemHeader, ...]  # newest first, at most feeds.max_items
     count: int  # items of the term in all
     latest: date | None  # newest publication among them
     signature: str
@@ -88,22 +88,22 @@ def _feeds_url(config: Config) -> str:
     return config.site.feeds_url.rstrip("/") + "/"
 
 
-def published_at(stamp: ItemStamp) -> datetime:
+def published_at(header: ItemHeader) -> datetime:
     """When a feed says an item was published: its publication day, else when the store saw it."""
-    if stamp.published is None:
-        return stamp.first_seen
-    return datetime.combine(stamp.published, time(0, 0), tzinfo=PARIS)
+    if header.published is None:
+        return header.first_seen
+    return datetime.combine(header.published, time(0, 0), tzinfo=PARIS)
 
 
-def _newest(stamps: Iterable[ItemStamp], limit: int) -> list[ItemStamp]:
+def _newest(headers: Iterable[ItemHeader], limit: int) -> list[ItemHeader]:
     """The `limit` newest items, newest first: publication day, then first seen, then URL."""
     return heapq.nlargest(
-        limit, stamps, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url)
+        limit, headers, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url)
     )
 
 
 def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
-             entries: Sequence[ItemStamp]) -> Channel:  # fmt: skip
+             entries: Sequence[ItemHeader]) -> Channel:  # fmt: skip
     site, base = config.site, _feeds_url(config)
     quoted, of_site = f"« {term.name} »" if term else "", de(site.title_article)
     if vocabulary is None or term is None:
@@ -133,7 +133,7 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
     )
 
 
-def _signature(channel: Channel, entries: Sequence[ItemStamp]) -> str:
+def _signature(channel: Channel, entries: Sequence[ItemHeader]) -> str:
     data = [
         FORMAT,
         [str(getattr(channel, f.name)) for f in fields(channel)],
@@ -143,17 +143,17 @@ def _signature(channel: Channel, entries: Sequence[ItemStamp]) -> str:
 
 
 def plan_feeds(
-    config: Config, stamps: Sequence[ItemStamp], terms: dict[int, StoredTerm], slugs: dict[int, str]
+    config: Config, headers: Sequence[ItemHeader], terms: dict[int, StoredTerm], slugs: dict[int, str]
 ) -> list[FeedPlan]:
     """Every feed the store calls for, in a stable order: everything, then each vocabulary."""
     limit = config.feeds.max_items
-    members: dict[int, list[ItemStamp]] = {}
-    for stamp in stamps:
-        for term_id in stamp.term_ids:
-            members.setdefault(term_id, []).append(stamp)
+    members: dict[int, list[ItemHeader]] = {}
+    for header in headers:
+        for term_id in header.term_ids:
+            members.setdefault(term_id, []).append(header)
 
     def plan(stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
-             items: Sequence[ItemStamp]) -> FeedPlan:  # fmt: skip
+             items: Sequence[ItemHeader]) -> FeedPlan:  # fmt: skip
         entries = tuple(_newest(items, limit))
         channel = _channel(config, stem, vocabulary, term, entries)
         return FeedPlan(
@@ -167,7 +167,7 @@ def plan_feeds(
             signature=_signature(channel, entries),
         )
 
-    plans = [plan("all", None, None, stamps)] if stamps else []
+    plans = [plan("all", None, None, headers)] if headers else []
     for vocabulary in VOCABULARIES:
         chosen = sorted((t for t in terms.values() if t.vocabulary == vocabulary and t.id in members),
                         key=lambda t: slugs[t.id])  # fmt: skip
@@ -228,7 +228,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
     return True
 
 
-def _settings_stamp(config: Config, env: Environment) -> str:
+def _settings_hash(config: Config, env: Environment) -> str:
     # The index page and the layout it extends: a change to either rewrites the page.
     sources = [env.loader.get_source(env, name)[0] for name in PAGE_TEMPLATES] if env.loader else []
     settings = [FORMAT, config.site.model_dump_json(), config.feeds.model_dump_json(), *sources]
@@ -241,18 +241,18 @@ def update_feeds(store: Store, config: Config, *, env: Environment | None = None
     output = config.feeds_path
     report = FeedsReport()
     known = store.feed_signatures()
-    stamp = f"{store.change_stamp()}|{_settings_stamp(config, env)}"
+    built_from = f"{store.items_version()}|{_settings_hash(config, env)}"  # items and settings
     index_files = ("index.opml", "index.html")
-    if store.get_state("feeds.stamp") == stamp and all(
+    if store.get_state("feeds.stamp") == built_from and all(
         (output / name).exists() for name in [*known, *index_files]
     ):
         report.unchanged = len(known) + len(index_files)
         return report
 
-    stamps = store.item_stamps()
+    headers = store.item_headers()
     terms = store.terms()
-    slugs = store.assign_slugs({t for s in stamps for t in s.term_ids})
-    plans = plan_feeds(config, stamps, terms, slugs)
+    slugs = store.assign_slugs({t for s in headers for t in s.term_ids})
+    plans = plan_feeds(config, headers, terms, slugs)
     stale = {
         p.stem
         for p in plans
@@ -279,7 +279,7 @@ def update_feeds(store: Store, config: Config, *, env: Environment | None = None
     for name in removed:
         (output / name).unlink(missing_ok=True)
         report.removed += 1
-    store.record_feeds(signatures, removed, stamp)
+    store.record_feeds(signatures, removed, built_from)
     return report
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
-from syndicator.db.store import FileStamp, Store, StoredItem, content_hash
+from syndicator.db.store import FileVersion, Store, StoredItem, content_hash
 from syndicator.errors import ItemError, Problem
 from syndicator.ingest.processes import forkserver
 from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file, pickled_by_fields
@@ -34,11 +34,11 @@ Progress = Callable[[int, int], None]  # (files done, files in all)
 
 @dataclass(frozen=True, slots=True)
 class ItemFile:
-    """A file to ingest: the path as the user sees it, its absolute key and its stamp."""
+    """A file to ingest: the path as the user sees it, its absolute key and its version."""
 
     path: str
     key: str
-    stamp: FileStamp
+    version: FileVersion
 
 
 @dataclass(slots=True)
@@ -64,7 +64,9 @@ def _walk(directory: str) -> Iterator[ItemFile]:
             yield from _walk(entry.path)
         elif entry.name.endswith(".txt") and entry.is_file():
             info = entry.stat()
-            yield ItemFile(entry.path, os.path.abspath(entry.path), FileStamp(info.st_size, info.st_mtime_ns))
+            yield ItemFile(
+                entry.path, os.path.abspath(entry.path), FileVersion(info.st_size, info.st_mtime_ns)
+            )
 
 
 def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
@@ -76,7 +78,9 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
                 found.extend(_walk(path))
             else:
                 info = os.stat(path)
-                found.append(ItemFile(path, os.path.abspath(path), FileStamp(info.st_size, info.st_mtime_ns)))
+                found.append(
+                    ItemFile(path, os.path.abspath(path), FileVersion(info.st_size, info.st_mtime_ns))
+                )
         except FileNotFoundError:
             report.errors.append(Problem(path, None, "no such file or folder: put the item files there, or "
                                          "point items.path in config.yaml at them"))  # fmt: skip
@@ -154,8 +158,8 @@ def ingest(
     now = now or datetime.now(UTC)
     report = IngestReport()
     candidates = scan(paths, report)
-    stamps = store.file_stamps()
-    to_read = [f for f in candidates if stamps.get(f.key) != f.stamp]
+    versions = store.file_versions()
+    to_read = [f for f in candidates if versions.get(f.key) != f.version]
     report.unchanged += len(candidates) - len(to_read)
     done = len(candidates) - len(to_read)
     if progress:
@@ -179,7 +183,7 @@ def _save_chunk(
 ) -> None:
     known = store.stored(p.result.item.url for p in parsed if isinstance(p, Parsed))
     changed: list[tuple[NewsItem, str, str]] = []
-    stamps: list[tuple[str, FileStamp, str | None]] = []
+    versions: list[tuple[str, FileVersion, str | None]] = []
     forget: list[str] = []
     counted: dict[str, str] = {}  # file key -> "new", "updated" or "unchanged"
     stored: list[tuple[ItemFile, ParsedItem]] = []
@@ -191,7 +195,7 @@ def _save_chunk(
         result, hashed = outcome.result, outcome.content_hash
         item = result.item
         report.warnings.extend(result.warnings)
-        stamps.append((file.key, file.stamp, item.url))
+        versions.append((file.key, file.version, item.url))
         stored.append((file, result))
         previous = known.get(item.url)
         if previous is not None and previous.file_key != file.key and os.path.exists(previous.file_key):
@@ -221,10 +225,10 @@ def _save_chunk(
         known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, hashed)
     refused: dict[str, str] = {}
     try:
-        store.save(changed, stamps, forget, now)
+        store.save(changed, versions, forget, now)
     except DBAPIError:
         # One row the database refuses must not cost the whole chunk: again, a file at a time.
-        refused = store.save_each(changed, stamps, forget, now)
+        refused = store.save_each(changed, versions, forget, now)
     for file, result in stored:
         if file.key in refused:
             report.errors.append(

@@ -69,7 +69,7 @@ def _immediate_fingerprint(config: Config, store: Store) -> str:
     """What immediate digests depend on: the items, and who subscribes to them with what.
     While it stays the same and nothing waits in the ledger, there is nothing to send."""
     subscribers = [s for s in from_config(config) if s.frequency == "immediate"]
-    seen = f"{store.change_stamp()}|{subscribers!r}|{store.choices_stamp()}"
+    seen = f"{store.items_version()}|{subscribers!r}|{store.choices_version()}"
     return hashlib.sha256(seen.encode()).hexdigest()
 
 

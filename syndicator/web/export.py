@@ -28,7 +28,7 @@ from syndicator.config.model import Config
 from syndicator.db.schema import export_requests
 from syndicator.db.signups import LIMITS, Limit, Limits, RateLimited, client_ip, mailbox_key
 from syndicator.db.store import Store
-from syndicator.db.tokens import Signer
+from syndicator.db.tokens import AddressTokens
 from syndicator.mail.dkim import dkim_key, sign
 from syndicator.mail.messages import address, addressed, to_bytes
 from syndicator.mail.transports import Outgoing
@@ -42,7 +42,7 @@ KEEP = timedelta(days=1)  # the longest window of the limits
 
 def export_link(config: Config, keys: list[str], email: str) -> str:
     """The URL of the page that mails `email` its data."""
-    return f"{config.web.base_url.rstrip('/')}/export/{Signer(keys, 'export').sign(email)}"
+    return f"{config.web.base_url.rstrip('/')}/export/{AddressTokens(keys, 'export').seal(email)}"
 
 
 def record_request(store: Store, email: str, *, ip: str, now: datetime, limits: Limits = LIMITS) -> int:
@@ -113,7 +113,7 @@ def export_email(
 async def export_page(request: Request) -> Response:
     """Show (GET) the button, or mail (POST) the token's address its data."""
     state = web_state(request)
-    email = Signer(state.keys, "export").read(request.path_params["token"])
+    email = AddressTokens(state.keys, "export").open(request.path_params["token"])
     if email is None:
         raise PageError(400)
     if request.method != "POST":
