@@ -118,11 +118,11 @@ def run_cycle(
         if store.get_state(_IMMEDIATE_KEY) == fingerprint and not Ledger(store).unfinished_counts():
             due.remove("immediate")  # nothing new since the last one: skip building anything
     if due:
-        digests = DigestRun(store, config, now=now)
+        digest_run = DigestRun(store, config, now=now)
         for frequency in due:
             if stop is not None and stop.is_set():
                 break
-            report = send_digests(digests, frequency=frequency, stop=stop)
+            report = send_digests(digest_run, frequency=frequency, stop=stop)
             sent[frequency] = report
             if report.stopped:
                 continue  # stopped half-way: still due, the next start resumes it
