@@ -16,9 +16,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-
 DOMAIN = "syndicator"
 LOCALES = Path(__file__).resolve().parent / "locale"
 _VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
@@ -53,6 +50,10 @@ def catalogue(wanted: tuple[str, ...]) -> gettext.NullTranslations:
                 with compiled.open("rb") as file:
                     return gettext.GNUTranslations(file)
             if source.is_file():  # a checkout: nothing was built
+                # Imported here: babel costs a tenth of `syndicator --help`'s start, and a wheel has the .mo.
+                from babel.messages.mofile import write_mo  # noqa: PLC0415
+                from babel.messages.pofile import read_po  # noqa: PLC0415
+
                 with source.open("rb") as file:
                     buffer = io.BytesIO()
                     write_mo(buffer, read_po(file, locale=code, domain=DOMAIN))

@@ -86,7 +86,7 @@ def test_explain_and_the_selection_apply_the_same_look_back(tmp_path: Path) -> N
             within = any(line.startswith("passes: published") for line in lines)
             assert within == (url in chosen), (now, url, lines)
             assert published is not None
-            assert within == (published >= lookback_start(now, 14)), (now, url)
+            assert within == (published >= lookback_start(now, 14, PARIS)), (now, url)
             cuts.add(within)
     assert cuts == {True, False}, "the look-back cut through the sample items"
 

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ipaddress
-import os
 import stat
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from syndicator.bounces.reading import bounce_problems
+from syndicator.cli.common import database_error, print_problems
 from syndicator.config.model import Config, load_config
 from syndicator.db.choices import UNSUBSCRIBED, load_choices, signups
 from syndicator.db.ledger import Ledger
-from syndicator.db.store import DIALECTS, Store
+from syndicator.db.store import Store
 from syndicator.db.tokens import (
     OLD_SECRET_ENV,
     SECRET_ENV,
@@ -29,6 +28,7 @@ from syndicator.db.tokens import (
     misnamed_secrets,
 )
 from syndicator.errors import ConfigError, Problem, StoreError
+from syndicator.i18n import _
 from syndicator.ingest.reading import IngestReport, parse_many, scan
 from syndicator.mail.dkim import dkim_key
 from syndicator.mail.messages import header_text, shows_as_written
@@ -182,45 +182,6 @@ def _check_private_files(report: CheckReport, config: Config) -> None:
             ))  # fmt: skip
 
 
-def database_error(config: Config) -> ConfigError | None:
-    """Why the SQLite file `database:` names cannot be opened or made (its folder missing, or
-    not writable; the name a folder), or why the URL names a database the store does not speak,
-    located at the `database:` line; None when it can, and for PostgreSQL, which only
-    connecting tells about."""
-    try:
-        url = make_url(config.database_url)
-    except ArgumentError:
-        return None  # opening the store says what is wrong with the URL
-    name = url.database
-    if url.get_backend_name() not in DIALECTS:
-        message = f"{url.get_backend_name()} is not a database syndicator can use: SQLite or PostgreSQL"
-        hint = "use sqlite:///syndicator.db, or postgresql+psycopg://user@host/name"
-        return _database_problem(config, message, hint)
-    if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or "uri" in url.query:
-        return None
-    path = Path(name)  # a relative name is taken from the current folder, as SQLite does
-    folder = path.parent
-    if path.is_dir():
-        message = f"{path} is a folder, not a database file"
-        hint = f"name a file in it: database: sqlite:///{path / 'syndicator.db'}"
-    elif not folder.is_dir():
-        message = f"the folder {folder} does not exist, so {path.name} cannot be made there"
-        hint = f"create the folder (mkdir -p {folder}) or correct database: in {config.source}"
-    elif not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
-        message = f"cannot create {path.name} in {folder}: permission denied"
-        hint = f"run syndicator as a user who may write in {folder}, or choose another folder"
-    else:
-        return None
-    return _database_problem(config, message, hint)
-
-
-def _database_problem(config: Config, message: str, hint: str) -> ConfigError:
-    """The error at the `database:` line. Only then is the line looked up: that reads the file
-    again, a quarter of a second for a config listing a thousand subscribers."""
-    line = config.line_of(["database"]) if "database" in _keys(config) else None
-    return ConfigError([Problem(config.source, line, f"database: {message}")], hint=hint)
-
-
 def _keys(config: Config) -> set[str]:
     """The top-level keys the config file sets (not those left to their defaults)."""
     return set(config.model_fields_set)
@@ -316,6 +277,7 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
     for index, subscriber in enumerate(config.subscribers):
         reason, since = suppressed.get(subscriber.email.strip().lower(), ("", None))
         if reason == UNSUBSCRIBED and since is not None:
+            since = since.astimezone(config.site.zone)
             problems.append(Problem(
                 config.source, config.line_of(["subscribers", index]),
                 f"{subscriber.email} unsubscribed on {since:%Y-%m-%d} and receives nothing, listed here "
@@ -463,3 +425,18 @@ def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hier
         guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
     hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""
     return f"unknown {kind} '{label}'{hint}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = check(args.config)
+    print_problems(report.problems)
+    for hint in report.hints:
+        print(_("hint: {hint}").format(hint=hint), file=sys.stderr)
+    if report.config is not None:
+        state = _("OK") if report.ok else _("{count} problem(s)").format(count=len(report.problems))
+        print(
+            _("{file}: {count} item files checked, {state}").format(
+                file=report.config.source, count=report.item_files, state=state
+            )
+        )
+    return 0 if report.ok else 1

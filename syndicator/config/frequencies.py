@@ -1,8 +1,8 @@
-"""How often a subscriber's digest goes: the `Frequency` type and `FREQUENCIES`, in order.
+"""How often a subscriber gets digests: the one list of frequencies, in the order they are shown.
 
 Every list of frequencies (config.yaml's schema, the command line's `--frequency`, stored web
-choices, the schedule's jobs, the French labels) comes from here. No pydantic, so that the
-command line can read it before it parses its arguments.
+choices, the schedule's jobs, the French labels) comes from here. Imported by the command line
+before anything else (`--frequency` choices), so it imports nothing of syndicator or pydantic.
 """
 
 from __future__ import annotations

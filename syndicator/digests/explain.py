@@ -29,6 +29,7 @@ def explain(run: DigestRun, subscriber: Subscriber, url: str) -> tuple[bool, lis
             )  # fmt: skip
         candidate = Candidate(header.id, run.store.items_by_id([header.id])[header.id], header.first_seen)
     item, lines, ok = candidate.item, [], True
+    zone = run.config.site.zone  # every day and time below is the site's
     for verdict in verdicts(run.interests(subscriber), item, run.hierarchy):
         lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)
         ok = ok and verdict.passed
@@ -36,24 +37,24 @@ def explain(run: DigestRun, subscriber: Subscriber, url: str) -> tuple[bool, lis
     if suppressed:
         ok = False
         reason, since = suppressed
+        since = since.astimezone(zone)
         lines.append(f"stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})")
     sent = run.ledger.sent_on(subscriber.key, candidate.id)
     if sent is not None:
         ok = False
-        lines.append(
-            f"stops:  already in digest {sent.message_id} of {sent.issued:%Y-%m-%d %H:%M} ({sent.state})"
-        )
+        issued = sent.issued.astimezone(zone)
+        lines.append(f"stops:  already in digest {sent.message_id} of {issued:%Y-%m-%d %H:%M} ({sent.state})")
     else:
         last = run.lasts.get(subscriber.key)
         if last is not None and candidate.first_seen <= last.issued:
             ok = False
             lines.append(
-                f"stops:  first seen {candidate.first_seen:%Y-%m-%d %H:%M}, before the last digest "
-                f"({last.issued:%Y-%m-%d %H:%M})"
+                f"stops:  first seen {candidate.first_seen.astimezone(zone):%Y-%m-%d %H:%M}, before the last "
+                f"digest ({last.issued.astimezone(zone):%Y-%m-%d %H:%M})"
             )
         lookback = run.config.email.lookback_days.days(subscriber.frequency)
-        day = publication_day(candidate)
-        oldest = lookback_start(run.now, lookback)
+        day = publication_day(candidate, zone)
+        oldest = lookback_start(run.now, lookback, zone)
         if day < oldest:
             ok = False
             window = f"the {subscriber.frequency} look-back of {lookback} days"

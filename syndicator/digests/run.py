@@ -22,7 +22,6 @@ from syndicator.digests.select import Candidate, Digest, DigestLinks, Pool, buil
 from syndicator.mail.dkim import dkim_key, sign
 from syndicator.mail.messages import Envelope, RenderedEmail, digest_bytes, message_id
 from syndicator.mail.verp import make_token, verp_address
-from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
 from syndicator.privacy.notice import notice
 from syndicator.taxonomy.matching import Interests, MatchIndex, matches
@@ -38,7 +37,7 @@ class DigestRun:
     ) -> None:
         self.store, self.config, self.now = store, config, now
         self.ledger = Ledger(store)
-        self.env = env or environment(config.templates_path)
+        self.env = env or environment(config.templates_path, config.site.zone)
         self.privacy = notice(config)
         self.hierarchy, _ = Hierarchy.load(config.territoires)
         self.keys = keys = secret_keys(store)
@@ -49,7 +48,9 @@ class DigestRun:
         headers = [s for s in store.item_headers() if (s.published or s.first_seen.date()) >= oldest.date()]
         loaded = store.items_by_id(s.id for s in headers)
         # Newest first once and for all: every digest keeps this order.
-        self.candidates = newest_first(Candidate(s.id, loaded[s.id], s.first_seen) for s in headers)
+        self.candidates = newest_first(
+            (Candidate(s.id, loaded[s.id], s.first_seen) for s in headers), config.site.zone
+        )
         self.ids = {c.item.url: c.id for c in self.candidates}
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
@@ -74,7 +75,7 @@ class DigestRun:
     @cached_property
     def pool(self) -> Pool:
         """The candidates laid out for choosing, once per run."""
-        return Pool(self.candidates)
+        return Pool(self.candidates, self.config.site.zone)
 
     def next_digest(self, subscriber: Subscriber) -> Digest | None:
         """The digest this subscriber would get now; None when nothing new matches."""
@@ -96,9 +97,10 @@ class DigestRun:
         up to email.max_items, as a digest (newest first); None when no item matches at all.
         For `digest preview` when nothing is new: what their digest looks like."""
         interests, wanted = self.interests(subscriber), self.config.email.max_items
+        zone = self.config.site.zone
         headers = sorted(
             self.store.item_headers(),
-            key=lambda s: (s.published or s.first_seen.astimezone(PARIS).date(), s.first_seen, s.url),
+            key=lambda s: (s.published or s.first_seen.astimezone(zone).date(), s.first_seen, s.url),
             reverse=True,
         )
         chosen: list[NewsItem] = []
@@ -140,7 +142,7 @@ class DigestRun:
             recipient=subscriber.email,
             recipient_name=subscriber.name,
             message_id=mid,
-            date=digest.issued,
+            date=digest.issued.astimezone(self.config.site.zone),  # the Date header in local time
             list_name=self.config.site.title,
             unsubscribe_url=unsubscribe or self.links(subscriber).unsubscribe,
         )

@@ -12,9 +12,9 @@ from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from operator import itemgetter
+from zoneinfo import ZoneInfo
 
 from syndicator.config.subscribers import Subscriber
-from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
 from syndicator.taxonomy.terms import term_key
 
@@ -59,20 +59,23 @@ class Candidate:
     first_seen: datetime
 
 
-def publication_day(candidate: Candidate) -> date:
-    """The day the look-back reads: the item's publication date, else the day the store first saw it."""
-    return candidate.item.published or candidate.first_seen.astimezone(PARIS).date()
+def publication_day(candidate: Candidate, zone: ZoneInfo) -> date:
+    """The day the look-back reads: the item's publication date, else the day the store first
+    saw it in `zone` (the site's)."""
+    return candidate.item.published or candidate.first_seen.astimezone(zone).date()
 
 
-def lookback_start(now: datetime, days: int) -> date:
-    """The first publication day a digest issued at `now` may hold: `days` before today (the
-    look-back of the subscriber's frequency, `email.lookback_days`)."""
-    return now.astimezone(PARIS).date() - timedelta(days=days)
+def lookback_start(now: datetime, days: int, zone: ZoneInfo) -> date:
+    """The first publication day a digest issued at `now` may hold: `days` before today in
+    `zone`, the site's (the look-back of the subscriber's frequency, `email.lookback_days`)."""
+    return now.astimezone(zone).date() - timedelta(days=days)
 
 
-def newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Publication day, then when first seen, then URL, newest first."""
-    return sorted(candidates, key=lambda c: (publication_day(c), c.first_seen, c.item.url), reverse=True)
+def newest_first(candidates: Iterable[Candidate], zone: ZoneInfo) -> list[Candidate]:
+    """Publication day (the site's, `zone`), then when first seen, then URL, newest first."""
+    return sorted(
+        candidates, key=lambda c: (publication_day(c, zone), c.first_seen, c.item.url), reverse=True
+    )
 
 
 class Pool:
@@ -82,11 +85,13 @@ class Pool:
     first day (candidates being newest first, those inside it come first) and, only when they
     had a digest before, a filter on each remaining position; never a walk over every match."""
 
-    def __init__(self, candidates: Sequence[Candidate]) -> None:
+    def __init__(self, candidates: Sequence[Candidate], zone: ZoneInfo) -> None:
+        """`candidates` newest first in `zone`, the site's: its days are those the look-back counts."""
+        self.zone = zone
         self.items = [c.item for c in candidates]
         self._ids = [c.id for c in candidates]
         self._first_seen = [c.first_seen for c in candidates]
-        self._ages = [-publication_day(c).toordinal() for c in candidates]  # never decreasing
+        self._ages = [-publication_day(c, zone).toordinal() for c in candidates]  # never decreasing
         self._cuts: dict[date, int] = {}
 
     def choose(
@@ -100,8 +105,8 @@ class Pool:
     ) -> Sequence[int]:
         """The positions of a subscriber's next digest, from the positions (increasing) of the
         candidates matching their interests: never sent to them, first seen since their last
-        digest, published within the look-back; still newest first."""
-        oldest = lookback_start(now, lookback_days)
+        digest, published within the look-back (days of the site's zone); still newest first."""
+        oldest = lookback_start(now, lookback_days, self.zone)
         cut = self._cuts.get(oldest)
         if cut is None:
             cut = self._cuts[oldest] = bisect_right(self._ages, -oldest.toordinal())

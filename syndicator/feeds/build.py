@@ -16,10 +16,11 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time
+from datetime import date, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 from markupsafe import Markup
@@ -28,7 +29,7 @@ from syndicator.config.model import Config
 from syndicator.db.store import ItemHeader, Store, StoredTerm
 from syndicator.feeds.xml import Channel, Entry, build_atom, build_rss
 from syndicator.files import public_folder, staged
-from syndicator.parsing.french_dates import PARIS
+from syndicator.parsing.french_dates import localize
 from syndicator.parsing.items import VOCABULARIES, Vocabulary
 from syndicator.parsing.markup import is_web_url
 from syndicator.privacy.notice import notice
@@ -88,17 +89,21 @@ def _feeds_url(config: Config) -> str:
     return config.site.feeds_url.rstrip("/") + "/"
 
 
-def published_at(header: ItemHeader) -> datetime:
-    """When a feed says an item was published: its publication day, else when the store saw it."""
+def published_at(header: ItemHeader, zone: ZoneInfo) -> datetime:
+    """When a feed says an item was published, in `zone` (the site's): the start of its
+    publication day there, else when the store saw it."""
     if header.published is None:
-        return header.first_seen
-    return datetime.combine(header.published, time(0, 0), tzinfo=PARIS)
+        return header.first_seen.astimezone(zone)
+    return localize(header.published, None, zone)
 
 
-def _newest(headers: Iterable[ItemHeader], limit: int) -> list[ItemHeader]:
-    """The `limit` newest items, newest first: publication day, then first seen, then URL."""
+def _newest(headers: Iterable[ItemHeader], limit: int, zone: ZoneInfo) -> list[ItemHeader]:
+    """The `limit` newest items, newest first: publication day (the day the site saw them when
+    they have none), then first seen, then URL."""
     return heapq.nlargest(
-        limit, headers, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url)
+        limit,
+        headers,
+        key=lambda s: (s.published or s.first_seen.astimezone(zone).date(), s.first_seen, s.url),
     )
 
 
@@ -117,7 +122,8 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
         }[vocabulary]
     # French spaces (only where a space is already written: a term's own words stay as they are).
     title, description = french_text(title), french_text(description)
-    updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=PARIS))
+    zone = site.zone
+    updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=zone)).astimezone(zone)
     return Channel(
         title=title,
         link=(term.url if term and term.url and is_web_url(term.url) else site.base_url),
@@ -133,11 +139,14 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
     )
 
 
-def _signature(channel: Channel, entries: Sequence[ItemHeader]) -> str:
+def _signature(channel: Channel, entries: Sequence[ItemHeader], zone: ZoneInfo) -> str:
     data = [
         FORMAT,
         [str(getattr(channel, f.name)) for f in fields(channel)],
-        [[s.url, s.content_hash, published_at(s).isoformat(), s.updated.isoformat()] for s in entries],
+        [
+            [s.url, s.content_hash, published_at(s, zone).isoformat(), s.updated.astimezone(zone).isoformat()]
+            for s in entries
+        ],
     ]
     return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
 
@@ -146,7 +155,7 @@ def plan_feeds(
     config: Config, headers: Sequence[ItemHeader], terms: dict[int, StoredTerm], slugs: dict[int, str]
 ) -> list[FeedPlan]:
     """Every feed the store calls for, in a stable order: everything, then each vocabulary."""
-    limit = config.feeds.max_items
+    limit, zone = config.feeds.max_items, config.site.zone
     members: dict[int, list[ItemHeader]] = {}
     for header in headers:
         for term_id in header.term_ids:
@@ -154,7 +163,7 @@ def plan_feeds(
 
     def plan(stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
              items: Sequence[ItemHeader]) -> FeedPlan:  # fmt: skip
-        entries = tuple(_newest(items, limit))
+        entries = tuple(_newest(items, limit, zone))
         channel = _channel(config, stem, vocabulary, term, entries)
         return FeedPlan(
             stem=stem,
@@ -164,7 +173,7 @@ def plan_feeds(
             entries=entries,
             count=len(items),
             latest=max((s.published for s in items if s.published), default=None),
-            signature=_signature(channel, entries),
+            signature=_signature(channel, entries, zone),
         )
 
     plans = [plan("all", None, None, headers)] if headers else []
@@ -237,8 +246,8 @@ def _settings_hash(config: Config, env: Environment) -> str:
 
 def update_feeds(store: Store, config: Config, *, env: Environment | None = None) -> FeedsReport:
     """Bring the files under `feeds.output` in line with the store, touching only what changed."""
-    env = env or environment(config.templates_path)
-    output = config.feeds_path
+    env = env or environment(config.templates_path, config.site.zone)
+    output, zone = config.feeds_path, config.site.zone
     report = FeedsReport()
     known = store.feed_signatures()
     built_from = f"{store.items_version()}|{_settings_hash(config, env)}"  # items and settings
@@ -266,7 +275,9 @@ def update_feeds(store: Store, config: Config, *, env: Environment | None = None
         if plan.stem not in stale:
             report.unchanged += len(plan.files)
             continue
-        entries = [Entry(loaded[s.id], published_at(s), s.updated) for s in plan.entries]
+        entries = [
+            Entry(loaded[s.id], published_at(s, zone), s.updated.astimezone(zone)) for s in plan.entries
+        ]
         documents = (build_rss(plan.channel, entries), build_atom(plan.channel, entries))
         for name, data in zip(plan.files, documents, strict=True):
             _count(report, name, write_atomic(output / name, data))

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError
 
 from syndicator.db.store import FileVersion, Store, StoredItem, content_hash
 from syndicator.errors import ItemError, Problem
 from syndicator.ingest.processes import forkserver
+from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file, pickled_by_fields
 
 CHUNK = 512  # files decided and saved per transaction: bounds memory, keeps progress moving
@@ -98,19 +100,21 @@ class Parsed:
     content_hash: str
 
 
-def parse_one(path: str, max_size: int = MAX_SIZE) -> Parsed | ItemError:
-    """Parse a file, returning its error instead of raising it (so workers can send it back)."""
+def parse_one(path: str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE) -> Parsed | ItemError:
+    """Parse a file, its dates in `zone`, returning its error instead of raising it (so workers
+    can send it back)."""
     try:
-        parsed = parse_file(path, max_size)
+        parsed = parse_file(path, max_size, zone)
     except ItemError as exc:
         return exc
     return Parsed(parsed, content_hash(parsed.item))
 
 
 def parse_chunks(
-    chunks: Sequence[Sequence[str]], max_size: int = MAX_SIZE
+    chunks: Sequence[Sequence[str]], max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE
 ) -> Iterator[list[Parsed | ItemError]]:
-    """Parse chunks of files in order, in worker processes when there are many files.
+    """Parse chunks of files in order, their dates in `zone`, in worker processes when there are
+    many files.
 
     Workers run at most one chunk ahead of the caller, so results never pile up in memory
     while the caller is busy saving the previous chunk."""
@@ -118,7 +122,7 @@ def parse_chunks(
     # One worker more than cores: the main process mostly waits, saving a chunk now and then,
     # and the extra worker keeps every core busy meanwhile (measured: about 12 % faster on 2).
     workers = min(cores + 1, 5)
-    parse = partial(parse_one, max_size=max_size)
+    parse = partial(parse_one, max_size=max_size, zone=zone)
     if sum(map(len, chunks)) < PARALLEL_FROM or cores < 2 or len(chunks) < 2:
         for chunk in chunks:
             yield [parse(path) for path in chunk]
@@ -135,9 +139,11 @@ def parse_chunks(
         yield list(ahead)
 
 
-def parse_many(paths: Sequence[str], max_size: int = MAX_SIZE) -> Iterator[ParsedItem | ItemError]:
-    """Parse files in order, in worker processes when there are many."""
-    for results in parse_chunks([paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)], max_size):
+def parse_many(
+    paths: Sequence[str], max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE
+) -> Iterator[ParsedItem | ItemError]:
+    """Parse files in order, their dates in `zone`, in worker processes when there are many."""
+    for results in parse_chunks([paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)], max_size, zone):
         yield from (r.result if isinstance(r, Parsed) else r for r in results)
 
 
@@ -152,12 +158,14 @@ def ingest(
     now: datetime | None = None,
     progress: Progress | None = None,
     max_size: int = MAX_SIZE,
+    zone: ZoneInfo = DEFAULT_ZONE,
 ) -> IngestReport:
-    """Read the item files under `paths` into `store` and say what changed; a file larger
-    than `max_size` bytes is an error."""
+    """Read the item files under `paths` into `store` and say what changed, their dates being
+    in `zone` (the site's); a file larger than `max_size` bytes is an error."""
     now = now or datetime.now(UTC)
     report = IngestReport()
     candidates = scan(paths, report)
+    store.read_in(zone.key)  # items read in another zone are read again
     versions = store.file_versions()
     to_read = [f for f in candidates if versions.get(f.key) != f.version]
     report.unchanged += len(candidates) - len(to_read)
@@ -165,7 +173,7 @@ def ingest(
     if progress:
         progress(done, len(candidates))
     chunks = [to_read[start : start + CHUNK] for start in range(0, len(to_read), CHUNK)]
-    results = parse_chunks([[f.path for f in c] for c in chunks], max_size)
+    results = parse_chunks([[f.path for f in c] for c in chunks], max_size, zone)
     for chunk, parsed in zip(chunks, results, strict=True):
         _save_chunk(store, chunk, parsed, now, report)
         done += len(chunk)

@@ -18,9 +18,16 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 from syndicator.errors import ItemError, Problem
-from syndicator.parsing.french_dates import DateSyntaxError, parse_date, parse_event, parse_modified
+from syndicator.parsing.french_dates import (
+    DEFAULT_ZONE,
+    DateSyntaxError,
+    parse_date,
+    parse_event,
+    parse_modified,
+)
 from syndicator.parsing.markup import absolute, is_script_url, is_web_url, render, resolve_links, summarize
 from syndicator.parsing.titles import restore_title
 
@@ -68,7 +75,7 @@ class Attachment:
 @pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class NewsItem:
-    """One news item, as parsed from its file. Datetimes are aware, in Europe/Paris."""
+    """One news item, as parsed from its file. Datetimes are aware, in the site's zone."""
 
     url: str
     file: str
@@ -317,7 +324,7 @@ def _terms(vocabulary: Vocabulary, footer: _Footer, links: dict[int, str], base:
     return tuple(unique.values())
 
 
-def _source(footer: _Footer) -> tuple[str, datetime | None]:
+def _source(footer: _Footer, zone: ZoneInfo) -> tuple[str, datetime | None]:
     if "source" not in footer.values:
         raise ItemError(
             "no source URL, so this is not an item; expected a line like "
@@ -337,7 +344,7 @@ def _source(footer: _Footer) -> tuple[str, datetime | None]:
     modified = None
     if stamp := (match["modified"] or "").strip():
         try:
-            modified = parse_modified(stamp)
+            modified = parse_modified(stamp, zone)
         except DateSyntaxError as exc:
             footer.warn(number, f"modification date ignored: {exc} (expected dd/mm/yyyy - hh:mm)")
     return url, modified
@@ -395,8 +402,9 @@ def _slug(url: str) -> str:
     return unquote(segments[-1]).rsplit(".", 1)[0] if segments else ""
 
 
-def parse_text(text: str, path: str) -> ParsedItem:
-    """Parse the text of one item file; raise `ItemError` if it is not an item."""
+def parse_text(text: str, path: str, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedItem:
+    """Parse the text of one item file, its dates being in `zone` (the site's); raise
+    `ItemError` if it is not an item."""
     lines = _normalize(text)
     if not "".join(lines).strip():
         raise ItemError("empty file, not an item", path=path, line=1)
@@ -416,7 +424,7 @@ def parse_text(text: str, path: str) -> ParsedItem:
             continue
         if not footer.take(index + 1, line) and not _is_cruft(line, links):
             body.append(line)
-    url, modified = _source(footer)
+    url, modified = _source(footer, zone)
     source_line = footer.values["source"][0]
 
     rendered = render(resolve_links("\n".join(body), links, url), url)
@@ -435,7 +443,7 @@ def parse_text(text: str, path: str) -> ParsedItem:
     if "dates" in footer.values:
         number, match = footer.values["dates"]
         try:
-            event_start, event_end = parse_event(match["value"])
+            event_start, event_end = parse_event(match["value"], zone)
         except DateSyntaxError as exc:
             footer.warn(number, f"event date ignored: {exc}")
     if "published" in footer.values:
@@ -471,14 +479,15 @@ def parse_text(text: str, path: str) -> ParsedItem:
     return ParsedItem(item, tuple(footer.warnings), source_line)
 
 
-def parse_bytes(data: bytes, path: str) -> ParsedItem:
-    """Parse the raw bytes of one item file."""
-    return parse_text(decode(data, path), path)
+def parse_bytes(data: bytes, path: str, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedItem:
+    """Parse the raw bytes of one item file, its dates being in `zone`."""
+    return parse_text(decode(data, path), path, zone)
 
 
-def parse_file(path: Path | str, max_size: int = MAX_SIZE) -> ParsedItem:
-    """Read and parse one item file; raise `ItemError` naming it when it is not an item, or
-    when it is larger than `max_size` bytes (read no further than that)."""
+def parse_file(path: Path | str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedItem:
+    """Read and parse one item file, its dates being in `zone` (the site's); raise `ItemError`
+    naming it when it is not an item, or when it is larger than `max_size` bytes (read no
+    further than that)."""
     name = str(path)
     try:
         with open(path, "rb") as file:  # not Path.read_bytes: a Path costs more than the read
@@ -493,4 +502,4 @@ def parse_file(path: Path | str, max_size: int = MAX_SIZE) -> ParsedItem:
             path=name,
             line=line,
         )
-    return parse_bytes(data, name)
+    return parse_bytes(data, name, zone)
