@@ -13,8 +13,8 @@ part of the figures.
 
 Then, through the public API of `syndicator.digests.send`, it measures in this process:
 
-1. loading: `load_config` (shown, no target) and `Digests(store, config, now=NOW)`;
-2. selection: `Digests.next_digest` for every subscriber, and rendering: `Digests.render` for
+1. loading: `load_config` (shown, no target) and `DigestRun(store, config, now=NOW)`;
+2. selection: `DigestRun.next_digest` for every subscriber, and rendering: `DigestRun.render` for
    every non-empty digest, timed apart (target: both together < 20 s); with the number of
    non-empty digests, the items per digest and the largest HTML part;
 3. the peak RSS of load + selection + rendering alone (target < 300 MB), in a child process
@@ -24,7 +24,7 @@ Then, through the public API of `syndicator.digests.send`, it measures in this p
    grandchild, whose `getrusage(RUSAGE_SELF)` starts from the child's small footprint (the
    interpreter and the imports, then the config; the table shows both). Its digests must be
    byte-identical to this process's;
-4. `send_digests(Digests(...), transport=...)` for every subscriber, once: the real path, which
+4. `send_digests(DigestRun(...), transport=...)` for every subscriber, once: the real path, which
    records each digest and its items in the ledger, with a transport that claims each message
    and only counts bytes. The peak RSS of this process before and after it is shown: it grows
    only if the send needs more memory than everything before it (no target).
@@ -71,11 +71,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from syndicator.config.model import Config, Frequency, load_config
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config, load_config
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
+from syndicator.digests.run import DigestRun
 from syndicator.digests.select import OTHER_SECTION, Digest
-from syndicator.digests.send import Digests, send_digests
+from syndicator.digests.send import send_digests
 from syndicator.ingest.reading import ingest
 from syndicator.mail.messages import RenderedEmail
 from syndicator.mail.transports import Claim, Done, Outgoing, Result
@@ -274,7 +276,7 @@ def _shape_problems(digest: Digest) -> list[str]:
 
 
 def select_and_render(
-    digests: Digests, shares: dict[str, Share] | None = None, keep: Container[str] = ()
+    digests: DigestRun, shares: dict[str, Share] | None = None, keep: Container[str] = ()
 ) -> tuple[Figures, dict[str, tuple[Digest | None, RenderedEmail | None]]]:
     """`next_digest` for every subscriber and `render` for the non-empty digests, timed apart;
     the digests of the subscribers (keys) in `keep`, for checking."""
@@ -326,7 +328,7 @@ def _memory_run(config_path: Path) -> dict[str, object]:
     before_mb = _max_rss_mb()
     with Store.open(config.database_url) as store:
         started = time.perf_counter()
-        digests = Digests(store, config, now=NOW)
+        digests = DigestRun(store, config, now=NOW)
         load_s = time.perf_counter() - started
         figures, _ = select_and_render(digests)
         figures.load_s = load_s
@@ -482,7 +484,7 @@ class CountingTransport:
 
 def profile_pass(store: Store, config: Config, top: int = 25) -> None:
     """Selection and rendering of every subscriber under cProfile, printed apart."""
-    digests = Digests(store, config, now=NOW)
+    digests = DigestRun(store, config, now=NOW)
     selecting, rendering = cProfile.Profile(), cProfile.Profile()
     for subscriber in digests.subscribers():
         selecting.enable()
@@ -540,7 +542,7 @@ def run(workdir: Path, count: int, subscribers: int, *, profile: bool) -> Result
     # 1–2. load, selection, rendering, in this process.
     with Store.open(config.database_url) as store:
         started = time.perf_counter()
-        digests = Digests(store, config, now=NOW)
+        digests = DigestRun(store, config, now=NOW)
         load_s = time.perf_counter() - started
         listed = digests.subscribers()
         results.expect("subscribers listed", [s.key for s in listed], [p.email.lower() for p in profiles])
@@ -576,7 +578,7 @@ def run(workdir: Path, count: int, subscribers: int, *, profile: bool) -> Result
         transport = CountingTransport()
         rss_before_send = _max_rss_mb()
         started = time.perf_counter()
-        digests = Digests(store, config, now=NOW)
+        digests = DigestRun(store, config, now=NOW)
         send_load_s = time.perf_counter() - started
         sent = send_digests(digests, transport=transport)
         send_s = time.perf_counter() - started
@@ -592,7 +594,7 @@ def run(workdir: Path, count: int, subscribers: int, *, profile: bool) -> Result
             ledger.counts(),
             {"sent": figures.nonempty} if figures.nonempty else {},
         )
-        ids = {stamp.url: stamp.id for stamp in store.item_stamps()}
+        ids = {stamp.url: stamp.id for stamp in store.item_headers()}
         for key in sorted(sample):
             results.expect(
                 f"ledger: items sent to {key}", ledger.sent_items(key), {ids[u] for u in expected[key]}
@@ -602,7 +604,7 @@ def run(workdir: Path, count: int, subscribers: int, *, profile: bool) -> Result
     nonempty = max(1, figures.nonempty)
     rows = [
         Row(f"config.yaml load, {subscribers} subscribers", f"{config_s:.2f} s"),
-        Row(f"load: Digests(store, config), {count} items", f"{figures.load_s:.2f} s"),
+        Row(f"load: DigestRun(store, config), {count} items", f"{figures.load_s:.2f} s"),
         Row(f"selection: next_digest × {figures.subscribers}", f"{figures.select_s:.2f} s"),
         Row("  per subscriber", _ms(figures.select_s, figures.subscribers)),
         Row(f"rendering: render × {figures.nonempty}", f"{figures.render_s:.2f} s"),
@@ -633,7 +635,7 @@ def run(workdir: Path, count: int, subscribers: int, *, profile: bool) -> Result
         ]  # fmt: skip
     rows += [
         Row("send_digests, every subscriber (ledger, transport)", f"{send_s:.2f} s"),
-        Row("  of which Digests(store, config)", f"{send_load_s:.2f} s"),
+        Row("  of which DigestRun(store, config)", f"{send_load_s:.2f} s"),
         Row("  per digest sent", _ms(send_s, sent.sent)),
         Row("  messages, bytes", f"{transport.messages}, {transport.bytes / 1e6:.1f} MB"),
         Row("  max RSS of this process, before / after it",

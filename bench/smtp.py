@@ -10,7 +10,7 @@ A. The sink answers at once, no TLS:
 
 1. a bare aiosmtplib sender, 4 connections kept open, N pre-built messages of the average size
    of the digests of A2 → msg/s;
-2. `send_digests(Digests(store, config, now=...))` end to end (building every digest, the
+2. `send_digests(DigestRun(store, config, now=...))` end to end (building every digest, the
    ledger, delivery) for N subscribers with no interest, so that each gets a digest of the
    ~200 generated items (bench/ingest.py's generator); `transport: smtp`, `starttls: false`,
    `max_connections: 4`, `rate_per_second: 100000` → digests/s, and its ratio to A1 (target
@@ -66,7 +66,8 @@ from aiosmtplib import SMTP
 
 from syndicator.config.model import load_config
 from syndicator.db.store import Store
-from syndicator.digests.send import Digests, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
 from syndicator.ingest.reading import ingest
 
 # bench/ingest.py and bench/feeds.py: the folder of the script being run is first on sys.path.
@@ -259,7 +260,7 @@ def digest_send(
             raise SystemExit(f"bench: ingest failed: {report.errors[:3]}")
         now = datetime.now(UTC) + timedelta(hours=1)
         started = time.perf_counter()
-        sent = send_digests(Digests(store, config, now=now))
+        sent = send_digests(DigestRun(store, config, now=now))
         elapsed = time.perf_counter() - started
     print(f"  digest send: {sent.summary()} in {elapsed:.1f} s", flush=True)
     return sent.sent, elapsed

@@ -25,7 +25,6 @@ class Checked:
 
     normalized: str  # Unicode (NFC), domain lower-case: `contact@mairie-évry.fr`
     wire: str  # the domain in IDNA: `contact@xn--mairie-vry-h7a.fr`
-    smtputf8: bool  # the local part is not ASCII: deliverable only with SMTPUTF8
 
 
 @lru_cache(maxsize=65_536)  # config.yaml is read again by each command and on each edit
@@ -45,7 +44,6 @@ def check(text: str) -> Checked:
     return Checked(
         normalized=info.normalized,
         wire=f"{info.local_part}@{info.ascii_domain}",
-        smtputf8=not info.local_part.isascii(),
     )
 
 

@@ -21,7 +21,8 @@ from syndicator.db.ledger import Ledger
 from syndicator.db.signups import check_address
 from syndicator.db.store import Store
 from syndicator.digests import send as delivery
-from syndicator.digests.send import Digests, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
 from syndicator.errors import ConfigError
 from syndicator.ingest.reading import ingest
 from syndicator.mail.messages import Envelope, RenderedEmail, build_message, digest_bytes, to_bytes
@@ -109,7 +110,7 @@ def test_a_non_ascii_local_part_goes_with_smtputf8_when_the_relay_offers_it(tmp_
     with smtp_server(handler) as port:  # aiosmtpd offers SMTPUTF8
         config = load_config(_project(tmp_path, ["a@example.org", ELEONORE], port=port))
         with Store.open(config.database_url) as store:
-            report = send_digests(Digests(store, config, now=datetime.now(UTC)))
+            report = send_digests(DigestRun(store, config, now=datetime.now(UTC)))
     assert (report.sent, report.failed) == (2, 0)
     [received] = [r for r in handler.accepted if r.recipients[0] != "a@example.org"]
     assert received.recipients == (ELEONORE,)
@@ -125,7 +126,7 @@ def test_an_internationalised_domain_goes_as_idna_in_the_envelope_and_the_to_hea
     with smtp_server(handler, smtputf8=False) as port:
         config = load_config(_project(tmp_path, [EVRY], port=port))
         with Store.open(config.database_url) as store:
-            report = send_digests(Digests(store, config, now=datetime.now(UTC)))
+            report = send_digests(DigestRun(store, config, now=datetime.now(UTC)))
     assert (report.sent, report.failed) == (1, 0)
     [received] = handler.accepted
     assert received.recipients == (EVRY_WIRE,)
@@ -144,7 +145,7 @@ def test_a_digest_that_cannot_be_built_fails_alone_and_its_items_wait(tmp_path: 
     subject.write_text(BROKEN_FOR_SOME, encoding="utf-8")
     now = datetime.now(UTC)
     with Store.open(config.database_url) as store:
-        report = send_digests(Digests(store, config, now=now))
+        report = send_digests(DigestRun(store, config, now=now))
         assert (report.sent, report.failed) == (2, 1)
         [error] = report.errors
         assert error.startswith("casse@example.org: digest not built: UndefinedError")
@@ -154,7 +155,7 @@ def test_a_digest_that_cannot_be_built_fails_alone_and_its_items_wait(tmp_path: 
         assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
 
         subject.unlink()  # fixed: the shipped template again
-        again = send_digests(Digests(store, config, now=now + timedelta(minutes=5)))
+        again = send_digests(DigestRun(store, config, now=now + timedelta(minutes=5)))
         assert (again.sent, again.empty, again.failed) == (1, 2, 0)
         assert Ledger(store).failures() == []
     [late] = sorted((tmp_path / "outbox").glob("*.eml"))[2:]
@@ -176,7 +177,7 @@ def test_a_digest_of_a_later_batch_that_cannot_be_built_fails_alone(
         (tmp_path / "templates").mkdir()
         (tmp_path / "templates" / "digest_subject.txt").write_text(BROKEN_FOR_SOME, encoding="utf-8")
         with Store.open(config.database_url) as store:
-            report = send_digests(Digests(store, config, now=datetime.now(UTC)))
+            report = send_digests(DigestRun(store, config, now=datetime.now(UTC)))
             assert (report.sent, report.failed) == (11, 1)
             assert [f.subscriber for f in Ledger(store).failures()] == ["casse@example.org"]
     delivered = sorted(r.recipients[0] for r in handler.accepted)

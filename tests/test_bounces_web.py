@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syndicator.db.bounces import COMPLAINT, HARD, BounceRecords
-from syndicator.db.tokens import Signer
+from syndicator.db.tokens import AddressTokens
 
 from .web_support import SECRET, WebSite, built_project, served, text_of
 
@@ -30,7 +30,7 @@ def site(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 
 def _preferences(site: WebSite) -> str:
-    page = site.client.get(f"/preferences/{Signer([SECRET], 'preferences').sign(MARIE)}")
+    page = site.client.get(f"/preferences/{AddressTokens([SECRET], 'preferences').seal(MARIE)}")
     assert page.status_code == 200
     return text_of(page.text)
 
@@ -42,8 +42,8 @@ def test_a_complaint_is_explained_and_saving_preferences_does_not_lift_it(site: 
     records.suppress(MARIE, COMPLAINT, NOW, status=None, diagnostic="Feedback-Type: abuse")
     text = _preferences(site)
     assert "Vous avez signalé notre lettre comme indésirable" in text and "Écrivez-nous" not in text
-    page = site.client.get(f"/preferences/{Signer([SECRET], 'preferences').sign(MARIE)}")
-    form = site.hidden(f"/preferences/{Signer([SECRET], 'preferences').sign(MARIE)}")
+    page = site.client.get(f"/preferences/{AddressTokens([SECRET], 'preferences').seal(MARIE)}")
+    form = site.hidden(f"/preferences/{AddressTokens([SECRET], 'preferences').seal(MARIE)}")
     site.client.post(page.url.path, data={**form, "action": "save", "frequency": "weekly"})
     entry = records.suppression(MARIE)
     assert entry is not None and entry.reason == COMPLAINT

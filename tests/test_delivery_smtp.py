@@ -19,7 +19,8 @@ from syndicator.db.ledger import Ledger
 from syndicator.db.runs import Runs
 from syndicator.db.store import Store
 from syndicator.digests import send as delivery
-from syndicator.digests.send import Digests, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
 from syndicator.ingest.reading import ingest
 from syndicator.mail.transports import RunStopped
 
@@ -69,7 +70,7 @@ def test_a_bad_mailbox_is_suppressed_and_the_others_delivered(tmp_path: Path) ->
     with smtp_server(handler) as port:
         config = load_config(project(tmp_path, port))
         with Store.open(config.database_url) as store:
-            report = send_digests(Digests(store, config, now=_now()))
+            report = send_digests(DigestRun(store, config, now=_now()))
             assert (report.sent, report.failed) == (SUBSCRIBERS - 1, 1)
             assert set(Ledger(store).suppressed()) == {"s3@example.org"}
     assert len(handler.accepted) == SUBSCRIBERS - 1
@@ -83,7 +84,7 @@ def test_a_policy_refusal_stops_the_run_and_suppresses_no_one(tmp_path: Path) ->
         config = load_config(project(tmp_path, port, connections=1))
         with Store.open(config.database_url) as store:
             with pytest.raises(RunStopped, match=r"5\.7\.1"):
-                send_digests(Digests(store, config, now=_now()))
+                send_digests(DigestRun(store, config, now=_now()))
             ledger = Ledger(store)
             assert ledger.suppressed() == {}
             assert set(ledger.counts()) == {"pending"}
@@ -150,7 +151,7 @@ def test_batches_built_by_a_worker_process_are_each_delivered_once(
     with smtp_server(handler) as port:
         config = load_config(project(tmp_path, port))
         with Store.open(config.database_url) as store:
-            digests = Digests(store, config, now=_now())
+            digests = DigestRun(store, config, now=_now())
             report = send_digests(digests, progress=lambda done, total: seen.append((done, total)))
             assert (report.sent, report.failed, report.empty) == (SUBSCRIBERS, 0, 0)
             assert Ledger(store).counts() == {"sent": SUBSCRIBERS}
@@ -174,7 +175,7 @@ def test_a_run_stopped_in_a_batch_gives_back_the_next_one_it_had_claimed(
         config = load_config(project(tmp_path, port, connections=1))
         with Store.open(config.database_url) as store:
             with pytest.raises(RunStopped, match=r"5\.7\.1"):
-                send_digests(Digests(store, config, now=_now()))
+                send_digests(DigestRun(store, config, now=_now()))
             assert set(Ledger(store).counts()) == {"pending"}
             (_, tally), *_ = Runs(store).open_runs()  # the run stays open for the next send
             assert "claimed" not in tally, "every batch claimed, the one built ahead too, is given back"
@@ -195,7 +196,7 @@ def test_an_error_in_the_worker_process_fails_each_digest_with_that_error(
             "{{ no_such_thing.title }}", encoding="utf-8"
         )
         with Store.open(config.database_url) as store:
-            report = send_digests(Digests(store, config, now=_now()))
+            report = send_digests(DigestRun(store, config, now=_now()))
             assert (report.sent, report.failed) == (0, SUBSCRIBERS)
             assert all(f"{UndefinedError.__name__}: 'no_such_thing' is undefined" in e for e in report.errors)
             assert Ledger(store).counts() == {"unbuilt": SUBSCRIBERS}

@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from syndicator.config.frequencies import FREQUENCIES
 from syndicator.config.model import Config, DkimConfig, parse_config
 from syndicator.db.ledger import Ledger, LedgerRow
 from syndicator.db.store import Store
+from syndicator.digests.explain import explain
+from syndicator.digests.run import DigestRun
 from syndicator.digests.select import Digest
-from syndicator.digests.send import Digests, explain, send_digests
+from syndicator.digests.send import send_digests
 from syndicator.ingest.reading import ingest
 from syndicator.parsing.items import NewsItem, parse_file
 from syndicator.taxonomy.terms import term_key
@@ -41,7 +44,6 @@ TERRITOIRES = [
     ["Amiens"],
 ]
 TYPES = [[], ["Événement"], ["actu-de-l-irev", "Publication"]]
-FREQUENCIES = ["immediate", "daily", "weekly", "monthly"]
 
 
 def config_text(subscribers: str, lookback: str = LONG) -> str:
@@ -81,8 +83,8 @@ class Project:
     def ingest(self, when: datetime) -> None:
         assert ingest(self.store, [self.config.items_path], now=when).errors == []
 
-    def digests(self, now: datetime = NOW) -> Digests:
-        return Digests(self.store, self.config, now=now)
+    def digests(self, now: datetime = NOW) -> DigestRun:
+        return DigestRun(self.store, self.config, now=now)
 
     def outbox(self) -> list[email.message.EmailMessage]:
         folder = self.root / "outbox"
@@ -243,7 +245,7 @@ def test_an_item_title_cannot_add_a_header(tmp_path: Path) -> None:
     assert b"\r\nBcc:" not in data
 
 
-def recorded(project: Project, email: str) -> tuple[Digests, Digest, LedgerRow]:
+def recorded(project: Project, email: str) -> tuple[DigestRun, Digest, LedgerRow]:
     """The subscriber's next digest, recorded in the ledger as pending, with its run."""
     digests = project.digests()
     subscriber = digests.subscriber(email)

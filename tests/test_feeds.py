@@ -226,7 +226,7 @@ def test_a_term_left_without_items_leaves_the_index(site: Site) -> None:
 def test_a_long_lived_store_sees_items_added_and_changed_since_it_last_looked(site: Site) -> None:
     """The daemon keeps one store open, which keeps the items' stamps between cycles: after an
     item changes its terms and another is added, it gives what a store opened afresh gives."""
-    before = {s.url: s for s in site.store.item_stamps()}
+    before = {s.url: s for s in site.store.item_headers()}
     culture = next(
         p for p in (site.root / "items").glob("*.txt") if "[Culture]" in p.read_text(encoding="utf-8")
     )
@@ -235,9 +235,9 @@ def test_a_long_lived_store_sees_items_added_and_changed_since_it_last_looked(si
     )
     (site.root / "items" / "zz_new.txt").write_text(item_text("https://www.irev.fr/actualites-0/nouvelle"))
     site.ingest()
-    after = site.store.item_stamps()
+    after = site.store.item_headers()
     with Store.open(site.config.database_url) as fresh:
-        assert sorted(after, key=lambda s: s.id) == sorted(fresh.item_stamps(), key=lambda s: s.id)
+        assert sorted(after, key=lambda s: s.id) == sorted(fresh.item_headers(), key=lambda s: s.id)
     changed = {s.url for s in after if before.get(s.url) != s}
     assert len(changed) == 2
     assert "https://www.irev.fr/actualites-0/nouvelle" in changed

@@ -26,7 +26,8 @@ from syndicator.config.model import load_config
 from syndicator.db import signups as signup_requests
 from syndicator.db.schema import signup_requests as requests_table
 from syndicator.db.store import Store
-from syndicator.digests.send import Digests, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
 from syndicator.ingest.reading import ingest
 from syndicator.mail import messages as emails
 from syndicator.mail.messages import (
@@ -223,7 +224,7 @@ def test_a_digest_failing_the_header_check_is_its_subscribers_failure_alone(
     config = load_config(path)
     with Store.open(config.database_url) as store:
         ingest(store, [config.items_path])
-        report = send_digests(Digests(store, config, now=datetime.now(UTC)), frequency="monthly")
+        report = send_digests(DigestRun(store, config, now=datetime.now(UTC)), frequency="monthly")
     assert (report.sent, report.failed) == (1, 1)
     [error] = report.errors
     assert error.startswith(

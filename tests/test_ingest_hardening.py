@@ -52,7 +52,7 @@ def test_a_2100_character_url_and_a_long_term_name_are_stored_whole_beside_a_bro
         assert (report.new, report.updated) == (6, 0)
         [long_item] = [item for item in store.items() if item.url == LONG_URL]
         assert [t.name for t in long_item.thematiques] == [LONG_NAME.strip()]
-        assert LONG_URL in {stamp.url for stamp in store.item_stamps()}
+        assert LONG_URL in {stamp.url for stamp in store.item_headers()}
         columns = {
             (table, column["name"]): column["type"]
             for table in ("items", "terms", "files")

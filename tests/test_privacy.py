@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 from syndicator.db.choices import load_choice
 from syndicator.db.schema import MIGRATIONS
 from syndicator.db.store import Store
-from syndicator.db.tokens import Signer
+from syndicator.db.tokens import AddressTokens
 
 from .conftest import Run
 from .databases import database_for
@@ -202,7 +202,7 @@ def _exports(site: Site) -> list[EmailMessage]:
 
 def _export_path(site: Site, email: str) -> str:
     """The export link of the address's preferences page, as the page gives it."""
-    page = site.client.get(f"/preferences/{Signer([SECRET], 'preferences').sign(email)}")
+    page = site.client.get(f"/preferences/{AddressTokens([SECRET], 'preferences').seal(email)}")
     [link] = re.findall(
         r'href="([^"]+/export/[^"]+)">Recevoir par courriel une copie de mes données', page.text
     )
@@ -231,7 +231,7 @@ def test_the_preferences_page_mails_the_subscriber_their_data(site: Site) -> Non
 def test_the_export_link_is_sealed_and_rate_limited(site: Site) -> None:
     """A preferences token does not open the export page (400); a mailbox gets at most three
     exports a day, then a 429 page with Retry-After, and nothing more is mailed."""
-    preferences_token = Signer([SECRET], "preferences").sign(MARIE)
+    preferences_token = AddressTokens([SECRET], "preferences").seal(MARIE)
     assert site.client.get(f"/export/{preferences_token}").status_code == 400
     path = _export_path(site, MARIE)
     for _ in range(3):

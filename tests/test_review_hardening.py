@@ -13,7 +13,7 @@ import pytest
 from syndicator.config.model import load_config
 from syndicator.db.signups import check_address
 from syndicator.db.store import Store
-from syndicator.db.tokens import Signer
+from syndicator.db.tokens import AddressTokens
 from syndicator.service.daemon import Daemon
 from syndicator.web.app import create_app
 
@@ -228,7 +228,7 @@ def test_an_unsubscribed_sign_up_stays_unsubscribed_when_config_lists_it_as_type
     assert site.sign_up(EVRY).status_code == 200
     path = site.confirm_path(site.outbox()[0])
     assert site.client.post(path, data=site.hidden(path)).status_code == 200
-    token = Signer([SECRET], "unsubscribe").sign(EVRY_WIRE)
+    token = AddressTokens([SECRET], "unsubscribe").seal(EVRY_WIRE)
     one_click = site.client.post(f"/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click")
     assert one_click.status_code == 200
     assert run("subscribers", "add", EVRY, "--frequency", "monthly", "--config", config).code == 0

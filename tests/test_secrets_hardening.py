@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syndicator.config.model import load_config
 from syndicator.db.store import Store
-from syndicator.db.tokens import Signer, secret_keys
+from syndicator.db.tokens import AddressTokens, secret_keys
 from syndicator.web.app import create_app
 
 from .conftest import Run
@@ -65,8 +65,8 @@ def test_a_passphrase_with_spaces_and_commas_seals_links_whole(
     monkeypatch.setenv("SYNDICATOR_SECRET", PASSPHRASE)
     assert run("run", "--once").code == 0
     token = unsubscribe_token(sorted((project / "outbox").glob("*.eml"))[0])
-    assert Signer([PASSPHRASE], "unsubscribe").read(token) is not None
-    assert Signer(["zebra"], "unsubscribe").read(token) is None
+    assert AddressTokens([PASSPHRASE], "unsubscribe").open(token) is not None
+    assert AddressTokens(["zebra"], "unsubscribe").open(token) is None
 
 
 def test_a_word_of_the_passphrase_opens_no_link(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,9 +76,9 @@ def test_a_word_of_the_passphrase_opens_no_link(project: Path, monkeypatch: pyte
     config = load_config(project / "config.yaml")
     with TestClient(create_app(config)) as client:
         for word in ("my", "zebra", "2026"):
-            forged = Signer([word], "unsubscribe").sign(MARIE)
+            forged = AddressTokens([word], "unsubscribe").seal(MARIE)
             assert client.get(f"/unsubscribe/{forged}").status_code == 400
-        genuine = Signer([PASSPHRASE], "unsubscribe").sign(MARIE)
+        genuine = AddressTokens([PASSPHRASE], "unsubscribe").seal(MARIE)
         assert client.get(f"/unsubscribe/{genuine}").status_code == 200
 
 
@@ -92,11 +92,11 @@ def test_former_secrets_open_links_but_never_seal_them(
     monkeypatch.setenv("SYNDICATOR_OLD_SECRET", FORMER)
     monkeypatch.setenv("SYNDICATOR_OLD_SECRET_2024", older)
     with Store.open(database_for(tmp_path, "s.db")) as store:
-        signer = Signer(secret_keys(store), "unsubscribe")
-    assert signer.sign(MARIE) == Signer([PASSPHRASE], "unsubscribe").sign(MARIE)
+        tokens = AddressTokens(secret_keys(store), "unsubscribe")
+    assert tokens.seal(MARIE) == AddressTokens([PASSPHRASE], "unsubscribe").seal(MARIE)
     for secret in (FORMER, older):
-        assert signer.read(Signer([secret], "unsubscribe").sign(MARIE)) == MARIE
-    assert signer.read(Signer(["ancien"], "unsubscribe").sign(MARIE)) is None
+        assert tokens.open(AddressTokens([secret], "unsubscribe").seal(MARIE)) == MARIE
+    assert tokens.open(AddressTokens(["ancien"], "unsubscribe").seal(MARIE)) is None
 
 
 def test_a_short_secret_is_refused_with_a_hint(

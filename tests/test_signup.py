@@ -21,7 +21,7 @@ from sqlalchemy import update
 
 from syndicator.config.model import Config, parse_config
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import effective_subscriber, load_choice
+from syndicator.db.choices import load_choice
 from syndicator.db.ledger import Ledger
 from syndicator.db.schema import signup_requests
 from syndicator.db.signups import (
@@ -43,6 +43,7 @@ from syndicator.db.signups import (
     request_of,
 )
 from syndicator.db.store import Store
+from syndicator.db.subscribers import effective_subscriber
 from syndicator.mail.transports import OutboxTransport
 from syndicator.privacy.consent import archived, consent_wording
 from syndicator.templating import environment
@@ -74,7 +75,7 @@ def request(store: Store, subscriber: Subscriber = ANNE, *, ip: str = "192.0.2.1
 
 def token_of(signup: SignupRequest) -> TokenData:
     """What the request's confirmation link names, read back as the web app reads it."""
-    data = ConfirmTokens(KEYS).read(ConfirmTokens(KEYS).sign(signup))
+    data = ConfirmTokens(KEYS).open(ConfirmTokens(KEYS).seal(signup))
     assert data is not None
     return data
 
@@ -168,26 +169,26 @@ def test_a_confirmation_token_hides_the_address_and_first_release_tokens_still_w
     """The address cannot be read from a confirmation link, even base64-decoded; a token of the
     first releases (itsdangerous, signed but readable) still names its request."""
     signup = request(store)
-    token = ConfirmTokens(KEYS).sign(signup)
+    token = ConfirmTokens(KEYS).seal(signup)
     decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     assert signup.subscriber.key.encode() not in decoded and "example" not in token
     data = {"r": signup.id, "e": signup.subscriber.key, "c": int(signup.created.timestamp())}
     legacy = URLSafeSerializer(KEYS, salt="syndicator.confirm").dumps(data)
-    assert ConfirmTokens(KEYS).read(legacy) == ConfirmTokens(KEYS).read(token) is not None
+    assert ConfirmTokens(KEYS).open(legacy) == ConfirmTokens(KEYS).open(token) is not None
 
 
 def test_a_tampered_or_foreign_token_reads_as_nothing(store: Store) -> None:
     """A token changed by one character, signed with another secret, or made for another purpose
     names no request; after a key rotation the old links still work."""
     tokens = ConfirmTokens(KEYS)
-    token = tokens.sign(request(store))
-    assert tokens.read(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
-    assert tokens.read(ConfirmTokens(["un-autre-secret"]).sign(request(store))) is None
-    assert tokens.read("") is None and tokens.read("n'importe.quoi") is None
-    from syndicator.db.tokens import Signer
+    token = tokens.seal(request(store))
+    assert tokens.open(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert tokens.open(ConfirmTokens(["un-autre-secret"]).seal(request(store))) is None
+    assert tokens.open("") is None and tokens.open("n'importe.quoi") is None
+    from syndicator.db.tokens import AddressTokens
 
-    assert tokens.read(Signer(KEYS, "unsubscribe").sign(ANNE.email)) is None
-    assert ConfirmTokens(["nouveau-secret", *KEYS]).read(token) is not None
+    assert tokens.open(AddressTokens(KEYS, "unsubscribe").seal(ANNE.email)) is None
+    assert ConfirmTokens(["nouveau-secret", *KEYS]).open(token) is not None
 
 
 # --- rate limits -----------------------------------------------------------------------------

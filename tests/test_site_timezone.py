@@ -20,7 +20,9 @@ import pytest
 
 from syndicator.config.model import Config, load_config, parse_config
 from syndicator.db.store import Store
-from syndicator.digests.send import Digests, explain, send_digests
+from syndicator.digests.explain import explain
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
 from syndicator.feeds.build import update_feeds
 from syndicator.ingest.reading import ingest
 from syndicator.privacy.export import export
@@ -131,12 +133,12 @@ def test_the_daily_digest_counts_the_look_back_in_the_sites_days(
     site.ingest(datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
     now = wall.replace(tzinfo=site.zone).astimezone(UTC)
     with site.store:
-        digests = Digests(site.store, site.config, now=now)
+        digests = DigestRun(site.store, site.config, now=now)
         subscriber = digests.subscriber("a@example.org")
         assert subscriber is not None
         ok, lines = explain(digests, subscriber, URL.format(slug="le-3-decembre"))
         assert ok is kept, lines
-        report = send_digests(Digests(site.store, site.config, now=now))
+        report = send_digests(DigestRun(site.store, site.config, now=now))
     assert report.sent == 1
     [path] = (tmp_path / "outbox").glob("*.eml")
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
@@ -155,7 +157,7 @@ def test_template_date_filters_show_the_sites_local_time(tmp_path: Path, zone: s
     instant's day and time at the site: 4 December, 2:30 UTC."""
     site = Site(tmp_path, zone)
     with site.store:
-        env = Digests(site.store, site.config, now=datetime(2026, 12, 4, tzinfo=UTC)).env
+        env = DigestRun(site.store, site.config, now=datetime(2026, 12, 4, tzinfo=UTC)).env
     moment = datetime(2026, 12, 4, 2, 30, tzinfo=UTC)
     shown = env.from_string("{{ t | french_date }} / {{ t | french_datetime }}").render(t=moment)
     expected = {

@@ -18,7 +18,7 @@ import pytest
 
 from syndicator.config.model import parse_config
 from syndicator.db.store import Store
-from syndicator.digests.send import Digests
+from syndicator.digests.run import DigestRun
 from syndicator.ingest.reading import ingest
 
 from .databases import use_database
@@ -46,7 +46,7 @@ def digest_messages(root: Path) -> dict[str, bytes]:
     messages: dict[str, bytes] = {}
     with Store.open(config.database_url) as store:
         assert ingest(store, [config.items_path], now=NOW - timedelta(hours=1)).errors == []
-        digests = Digests(store, config, now=NOW)
+        digests = DigestRun(store, config, now=NOW)
         for subscriber in digests.subscribers():
             digest = digests.next_digest(subscriber)
             if digest is not None:

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, inspect, select
 
+from syndicator.config.frequencies import FREQUENCIES
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import FREQUENCIES, Consent, load_choice, load_choices, save_choice
+from syndicator.db.choices import Consent, load_choice, load_choices, save_choice
 from syndicator.db.schema import MIGRATIONS, item_terms, schema_version, state, terms
 from syndicator.db.signups import Limit, Limits, RateLimited, create_request
-from syndicator.db.store import FileStamp, Store, content_hash
+from syndicator.db.store import FileVersion, Store, content_hash
 from syndicator.errors import StoreError
 from syndicator.parsing.items import NewsItem, Term
 
@@ -78,7 +79,7 @@ def news(url: str, *thematiques: str) -> NewsItem:
 
 def save(store: Store, item: NewsItem) -> None:
     key = item.file
-    store.save([(item, key, content_hash(item))], [(key, FileStamp(1, 1), item.url)], [], NOW)
+    store.save([(item, key, content_hash(item))], [(key, FileVersion(1, 1), item.url)], [], NOW)
 
 
 def test_state_set_by_many_writers_at_once_keeps_each_last_value(stores: list[Store]) -> None:
@@ -162,14 +163,14 @@ def test_a_term_first_seen_without_page_gets_the_page_a_later_item_gives(databas
 def test_every_save_at_once_moves_the_change_stamp(stores: list[Store]) -> None:
     """The counter that tells feeds the items changed is incremented by the database: saves
     made at the same moment by many writers each count."""
-    before = int(stores[0].change_stamp())
+    before = int(stores[0].items_version())
 
     def work(number: int) -> None:
         for turn in range(10):
             save(stores[number], news(f"https://www.irev.fr/actualites/g-{number}-{turn}", "Santé"))
 
     together(work)
-    assert int(stores[0].change_stamp()) == before + THREADS * 10
+    assert int(stores[0].items_version()) == before + THREADS * 10
 
 
 def test_a_read_then_write_transaction_is_not_overtaken(stores: list[Store]) -> None:

@@ -24,8 +24,8 @@ from itsdangerous import URLSafeSerializer
 from syndicator.config.subscribers import Subscriber
 from syndicator.db.choices import Consent, load_choice, save_choice
 from syndicator.db.ledger import Ledger
-from syndicator.db.tokens import Purpose, Signer
-from syndicator.digests.send import Digests
+from syndicator.db.tokens import AddressTokens, Purpose
+from syndicator.digests.run import DigestRun
 from syndicator.web.app import create_app
 
 from .conftest import Run
@@ -39,7 +39,7 @@ class Site(WebSite):
     """The web app on a copy of the shipped project, with the links its emails carry."""
 
     def link(self, purpose: Purpose, email: str) -> str:
-        return f"/{purpose}/{Signer([SECRET], purpose).sign(email)}"
+        return f"/{purpose}/{AddressTokens([SECRET], purpose).seal(email)}"
 
     def suppressed(self) -> Mapping[str, tuple[str, datetime]]:
         return Ledger(self.store).suppressed()
@@ -141,14 +141,14 @@ def test_tampered_link_gets_a_400_page_that_leaks_nothing(site: Site, method: st
     """A token with a character changed, one sealed with another secret, a preferences token used
     to unsubscribe, a first-release token with its address or signature changed, or garbage: a
     French 400 page that names no address and shows no detail; nothing changes."""
-    token = Signer([SECRET], "unsubscribe").sign(MARIE)
+    token = AddressTokens([SECRET], "unsubscribe").seal(MARIE)
     middle = len(token) // 2
     payload, signature = legacy_token(SECRET, "unsubscribe", MARIE).split(".")
     forged = legacy_token(SECRET + "x", "unsubscribe", "claire.martin@example.org").split(".")[0]
     for bad in (
         token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :],
-        Signer(["un-autre-secret"], "unsubscribe").sign(MARIE),
-        Signer([SECRET], "preferences").sign(MARIE),
+        AddressTokens(["un-autre-secret"], "unsubscribe").seal(MARIE),
+        AddressTokens([SECRET], "preferences").seal(MARIE),
         f"{payload}.{signature[:-2]}xy",
         f"{forged}.{signature}",
         "n'importe-quoi",
@@ -172,10 +172,10 @@ def test_a_link_does_not_show_the_address_and_old_links_still_work(site: Site) -
     """The address cannot be read from a link's token, even base64-decoded (a mail scanner
     that logs links learns nothing); links of the first releases, signed but readable, still
     unsubscribe."""
-    token = Signer([SECRET], "unsubscribe").sign(MARIE)
+    token = AddressTokens([SECRET], "unsubscribe").seal(MARIE)
     decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     assert MARIE.encode() not in decoded and b"example" not in decoded and "example" not in token
-    assert token == Signer([SECRET], "unsubscribe").sign(MARIE)  # the same every time
+    assert token == AddressTokens([SECRET], "unsubscribe").seal(MARIE)  # the same every time
     assert site.client.get(f"/unsubscribe/{legacy_token(SECRET, 'unsubscribe', MARIE)}").status_code == 200
 
 
@@ -183,7 +183,7 @@ def test_links_signed_before_a_key_rotation_still_work(site: Site, monkeypatch: 
     """With the former secret in `SYNDICATOR_OLD_SECRET_<name>`, a link sealed with it still
     unsubscribes; once the former secret is dropped, it no longer does."""
     former = "l'ancien secret de la lettre, avant la rotation"
-    old = f"/unsubscribe/{Signer([former], 'unsubscribe').sign(MARIE)}"
+    old = f"/unsubscribe/{AddressTokens([former], 'unsubscribe').seal(MARIE)}"
     assert site.client.get(old).status_code == 400
     monkeypatch.setenv("SYNDICATOR_OLD_SECRET_2025", former)
     with TestClient(create_app(site.config)) as client:
@@ -264,7 +264,7 @@ def test_saved_preferences_win_over_config_and_drive_the_next_digest(site: Site,
     assert stored is not None
     assert stored.subscriber.thematiques == ("Santé",)
     assert stored.subscriber.territoires == ("Métropole Européenne de Lille",)
-    digests = Digests(site.store, site.config, now=datetime.now(UTC))
+    digests = DigestRun(site.store, site.config, now=datetime.now(UTC))
     assert digests.subscriber(MARIE) == Subscriber(
         MARIE, "Marie Dupont", "daily", ("Santé",), ("Métropole Européenne de Lille",), ()
     )

@@ -42,7 +42,7 @@ from syndicator.db.signups import (
     mailbox_key,
 )
 from syndicator.db.store import Store
-from syndicator.db.tokens import Purpose, Signer
+from syndicator.db.tokens import AddressTokens, Purpose
 from syndicator.errors import ConfigError
 from syndicator.web.app import create_app
 from syndicator.web.limits import cookie, server_config
@@ -56,7 +56,7 @@ T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 
 def link(purpose: Purpose, email: str = MARIE) -> str:
-    return f"/{purpose}/{Signer([SECRET], purpose).sign(email)}"
+    return f"/{purpose}/{AddressTokens([SECRET], purpose).seal(email)}"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from syndicator.db.ledger import Ledger
 from syndicator.db.runs import Fenced, Runs
 from syndicator.db.schema import MIGRATIONS, schema_version
 from syndicator.db.store import Store
-from syndicator.digests.send import Digests
+from syndicator.digests.run import DigestRun
 from syndicator.ingest.reading import ingest
 
 from . import databases
@@ -147,7 +147,7 @@ def test_a_worker_whose_lease_ran_out_is_fenced(tmp_path: Path) -> None:
     with smtp_server(handler) as port:
         config = load_config(project(tmp_path, port, subscribers=1))
     with Store.open(config.database_url) as store:
-        digests = Digests(store, config, now=datetime.now(UTC))
+        digests = DigestRun(store, config, now=datetime.now(UTC))
         digests.ledger.lease = 1.0
         runs = Runs(store, lease=1.0)
         run, _ = runs.join("weekly", ["s000@example.org"], digests.now)
@@ -182,7 +182,7 @@ def test_a_digest_held_by_a_dead_run_s_claim_goes_with_the_next_run(tmp_path: Pa
         config_file = project(tmp_path, port, subscribers=3)
         config = load_config(config_file)
         with Store.open(config.database_url) as store:
-            digests = Digests(store, config, now=datetime.now(UTC))
+            digests = DigestRun(store, config, now=datetime.now(UTC))
             runs = Runs(store, lease=LEASE)
             run, worker = runs.join(None, [s.key for s in digests.subscribers()], digests.now)
             dead = runs.claim(run, 10)

@@ -27,10 +27,10 @@ from syndicator.db.tokens import (
     list_like_secret,
     misnamed_secrets,
 )
-from syndicator.digests.send import dkim_key
 from syndicator.errors import ConfigError, Problem, StoreError
 from syndicator.i18n import _
 from syndicator.ingest.reading import IngestReport, parse_many, scan
+from syndicator.mail.dkim import dkim_key
 from syndicator.mail.messages import header_text, shows_as_written
 from syndicator.parsing.items import VOCABULARIES, ParsedItem
 from syndicator.service.scheduler import JOBS, next_run

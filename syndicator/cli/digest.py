@@ -12,20 +12,22 @@ from syndicator.cli.common import local_time, open_store, utc_now
 from syndicator.cli.progress import progress_bar
 from syndicator.config.model import Config, load_config
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.bounces import BounceRecords, state_of, why
+from syndicator.db.bounces import state_of, why
 from syndicator.db.store import Store
+from syndicator.digests.explain import explain
 from syndicator.digests.render import mark_sample
-from syndicator.digests.send import Digests, explain, open_send_run, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import open_send_run, send_digests
 from syndicator.errors import SyndicatorError
 from syndicator.i18n import _
 from syndicator.taxonomy.terms import slugify
 
 
-def _digests(store: Store, config: Config) -> Digests:
-    return Digests(store, config, now=utc_now())
+def _digests(store: Store, config: Config) -> DigestRun:
+    return DigestRun(store, config, now=utc_now())
 
 
-def _subscriber(digests: Digests, email: str) -> Subscriber:
+def _subscriber(digests: DigestRun, email: str) -> Subscriber:
     subscriber = digests.subscriber(email)
     if subscriber is None:
         raise SyndicatorError(
@@ -125,7 +127,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         digests = _digests(store, config)
         subscriber = _subscriber(digests, args.email)
         ok, lines = explain(digests, subscriber, args.url)
-        entry = BounceRecords(store).suppressions().get(subscriber.key)
+        entry = digests.roster.suppressed.get(subscriber.key)
     if entry is not None:  # whatever the item, a suppressed address receives nothing
         ok = False
         since = local_time(entry.since, ZoneInfo(config.site.timezone))

@@ -14,10 +14,9 @@ from syndicator.cli.checks import known_terms, official_spelling
 from syndicator.cli.common import local_time, open_store, print_problems, utc_now
 from syndicator.config.edit import add_subscriber, remove_subscriber
 from syndicator.config.model import config_path, load_config
-from syndicator.config.subscribers import from_config, with_choices
 from syndicator.db.bounces import BOUNCED, COMPLAINT, BounceRecords, describe, why
-from syndicator.db.choices import load_choices, signups
 from syndicator.db.ledger import Ledger
+from syndicator.db.subscribers import Roster
 from syndicator.errors import ConfigError, Problem, SyndicatorError
 from syndicator.i18n import _
 from syndicator.privacy.erasure import forget, loaded
@@ -31,21 +30,13 @@ def cmd_subscribers_list(args: argparse.Namespace) -> int:
     with open_store(config) as store:
         ledger = Ledger(store)
         lasts, counts = ledger.lasts(), ledger.unfinished_counts()
-        suppressed = BounceRecords(store).suppressions()
-        choices = load_choices(store)
-    listed = {s.key for s in from_config(config)}
-    everyone = with_choices(
-        from_config(config), {k: c.subscriber for k, c in choices.items()}, signups(choices)
-    )
+        roster = Roster(config, store)
+        suppressed = roster.suppressed
     rows = [(_("address"), _("name"), _("frequency"), _("interests"), _("source"), _("last digest"),
              _("state"))]  # fmt: skip
-    for subscriber in everyone:
-        # Whose say it is: config.yaml's, the subscriber's own (made on the web), a web sign-up.
-        source = "config.yaml"
-        if subscriber.key not in listed:
-            source = _("web sign-up")
-        elif subscriber.key in choices:
-            source = _("web preferences")
+    sources = {"config": "config.yaml", "preferences": _("web preferences"), "signup": _("web sign-up")}
+    for subscriber in roster.subscribers:
+        source = sources[roster.sources[subscriber.key]]  # whose say it is
         lists = {"thématiques": subscriber.thematiques, "territoires": subscriber.territoires}
         lists["types"] = subscriber.types
         interests = "; ".join(f"{k}: {', '.join(v)}" for k, v in lists.items() if v) or _("everything")

@@ -1,1 +1,1 @@
-"""config.yaml: its schema and defaults, crontab times, its editing, the Subscriber value."""
+"""config.yaml: its schema and defaults, the frequencies, crontab times, its editing, the Subscriber value."""

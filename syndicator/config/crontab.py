@@ -14,11 +14,12 @@ Two things differ from feeding the line to `CronTrigger.from_crontab`:
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC
 
 from apscheduler.triggers.cron import CronTrigger
+
+from syndicator.folding import fold
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron's numbers: sun = 0 (and 7)
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -52,8 +53,7 @@ _FIELDS = (
 
 def _plain(word: str) -> str:
     """Lower case without accents or a final dot: 'Févr.' -> 'fevr'."""
-    decomposed = unicodedata.normalize("NFKD", word.lower().rstrip("."))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return fold(word.rstrip("."))
 
 
 def _french(field: _Field, word: str) -> str | None:

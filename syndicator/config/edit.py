@@ -44,6 +44,7 @@ from syndicator.addresses import mailbox
 from syndicator.config.model import parse_config
 from syndicator.errors import ConfigError, Problem
 from syndicator.files import staged
+from syndicator.parsing.items import VOCABULARIES
 
 __all__ = ["add_subscriber", "remove_subscriber"]
 
@@ -51,7 +52,7 @@ _KEY = "subscribers"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _BOM = "\ufeff"
 _DEFAULT_INDENT = 2  # `  - email: ...` under `subscribers:`, as in the shipped config.yaml
-_LIST_FIELDS = ("thematiques", "territoires", "types")
+_LIST_FIELDS = VOCABULARIES  # a subscriber's interests, one list per vocabulary
 
 
 def add_subscriber(

@@ -24,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from syndicator.addresses import AddressError, mailbox, needs_smtputf8
 from syndicator.addresses import check as check_address
 from syndicator.config.crontab import EXAMPLE, cron_fields
+from syndicator.config.frequencies import Frequency
 from syndicator.config.imap import ImapSettings
 from syndicator.errors import ConfigError, Problem
 from syndicator.parsing.french_dates import DEFAULT_ZONE
@@ -34,7 +35,6 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # a bounce: a real DSN is a few kB; a 20 M
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")
-Frequency = Literal["immediate", "daily", "weekly", "monthly"]
 SCHEDULE_HINT = (
     f"a schedule: time is a cron line, minute hour day month weekday, like {EXAMPLE}; "
     "days and months in English (mon…sun, jan…dec) or as numbers (0 or 7 is Sunday)"

@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from syndicator.addresses import mailbox
-from syndicator.config.model import Config, Frequency
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from syndicator.config.model import Config, Frequency
-from syndicator.config.subscribers import Subscriber, from_config, with_choices
+from syndicator.config.frequencies import as_frequency
+from syndicator.config.subscribers import Subscriber
 from syndicator.db.schema import subscriber_choices
 from syndicator.db.store import Store, upsert
 
-FREQUENCIES: tuple[Frequency, ...] = ("immediate", "daily", "weekly", "monthly")
 # The suppression-list reason of an address whose owner unsubscribed (syndicator/ledger.py):
 # unlike a bounce, only its owner may lift it, from their preferences page.
 UNSUBSCRIBED = "unsubscribed"
@@ -48,13 +47,6 @@ class StoredChoice:
     consent: Consent | None
 
 
-def _frequency(value: str) -> Frequency:
-    for frequency in FREQUENCIES:
-        if frequency == value:
-            return frequency
-    return "weekly"  # a row written by a newer syndicator: the default, rather than a crash
-
-
 def _stored(row: Any) -> StoredChoice:
     consent = None
     if row.consent_at is not None:
@@ -64,7 +56,7 @@ def _stored(row: Any) -> StoredChoice:
     subscriber = Subscriber(
         email=row.email,
         name=row.name,
-        frequency=_frequency(row.frequency),
+        frequency=as_frequency(row.frequency),
         thematiques=tuple(json.loads(row.thematiques)),
         territoires=tuple(json.loads(row.territoires)),
         types=tuple(json.loads(row.types)),
@@ -119,20 +111,3 @@ def save_choice(
 def signups(choices: Mapping[str, StoredChoice]) -> dict[str, Subscriber]:
     """The stored choices that are confirmed sign-ups (they stand without config.yaml)."""
     return {key: c.subscriber for key, c in choices.items() if c.consent is not None}
-
-
-def effective_subscribers(config: Config, store: Store) -> list[Subscriber]:
-    """Who receives digests: config.yaml's subscribers with their own choices applied, then
-    the confirmed web sign-ups config.yaml does not list."""
-    choices = load_choices(store)
-    return with_choices(from_config(config), {k: c.subscriber for k, c in choices.items()}, signups(choices))
-
-
-def effective_subscriber(config: Config, store: Store, email: str) -> Subscriber | None:
-    """One subscriber as digests see them, or None when the address receives nothing."""
-    key = email.strip().lower()
-    listed = [s for s in from_config(config) if s.key == key]
-    choice = load_choice(store, key)
-    chosen = {key: choice.subscriber} if choice else {}
-    found = with_choices(listed, chosen, signups({key: choice}) if choice else {})
-    return found[0] if found else None

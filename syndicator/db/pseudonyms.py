@@ -59,5 +59,5 @@ class Pseudonyms:
 
     @staticmethod
     def _hash(key: bytes, address: str) -> str:
-        digest = hmac.new(key, mailbox(address.strip()).encode(), hashlib.sha256).hexdigest()
-        return PREFIX + digest
+        hashed = hmac.new(key, mailbox(address.strip()).encode(), hashlib.sha256).hexdigest()
+        return PREFIX + hashed

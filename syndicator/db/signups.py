@@ -27,8 +27,9 @@ from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
 from syndicator import addresses
 from syndicator.addresses import mailbox
+from syndicator.config.frequencies import as_frequency
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import FREQUENCIES, Consent, load_choice, save_choice
+from syndicator.db.choices import Consent, load_choice, save_choice
 from syndicator.db.ledger import Ledger
 from syndicator.db.schema import signup_requests
 from syndicator.db.store import Store
@@ -171,7 +172,7 @@ def _request(row: Any) -> SignupRequest:
     subscriber = Subscriber(
         email=row.email,
         name=row.name,
-        frequency=next((f for f in FREQUENCIES if f == row.frequency), "weekly"),
+        frequency=as_frequency(row.frequency),
         thematiques=tuple(json.loads(row.thematiques)),
         territoires=tuple(json.loads(row.territoires)),
         types=tuple(json.loads(row.types)),
@@ -295,11 +296,11 @@ class ConfirmTokens:
     def __init__(self, keys: list[str]) -> None:
         self._sealer = Sealer(keys, "confirm")
 
-    def sign(self, request: SignupRequest) -> str:
+    def seal(self, request: SignupRequest) -> str:
         data = {"r": request.id, "e": request.subscriber.key, "c": int(request.created.timestamp())}
         return self._sealer.dumps(data)
 
-    def read(self, token: str) -> TokenData | None:
+    def open(self, token: str) -> TokenData | None:
         """What the token names, or None when it is not one of ours."""
         data = self._sealer.loads(token)
         if not isinstance(data, dict):

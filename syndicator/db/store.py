@@ -1,4 +1,4 @@
-"""The database: items with their terms and attachments, file stamps, feed state.
+"""The database: items with their terms and attachments, the versions of the files read, feed state.
 
 SQLAlchemy Core over a SQLite file by default (WAL, busy timeout), or PostgreSQL. The tables and
 their migrations are in syndicator/schema.py; the delivery ledger's operations are in
@@ -93,7 +93,7 @@ class StoredTerm:
 
 
 @dataclass(frozen=True, slots=True)
-class ItemStamp:
+class ItemHeader:
     """What a feed needs to know of an item to place it, without loading its text."""
 
     id: int
@@ -106,7 +106,7 @@ class ItemStamp:
 
 
 @dataclass(frozen=True, slots=True)
-class FileStamp:
+class FileVersion:
     """The size and modification time a file had when it was last read."""
 
     size: int
@@ -172,8 +172,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._term_ids: dict[tuple[str, str], int] = {}
-        self._stamps: dict[int, ItemStamp] = {}  # item_stamps() between calls, by item id
-        self._stamps_generation: str | None = None  # items.generation when _stamps was checked
+        self._headers: dict[int, ItemHeader] = {}  # item_headers() between calls, by item id
+        self._headers_generation: str | None = None  # items.generation when _headers was checked
 
     @classmethod
     def open(cls, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
@@ -242,11 +242,11 @@ class Store:
 
     # --- files -----------------------------------------------------------------------------
 
-    def file_stamps(self) -> dict[str, FileStamp]:
+    def file_versions(self) -> dict[str, FileVersion]:
         """Every file read so far, by absolute path."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(files.c.path, files.c.size, files.c.mtime_ns))
-            return {path: FileStamp(size, mtime) for path, size, mtime in rows}
+            return {path: FileVersion(size, mtime) for path, size, mtime in rows}
 
     def read_in(self, zone: str) -> bool:
         """Record that the item files are read in `zone` (the site's), and when the stored items
@@ -282,29 +282,29 @@ class Store:
     def save(
         self,
         changed: Sequence[tuple[NewsItem, str, str]],
-        stamps: Sequence[tuple[str, FileStamp, str | None]],
+        versions: Sequence[tuple[str, FileVersion, str | None]],
         forget: Sequence[str],
         now: datetime,
     ) -> None:
-        """In one transaction: upsert items given as (item, file key, hash), record file stamps
-        as (file key, stamp, url), and forget the stamps of files that failed to parse.
+        """In one transaction: upsert items given as (item, file key, hash), record file versions
+        as (file key, version, url), and forget the versions of files that failed to parse.
 
         An item whose hash is the stored one only moves to its new file; `last_changed` moves
         only when the content did."""
         # The last version of a URL wins: ingest lists a duplicate's winner after its loser.
-        latest = {item.url: (item, key, digest) for item, key, digest in changed}
+        latest = {item.url: (item, key, hashed) for item, key, hashed in changed}
         new_terms: dict[tuple[str, str], int] = {}
         with self.writing() as connection:
             if latest:
                 self._save_items(connection, list(latest.values()), now, new_terms)
                 self._bump(connection, "items.generation")
-            gone = [*forget, *(key for key, _, _ in stamps)]
+            gone = [*forget, *(key for key, _, _ in versions)]
             for start in range(0, len(gone), 500):
                 connection.execute(delete(files).where(files.c.path.in_(gone[start : start + 500])))
-            if stamps:
+            if versions:
                 connection.execute(
                     insert(files),
-                    [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in stamps],
+                    [{"path": k, "size": s.size, "mtime_ns": s.mtime_ns, "url": u} for k, s, u in versions],
                 )
         # Known to other threads only once committed: a rolled-back id would name no row.
         self._term_ids.update(new_terms)
@@ -312,21 +312,21 @@ class Store:
     def save_each(
         self,
         changed: Sequence[tuple[NewsItem, str, str]],
-        stamps: Sequence[tuple[str, FileStamp, str | None]],
+        versions: Sequence[tuple[str, FileVersion, str | None]],
         forget: Sequence[str],
         now: datetime,
     ) -> dict[str, str]:
         """As `save`, but a transaction per file, so that a file whose row the database refuses
         (a constraint, a value beyond what the server accepts) is rolled back alone. Returns the
-        refused file keys with the database's reason; their stamps are forgotten, so they are
+        refused file keys with the database's reason; their versions are forgotten, so they are
         read again next time. Slower: for a chunk that `save` failed to store."""
-        entries = {key: (item, key, digest) for item, key, digest in changed}
+        entries = {key: (item, key, hashed) for item, key, hashed in changed}
         refused: dict[str, str] = {}
         self.save([], [], forget, now)
-        for key, stamp, url in stamps:
+        for key, version, url in versions:
             entry = entries.get(key)
             try:
-                self.save([entry] if entry else [], [(key, stamp, url)], [], now)
+                self.save([entry] if entry else [], [(key, version, url)], [], now)
             except DBAPIError as exc:
                 refused[key] = " ".join(str(exc.orig).split())[:300]
         if refused:
@@ -369,12 +369,12 @@ class Store:
             )
             existing.update({row.url: (row.id, row.content_hash) for row in connection.execute(query)})
         moved, new, updated = [], [], []
-        for item, file_key, digest in changed:
+        for item, file_key, hashed in changed:
             known = existing.get(item.url)
-            if known is not None and known[1] == digest:
+            if known is not None and known[1] == hashed:
                 moved.append({"b_id": known[0], "file": item.file, "file_key": file_key})
                 continue
-            values = self._columns(connection, item, file_key, digest, now, new_terms=new_terms)
+            values = self._columns(connection, item, file_key, hashed, now, new_terms=new_terms)
             if known is None:
                 new.append((item, {"url": item.url, "first_seen": now, **values}))
             else:
@@ -432,7 +432,7 @@ class Store:
         connection: Connection,
         item: NewsItem,
         file_key: str,
-        digest: str,
+        hashed: str,
         now: datetime,
         *,
         new_terms: dict[tuple[str, str], int],
@@ -448,7 +448,7 @@ class Store:
             "event_end": item.event_end,
             "summary": item.summary,
             "body_html": item.body_html,
-            "content_hash": digest,
+            "content_hash": hashed,
             "last_changed": now,
         }
 
@@ -521,7 +521,7 @@ class Store:
         with self.engine.connect() as connection:
             return self._terms(connection)
 
-    def item_stamps(self) -> list[ItemStamp]:
+    def item_headers(self) -> list[ItemHeader]:
         """Every item, light: ids, hash, dates and the ids of its terms (type included).
 
         Kept between calls: a long-lived store (the daemon's) reads again only the items added
@@ -529,23 +529,23 @@ class Store:
         terms), so a refresh after one new item does not convert every row's dates again."""
         with self.engine.connect() as connection:
             generation = self._get_state(connection, "items.generation")
-            if self._stamps and generation == self._stamps_generation:
-                return list(self._stamps.values())
-            self._stamps_generation = generation
-            if not self._stamps:
-                self._stamps = {stamp.id: stamp for stamp in self._load_stamps(connection, None)}
-                return list(self._stamps.values())
+            if self._headers and generation == self._headers_generation:
+                return list(self._headers.values())
+            self._headers_generation = generation
+            if not self._headers:
+                self._headers = {header.id: header for header in self._load_headers(connection, None)}
+                return list(self._headers.values())
             hashes = connection.execute(select(items.c.id, items.c.content_hash))
             stale = [
-                i for i, h in hashes if (known := self._stamps.get(i)) is None or known.content_hash != h
+                i for i, h in hashes if (known := self._headers.get(i)) is None or known.content_hash != h
             ]
             for start in range(0, len(stale), 500):
-                for stamp in self._load_stamps(connection, stale[start : start + 500]):
-                    self._stamps[stamp.id] = stamp
-            return list(self._stamps.values())
+                for header in self._load_headers(connection, stale[start : start + 500]):
+                    self._headers[header.id] = header
+            return list(self._headers.values())
 
     @staticmethod
-    def _load_stamps(connection: Connection, ids: Sequence[int] | None) -> list[ItemStamp]:
+    def _load_headers(connection: Connection, ids: Sequence[int] | None) -> list[ItemHeader]:
         links: dict[int, list[int]] = {}
         query = select(item_terms.c.item_id, item_terms.c.term_id)
         if ids is not None:
@@ -558,7 +558,7 @@ class Store:
         )  # fmt: skip
         rows = select(*columns) if ids is None else select(*columns).where(items.c.id.in_(ids))
         return [
-            ItemStamp(
+            ItemHeader(
                 row.id,
                 row.url,
                 row.content_hash,
@@ -570,7 +570,7 @@ class Store:
             for row in connection.execute(rows)
         ]
 
-    def change_stamp(self) -> str:
+    def items_version(self) -> str:
         """A value that changes whenever items are added or changed: a counter the writes bump."""
         with self.engine.connect() as connection:
             return self._get_state(connection, "items.generation") or "0"
@@ -601,8 +601,8 @@ class Store:
         with self.engine.connect() as connection:
             return {row.path: row.signature for row in connection.execute(select(feed_files))}
 
-    def record_feeds(self, signatures: dict[str, str], removed: Iterable[str], stamp: str) -> None:
-        """Remember the feed files now on disk, and the stamp they were built at."""
+    def record_feeds(self, signatures: dict[str, str], removed: Iterable[str], built_from: str) -> None:
+        """Remember the feed files now on disk, and what they were built from (items and settings)."""
         with self.engine.begin() as connection:
             gone = list(removed) + list(signatures)
             for start in range(0, len(gone), 500):
@@ -611,9 +611,9 @@ class Store:
                 connection.execute(
                     insert(feed_files), [{"path": p, "signature": s} for p, s in signatures.items()]
                 )
-            self._set_state(connection, "feeds.stamp", stamp)
+            self._set_state(connection, "feeds.stamp", built_from)
 
-    def choices_stamp(self) -> str:
+    def choices_version(self) -> str:
         """A value that changes whenever subscribers' own choices (web) change."""
         with self.engine.connect() as connection:
             count, latest = connection.execute(

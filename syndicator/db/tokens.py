@@ -161,16 +161,18 @@ class Sealer:
         return None
 
 
-class Signer:
-    """Makes and reads the tokens of one purpose that name an address."""
+class AddressTokens:
+    """Seals an address into a token of one purpose (encrypted and authenticated, `Sealer`),
+    and opens such tokens."""
 
     def __init__(self, keys: list[str], purpose: Purpose) -> None:
         self._sealer = Sealer(keys, purpose)
 
-    def sign(self, email: str) -> str:
+    def seal(self, email: str) -> str:
+        """A token that names the address (encrypted: nobody can read it from the token)."""
         return self._sealer.dumps({"e": email.strip().lower()})
 
-    def read(self, token: str) -> str | None:
+    def open(self, token: str) -> str | None:
         """The address a token was made for, or None when it is not one of ours."""
         data = self._sealer.loads(token)
         email = data.get("e") if isinstance(data, dict) else None

@@ -19,7 +19,7 @@ import logging
 import re
 import secrets
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
@@ -37,6 +37,7 @@ from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
 from syndicator import typography
+from syndicator.config.frequencies import Frequency
 from syndicator.config.model import SiteConfig
 from syndicator.config.subscribers import Subscriber
 from syndicator.digests.select import Digest, DigestLinks
@@ -52,7 +53,7 @@ HTML_TEMPLATE = "digest.html"
 MAX_LINE = 998  # RFC 5322: no line of a message may be longer, whatever the template does
 
 # How often the digest goes, completing "envoyée …".
-FREQUENCIES = {
+FREQUENCY_PHRASES: Mapping[Frequency, str] = {
     "immediate": "à chaque nouvelle actualité",
     "daily": "chaque jour",
     "weekly": "chaque semaine",
@@ -192,7 +193,7 @@ def digest_context(digest: Digest, links: DigestLinks, site: SiteConfig) -> dict
         "issued": french_day(digest.issued.astimezone(zone).date()),
         "sections": sections,
         "entries": tuple(entry for section in sections for entry in section.entries),
-        "frequency": FREQUENCIES.get(subscriber.frequency, subscriber.frequency),
+        "frequency": FREQUENCY_PHRASES[subscriber.frequency],
         "interests": interests(subscriber),
     }
 

@@ -59,14 +59,23 @@ class Candidate:
     first_seen: datetime
 
 
-def _day(candidate: Candidate, zone: ZoneInfo) -> date:
-    """The candidate's publication day, else the day the store first saw it in `zone`."""
+def publication_day(candidate: Candidate, zone: ZoneInfo) -> date:
+    """The day the look-back reads: the item's publication date, else the day the store first
+    saw it in `zone` (the site's)."""
     return candidate.item.published or candidate.first_seen.astimezone(zone).date()
+
+
+def lookback_start(now: datetime, days: int, zone: ZoneInfo) -> date:
+    """The first publication day a digest issued at `now` may hold: `days` before today in
+    `zone`, the site's (the look-back of the subscriber's frequency, `email.lookback_days`)."""
+    return now.astimezone(zone).date() - timedelta(days=days)
 
 
 def newest_first(candidates: Iterable[Candidate], zone: ZoneInfo) -> list[Candidate]:
     """Publication day (the site's, `zone`), then when first seen, then URL, newest first."""
-    return sorted(candidates, key=lambda c: (_day(c, zone), c.first_seen, c.item.url), reverse=True)
+    return sorted(
+        candidates, key=lambda c: (publication_day(c, zone), c.first_seen, c.item.url), reverse=True
+    )
 
 
 class Pool:
@@ -82,7 +91,7 @@ class Pool:
         self.items = [c.item for c in candidates]
         self._ids = [c.id for c in candidates]
         self._first_seen = [c.first_seen for c in candidates]
-        self._ages = [-_day(c, zone).toordinal() for c in candidates]  # never decreasing
+        self._ages = [-publication_day(c, zone).toordinal() for c in candidates]  # never decreasing
         self._cuts: dict[date, int] = {}
 
     def choose(
@@ -97,7 +106,7 @@ class Pool:
         """The positions of a subscriber's next digest, from the positions (increasing) of the
         candidates matching their interests: never sent to them, first seen since their last
         digest, published within the look-back (days of the site's zone); still newest first."""
-        oldest = now.astimezone(self.zone).date() - timedelta(days=lookback_days)
+        oldest = lookback_start(now, lookback_days, self.zone)
         cut = self._cuts.get(oldest)
         if cut is None:
             cut = self._cuts[oldest] = bisect_right(self._ages, -oldest.toordinal())

@@ -14,7 +14,7 @@ import heapq
 import json
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from email.utils import format_datetime
@@ -26,11 +26,11 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from syndicator.config.model import Config
-from syndicator.db.store import ItemStamp, Store, StoredTerm
+from syndicator.db.store import ItemHeader, Store, StoredTerm
 from syndicator.feeds.xml import Channel, Entry, build_atom, build_rss
 from syndicator.files import public_folder, staged
 from syndicator.parsing.french_dates import localize
-from syndicator.parsing.items import Vocabulary
+from syndicator.parsing.items import VOCABULARIES, Vocabulary
 from syndicator.parsing.markup import is_web_url
 from syndicator.privacy.notice import notice
 from syndicator.templating import environment
@@ -39,9 +39,12 @@ from syndicator.typography import de, french_text
 FORMAT = "2"  # bump when the output of this module or feedxml changes: every feed is rebuilt
 INDEX_TEMPLATE = "feeds_index.html"
 PAGE_TEMPLATES = (INDEX_TEMPLATE, "web/base.html")
-VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
-LABELS = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
-GROUP_TITLES = {"thematiques": "Thématiques", "territoires": "Territoires", "types": "Types d’actualités"}
+LABELS: Mapping[Vocabulary, str] = {"thematiques": "Thématique", "territoires": "Territoire", "types": "Type"}
+GROUP_TITLES: Mapping[Vocabulary, str] = {
+    "thematiques": "Thématiques",
+    "territoires": "Territoires",
+    "types": "Types d’actualités",
+}
 ALL_NAME = "Toutes les actualités"
 
 
@@ -53,7 +56,7 @@ class FeedPlan:
     vocabulary: Vocabulary | None  # None for the feed of everything
     name: str
     channel: Channel
-    entries: tuple[ItemStamp, ...]  # newest first, at most feeds.max_items
+    entries: tuple[ItemHeader, ...]  # newest first, at most feeds.max_items
     count: int  # items of the term in all
     latest: date | None  # newest publication among them
     signature: str
@@ -86,26 +89,26 @@ def _feeds_url(config: Config) -> str:
     return config.site.feeds_url.rstrip("/") + "/"
 
 
-def published_at(stamp: ItemStamp, zone: ZoneInfo) -> datetime:
+def published_at(header: ItemHeader, zone: ZoneInfo) -> datetime:
     """When a feed says an item was published, in `zone` (the site's): the start of its
     publication day there, else when the store saw it."""
-    if stamp.published is None:
-        return stamp.first_seen.astimezone(zone)
-    return localize(stamp.published, None, zone)
+    if header.published is None:
+        return header.first_seen.astimezone(zone)
+    return localize(header.published, None, zone)
 
 
-def _newest(stamps: Iterable[ItemStamp], limit: int, zone: ZoneInfo) -> list[ItemStamp]:
+def _newest(headers: Iterable[ItemHeader], limit: int, zone: ZoneInfo) -> list[ItemHeader]:
     """The `limit` newest items, newest first: publication day (the day the site saw them when
     they have none), then first seen, then URL."""
     return heapq.nlargest(
         limit,
-        stamps,
+        headers,
         key=lambda s: (s.published or s.first_seen.astimezone(zone).date(), s.first_seen, s.url),
     )
 
 
 def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
-             entries: Sequence[ItemStamp]) -> Channel:  # fmt: skip
+             entries: Sequence[ItemHeader]) -> Channel:  # fmt: skip
     site, base = config.site, _feeds_url(config)
     quoted, of_site = f"« {term.name} »" if term else "", de(site.title_article)
     if vocabulary is None or term is None:
@@ -136,7 +139,7 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
     )
 
 
-def _signature(channel: Channel, entries: Sequence[ItemStamp], zone: ZoneInfo) -> str:
+def _signature(channel: Channel, entries: Sequence[ItemHeader], zone: ZoneInfo) -> str:
     data = [
         FORMAT,
         [str(getattr(channel, f.name)) for f in fields(channel)],
@@ -149,17 +152,17 @@ def _signature(channel: Channel, entries: Sequence[ItemStamp], zone: ZoneInfo) -
 
 
 def plan_feeds(
-    config: Config, stamps: Sequence[ItemStamp], terms: dict[int, StoredTerm], slugs: dict[int, str]
+    config: Config, headers: Sequence[ItemHeader], terms: dict[int, StoredTerm], slugs: dict[int, str]
 ) -> list[FeedPlan]:
     """Every feed the store calls for, in a stable order: everything, then each vocabulary."""
     limit, zone = config.feeds.max_items, config.site.zone
-    members: dict[int, list[ItemStamp]] = {}
-    for stamp in stamps:
-        for term_id in stamp.term_ids:
-            members.setdefault(term_id, []).append(stamp)
+    members: dict[int, list[ItemHeader]] = {}
+    for header in headers:
+        for term_id in header.term_ids:
+            members.setdefault(term_id, []).append(header)
 
     def plan(stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
-             items: Sequence[ItemStamp]) -> FeedPlan:  # fmt: skip
+             items: Sequence[ItemHeader]) -> FeedPlan:  # fmt: skip
         entries = tuple(_newest(items, limit, zone))
         channel = _channel(config, stem, vocabulary, term, entries)
         return FeedPlan(
@@ -173,7 +176,7 @@ def plan_feeds(
             signature=_signature(channel, entries, zone),
         )
 
-    plans = [plan("all", None, None, stamps)] if stamps else []
+    plans = [plan("all", None, None, headers)] if headers else []
     for vocabulary in VOCABULARIES:
         chosen = sorted((t for t in terms.values() if t.vocabulary == vocabulary and t.id in members),
                         key=lambda t: slugs[t.id])  # fmt: skip
@@ -234,7 +237,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
     return True
 
 
-def _settings_stamp(config: Config, env: Environment) -> str:
+def _settings_hash(config: Config, env: Environment) -> str:
     # The index page and the layout it extends: a change to either rewrites the page.
     sources = [env.loader.get_source(env, name)[0] for name in PAGE_TEMPLATES] if env.loader else []
     settings = [FORMAT, config.site.model_dump_json(), config.feeds.model_dump_json(), *sources]
@@ -247,18 +250,18 @@ def update_feeds(store: Store, config: Config, *, env: Environment | None = None
     output, zone = config.feeds_path, config.site.zone
     report = FeedsReport()
     known = store.feed_signatures()
-    stamp = f"{store.change_stamp()}|{_settings_stamp(config, env)}"
+    built_from = f"{store.items_version()}|{_settings_hash(config, env)}"  # items and settings
     index_files = ("index.opml", "index.html")
-    if store.get_state("feeds.stamp") == stamp and all(
+    if store.get_state("feeds.stamp") == built_from and all(
         (output / name).exists() for name in [*known, *index_files]
     ):
         report.unchanged = len(known) + len(index_files)
         return report
 
-    stamps = store.item_stamps()
+    headers = store.item_headers()
     terms = store.terms()
-    slugs = store.assign_slugs({t for s in stamps for t in s.term_ids})
-    plans = plan_feeds(config, stamps, terms, slugs)
+    slugs = store.assign_slugs({t for s in headers for t in s.term_ids})
+    plans = plan_feeds(config, headers, terms, slugs)
     stale = {
         p.stem
         for p in plans
@@ -287,7 +290,7 @@ def update_feeds(store: Store, config: Config, *, env: Environment | None = None
     for name in removed:
         (output / name).unlink(missing_ok=True)
         report.removed += 1
-    store.record_feeds(signatures, removed, stamp)
+    store.record_feeds(signatures, removed, built_from)
     return report
 
 

@@ -210,12 +210,12 @@ def cached_file(name: str, data: bytes, key: FileKey, *, max_age: int, now: floa
         (b"vary", b"Accept-Encoding"),
         NOSNIFF,
     ]
-    digest = hashlib.sha256(data).hexdigest()[:32]
+    etag = hashlib.sha256(data).hexdigest()[:32]
     media_type = MEDIA_TYPES[extension]
-    identity = _variant(data, f'"{digest}"'.encode(), common, media_type, encoded=False)
+    identity = _variant(data, f'"{etag}"'.encode(), common, media_type, encoded=False)
     packed = gzip.compress(data, compresslevel=9, mtime=0)
     zipped = (
-        _variant(packed, f'"{digest}-gz"'.encode(), common, media_type, encoded=True)
+        _variant(packed, f'"{etag}-gz"'.encode(), common, media_type, encoded=True)
         if len(packed) < len(data)
         else None
     )

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError
 
-from syndicator.db.store import FileStamp, Store, StoredItem, content_hash
+from syndicator.db.store import FileVersion, Store, StoredItem, content_hash
 from syndicator.errors import ItemError, Problem
 from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file
@@ -30,11 +30,11 @@ Progress = Callable[[int, int], None]  # (files done, files in all)
 
 @dataclass(frozen=True, slots=True)
 class ItemFile:
-    """A file to ingest: the path as the user sees it, its absolute key and its stamp."""
+    """A file to ingest: the path as the user sees it, its absolute key and its version."""
 
     path: str
     key: str
-    stamp: FileStamp
+    version: FileVersion
 
 
 @dataclass(slots=True)
@@ -60,7 +60,9 @@ def _walk(directory: str) -> Iterator[ItemFile]:
             yield from _walk(entry.path)
         elif entry.name.endswith(".txt") and entry.is_file():
             info = entry.stat()
-            yield ItemFile(entry.path, os.path.abspath(entry.path), FileStamp(info.st_size, info.st_mtime_ns))
+            yield ItemFile(
+                entry.path, os.path.abspath(entry.path), FileVersion(info.st_size, info.st_mtime_ns)
+            )
 
 
 def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
@@ -72,7 +74,9 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
                 found.extend(_walk(path))
             else:
                 info = os.stat(path)
-                found.append(ItemFile(path, os.path.abspath(path), FileStamp(info.st_size, info.st_mtime_ns)))
+                found.append(
+                    ItemFile(path, os.path.abspath(path), FileVersion(info.st_size, info.st_mtime_ns))
+                )
         except FileNotFoundError:
             report.errors.append(Problem(path, None, "no such file or folder: put the item files there, or "
                                          "point items.path in config.yaml at them"))  # fmt: skip
@@ -86,7 +90,7 @@ class Parsed:
     """A parsed file with the hash of its content."""
 
     result: ParsedItem
-    digest: str
+    content_hash: str
 
 
 def parse_one(path: str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE) -> Parsed | ItemError:
@@ -140,8 +144,8 @@ def ingest(
     report = IngestReport()
     candidates = scan(paths, report)
     store.read_in(zone.key)  # items read in another zone are read again
-    stamps = store.file_stamps()
-    to_read = [f for f in candidates if stamps.get(f.key) != f.stamp]
+    versions = store.file_versions()
+    to_read = [f for f in candidates if versions.get(f.key) != f.version]
     report.unchanged += len(candidates) - len(to_read)
     done = len(candidates) - len(to_read)
     if progress:
@@ -165,7 +169,7 @@ def _save_chunk(
 ) -> None:
     known = store.stored(p.result.item.url for p in parsed if isinstance(p, Parsed))
     changed: list[tuple[NewsItem, str, str]] = []
-    stamps: list[tuple[str, FileStamp, str | None]] = []
+    versions: list[tuple[str, FileVersion, str | None]] = []
     forget: list[str] = []
     counted: dict[str, str] = {}  # file key -> "new", "updated" or "unchanged"
     stored: list[tuple[ItemFile, ParsedItem]] = []
@@ -174,10 +178,10 @@ def _save_chunk(
             report.errors.extend(outcome.problems())
             forget.append(file.key)
             continue
-        result, digest = outcome.result, outcome.digest
+        result, hashed = outcome.result, outcome.content_hash
         item = result.item
         report.warnings.extend(result.warnings)
-        stamps.append((file.key, file.stamp, item.url))
+        versions.append((file.key, file.version, item.url))
         stored.append((file, result))
         previous = known.get(item.url)
         if previous is not None and previous.file_key != file.key and os.path.exists(previous.file_key):
@@ -198,19 +202,19 @@ def _save_chunk(
                 continue
         if previous is None:
             counted[file.key] = "new"
-        elif previous.content_hash != digest:
+        elif previous.content_hash != hashed:
             counted[file.key] = "updated"
         else:
             counted[file.key] = "unchanged"
-        if previous is None or previous.content_hash != digest or previous.file_key != file.key:
-            changed.append((item, file.key, digest))
-        known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, digest)
+        if previous is None or previous.content_hash != hashed or previous.file_key != file.key:
+            changed.append((item, file.key, hashed))
+        known[item.url] = StoredItem(item.url, file.path, file.key, item.modified, hashed)
     refused: dict[str, str] = {}
     try:
-        store.save(changed, stamps, forget, now)
+        store.save(changed, versions, forget, now)
     except DBAPIError:
         # One row the database refuses must not cost the whole chunk: again, a file at a time.
-        refused = store.save_each(changed, stamps, forget, now)
+        refused = store.save_each(changed, versions, forget, now)
     for file, result in stored:
         if file.key in refused:
             report.errors.append(

@@ -15,11 +15,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from syndicator.errors import ConfigError, Problem
+from syndicator.mail.messages import address
+
+if TYPE_CHECKING:
+    from syndicator.config.model import Config
 
 MIN_BITS = 2048
 
@@ -132,3 +137,12 @@ def sign(data: bytes, key: DkimKey) -> bytes:
     if "from" not in _present(data):
         raise dkim.ParameterError("a DKIM signature needs a From header")
     return _signature(data, key) + data
+
+
+def dkim_key(config: Config) -> DkimKey | None:
+    """The DKIM key `email.dkim` names, loaded and checked; None when signing is off."""
+    settings = config.email.dkim
+    if settings is None:
+        return None
+    domain = settings.domain or address(config.email.from_).domain
+    return load_key(config.resolve(settings.key), settings.selector, domain)

@@ -158,8 +158,8 @@ def address(text: str) -> Address:
 
 def message_id(digest_id: int, subscriber: str, sender: str) -> str:
     """A Message-ID that is the same every time this digest is delivered."""
-    digest = hashlib.sha256(subscriber.encode()).hexdigest()[:12]
-    return f"<digest.{digest_id}.{digest}@{address(sender).domain or 'syndicator.invalid'}>"
+    hashed = hashlib.sha256(subscriber.encode()).hexdigest()[:12]
+    return f"<digest.{digest_id}.{hashed}@{address(sender).domain or 'syndicator.invalid'}>"
 
 
 @dataclass(frozen=True, slots=True)

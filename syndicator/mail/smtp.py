@@ -47,7 +47,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from syndicator.mail.transports import Claim, Done, Outgoing, Result, RunStopped
+from syndicator.mail.transports import Claim, Done, OutboxTransport, Outgoing, Result, RunStopped, Transport
 
 if TYPE_CHECKING:
     from syndicator.config.model import Config
@@ -612,3 +612,10 @@ def _ssl_error(error: BaseException) -> ssl.SSLError | None:
 
 def _reply(error: SMTPResponseException) -> str:
     return f"{error.code} {' '.join(error.message.split())}"
+
+
+def transport_for(config: Config) -> Transport:
+    """The transport `email.transport` names."""
+    if config.email.transport == "smtp":
+        return SmtpTransport.from_config(config)
+    return OutboxTransport(config.resolve(config.email.outbox))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -485,14 +484,3 @@ def parse_file(path: Path | str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFA
             line=line,
         )
     return parse_bytes(data, name, zone)
-
-
-def item_files(paths: Iterable[Path]) -> list[Path]:
-    """The item files named by `paths`: files as given, directories searched for `*.txt`."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.txt") if p.is_file()))
-        else:
-            found.append(path)
-    return found

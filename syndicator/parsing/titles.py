@@ -10,17 +10,18 @@ choose between several forms (`a-amiens` → `à Amiens`, `appel-a-projets` → 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from functools import lru_cache
 from itertools import compress
+
+from syndicator import folding
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _TOKEN_SPLIT = re.compile(r"([^\W_]+(?:['’][^\W_]+)*)")
 # What may sit between two body words for them to count as neighbours in a title.
 _TIGHT = frozenset({" ", "-", " - ", "\u00a0", "'", "’"})
 _SENTENCE_END = frozenset(".!?\n")
-_LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "’": "", "'": ""})
+_APOSTROPHES = str.maketrans({"’": "", "'": ""})
 # Words that only start sentences in the body are lower-cased in a title when they are one of
 # these; any other word keeps its capital, as it is more likely a name than a common word.
 _FUNCTION_WORDS = frozenset(
@@ -64,9 +65,8 @@ _FUNCTION_WORDS = frozenset(
 
 @lru_cache(maxsize=65536)
 def fold(word: str) -> str:
-    """The slug form of a word: lower case, no accents, ligatures split, no apostrophes."""
-    decomposed = unicodedata.normalize("NFKD", word.translate(_LIGATURES).lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    """The slug form of a word: folded (`syndicator.folding`), without apostrophes."""
+    return folding.fold(word.translate(_APOSTROPHES))
 
 
 def _is_lowerable(word: str) -> bool:

@@ -42,10 +42,6 @@ class Erased:
     config_entry: bool = False
     counts: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def anything(self) -> bool:
-        return self.config_entry or any(self.counts.values())
-
     def summary(self) -> str:
         parts = ["config entry removed"] if self.config_entry else []
         parts += [f"{name}: {count}" for name, count in self.counts.items() if count]

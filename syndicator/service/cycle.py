@@ -17,12 +17,15 @@ from threading import Event
 
 from syndicator.bounces.mailbox import MailboxUnavailable
 from syndicator.bounces.reading import BounceReport, check_bounces
-from syndicator.config.model import Config, Frequency
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config
 from syndicator.config.subscribers import from_config
 from syndicator.db.ledger import Ledger
 from syndicator.db.store import Store
 from syndicator.db.tokens import secret_keys
-from syndicator.digests.send import Digests, SendReport, send_digests
+from syndicator.digests.run import DigestRun
+from syndicator.digests.send import send_digests
+from syndicator.digests.tally import SendReport
 from syndicator.feeds.build import FeedsReport, update_feeds
 from syndicator.ingest.reading import IngestReport, Progress, ingest
 from syndicator.privacy.retention import PurgeReport, purge
@@ -66,7 +69,7 @@ def _immediate_fingerprint(config: Config, store: Store) -> str:
     """What immediate digests depend on: the items, and who subscribes to them with what.
     While it stays the same and nothing waits in the ledger, there is nothing to send."""
     subscribers = [s for s in from_config(config) if s.frequency == "immediate"]
-    seen = f"{store.change_stamp()}|{subscribers!r}|{store.choices_stamp()}"
+    seen = f"{store.items_version()}|{subscribers!r}|{store.choices_version()}"
     return hashlib.sha256(seen.encode()).hexdigest()
 
 
@@ -117,11 +120,11 @@ def run_cycle(
         if store.get_state(_IMMEDIATE_KEY) == fingerprint and not Ledger(store).unfinished_counts():
             due.remove("immediate")  # nothing new since the last one: skip building anything
     if due:
-        digests = Digests(store, config, now=now)
+        digest_run = DigestRun(store, config, now=now)
         for frequency in due:
             if stop is not None and stop.is_set():
                 break
-            report = send_digests(digests, frequency=frequency, stop=stop)
+            report = send_digests(digest_run, frequency=frequency, stop=stop)
             sent[frequency] = report
             if report.stopped:
                 continue  # stopped half-way: still due, the next start resumes it

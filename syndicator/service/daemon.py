@@ -39,18 +39,18 @@ CONFIG_POLL = 1.0  # seconds between looks at config.yaml
 
 
 @dataclass(frozen=True, slots=True)
-class _FileStamp:
+class _ConfigVersion:
     inode: int
     mtime_ns: int
     size: int
 
 
-def _stamp(path: Path) -> _FileStamp | None:
+def _config_version(path: Path) -> _ConfigVersion | None:
     try:
         info = path.stat()
     except OSError:
         return None
-    return _FileStamp(info.st_ino, info.st_mtime_ns, info.st_size)
+    return _ConfigVersion(info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def _blank(path: Path) -> bool:
@@ -70,7 +70,7 @@ class Daemon:
         self.config_path, self.config, self.store = config_path, config, store
         self.stop = threading.Event()
         self._reload = threading.Event()
-        self._config_stamp = _stamp(config_path)
+        self._config_seen = _config_version(config_path)
         self._last_full: float | None = None
         self.watcher = ItemWatcher(config.items_path)
         self._signal: int | None = None
@@ -136,11 +136,11 @@ class Daemon:
         reading or applying the new file (problems in it, logged as `file:line: message`, or
         anything unforeseen, logged with its traceback), the last good config stays in use,
         its jobs on their times, and the daemon runs on."""
-        stamp = _stamp(self.config_path)
-        if not self._reload.is_set() and stamp == self._config_stamp:
+        version = _config_version(self.config_path)
+        if not self._reload.is_set() and version == self._config_seen:
             return
         self._reload.clear()
-        self._config_stamp = stamp  # a bad file is reported once, not every second
+        self._config_seen = version  # a bad file is reported once, not every second
         try:
             if _blank(self.config_path):
                 # Caught mid-save (`>` or an editor truncating before writing), or emptied by

@@ -23,7 +23,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from syndicator.config.crontab import cron_fields
-from syndicator.config.model import Config, Frequency
+from syndicator.config.frequencies import Frequency
+from syndicator.config.model import Config
 from syndicator.db.store import Store
 
 _SEARCH_LIMIT = 10_000  # wall times tried before giving up: a cron never needs nearly as many

@@ -1,4 +1,4 @@
-"""Taxonomy terms: their keys and slugs, the one name normaliser, and close spellings.
+"""Taxonomy terms: their keys and slugs (folded by `syndicator.folding`), and close spellings.
 
 Term names match whatever their case, accents or punctuation, so `Santé` and `sante` are one
 term; the key that says so is the term's slug, which is also its feed's file name. Slugs are
@@ -9,11 +9,11 @@ Which items a subscriber's terms let through is `syndicator.taxonomy.matching`.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
-_LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"})
+from syndicator.folding import fold
+
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -22,9 +22,7 @@ def slugify(name: str) -> str:
 
     Accents and ligatures fold to their letters; any other character that is not an ASCII
     letter or digit (typographic apostrophes and dashes included) separates words."""
-    decomposed = unicodedata.normalize("NFKD", name.translate(_LIGATURES))
-    kept = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
-    return _NOT_ALNUM.sub("-", kept).strip("-")
+    return _NOT_ALNUM.sub("-", fold(name)).strip("-")
 
 
 @lru_cache(maxsize=4096)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -53,6 +52,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from syndicator.folding import fold
 from syndicator.taxonomy.terms import is_close
 
 Level = Literal["region", "departement", "epci", "commune", "local"]
@@ -77,10 +77,6 @@ _EPCI_PREFIXES = {
 }
 _ARTICLE = re.compile(r"(de|du|des|d)\b", re.IGNORECASE)
 _QUALIFIED = re.compile(r"(?P<name>.+?)\s*\((?P<qualifier>[^()]+)\)")
-# Ligatures NFKD keeps whole, and punctuation that ASCII folding would drop without a space.
-_FOLD = str.maketrans(
-    {"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"} | dict.fromkeys("’‘‛ʼ´`«»“”‐‑‒–—―·\u00a0", " ")
-)
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 _LEVELS: Mapping[str, Level] = MappingProxyType({level: level for level in get_args(Level)})
@@ -97,9 +93,7 @@ _LEVEL_WORDS: Mapping[str, str] = MappingProxyType(
 
 def _label_key(label: str) -> str:
     """A label as matching sees it: lower-case ASCII words, without accents or punctuation."""
-    if not label.isascii():
-        label = unicodedata.normalize("NFKD", label.translate(_FOLD)).encode("ascii", "ignore").decode()
-    return _NOT_ALNUM.sub(" ", label.lower()).strip()
+    return _NOT_ALNUM.sub(" ", fold(label)).strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from starlette.datastructures import FormData
 
-from syndicator.config.model import Frequency
+from syndicator.config.frequencies import Frequency
 from syndicator.config.subscribers import Subscriber
 from syndicator.db.store import Store
 from syndicator.taxonomy.terms import slugify, term_key

@@ -28,9 +28,8 @@ from syndicator.config.model import Config
 from syndicator.db.schema import export_requests
 from syndicator.db.signups import LIMITS, Limit, Limits, RateLimited, client_ip, mailbox_key
 from syndicator.db.store import Store
-from syndicator.db.tokens import Signer
-from syndicator.digests.send import dkim_key
-from syndicator.mail.dkim import sign
+from syndicator.db.tokens import AddressTokens
+from syndicator.mail.dkim import dkim_key, sign
 from syndicator.mail.messages import address, addressed, to_bytes
 from syndicator.mail.transports import Outgoing
 from syndicator.privacy.export import export
@@ -43,7 +42,7 @@ KEEP = timedelta(days=1)  # the longest window of the limits
 
 def export_link(config: Config, keys: list[str], email: str) -> str:
     """The URL of the page that mails `email` its data."""
-    return f"{config.web.base_url.rstrip('/')}/export/{Signer(keys, 'export').sign(email)}"
+    return f"{config.web.base_url.rstrip('/')}/export/{AddressTokens(keys, 'export').seal(email)}"
 
 
 def record_request(store: Store, email: str, *, ip: str, now: datetime, limits: Limits = LIMITS) -> int:
@@ -81,8 +80,8 @@ def export_email(
     message["To"] = to
     message["Subject"] = f"Vos données personnelles — {title}"
     message["Date"] = format_datetime(now)
-    digest = hashlib.sha256(f"{email} {now.isoformat()}".encode()).hexdigest()[:12]
-    mid = f"<export.{number}.{digest}@{address(config.email.from_).domain or 'syndicator.invalid'}>"
+    hashed = hashlib.sha256(f"{email} {now.isoformat()}".encode()).hexdigest()[:12]
+    mid = f"<export.{number}.{hashed}@{address(config.email.from_).domain or 'syndicator.invalid'}>"
     message["Message-ID"] = mid
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(
@@ -114,7 +113,7 @@ def export_email(
 async def export_page(request: Request) -> Response:
     """Show (GET) the button, or mail (POST) the token's address its data."""
     state = web_state(request)
-    email = Signer(state.keys, "export").read(request.path_params["token"])
+    email = AddressTokens(state.keys, "export").open(request.path_params["token"])
     if email is None:
         raise PageError(400)
     if request.method != "POST":

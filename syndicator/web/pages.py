@@ -26,7 +26,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -194,8 +194,3 @@ def error_page(request: Request, status: int, title: str | None = None,
         {"status": status, "title": title or default[0], "message": message or default[1]},
         status=status,
     )
-
-
-def hidden(name: str, value: str) -> Markup:
-    """A hidden input, escaped."""
-    return Markup('<input type="hidden" name="{}" value="{}">').format(escape(name), escape(value))

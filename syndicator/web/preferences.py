@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import UNSUBSCRIBED, effective_subscriber, save_choice
+from syndicator.db.choices import UNSUBSCRIBED, save_choice
 from syndicator.db.ledger import Ledger
-from syndicator.db.tokens import Signer
+from syndicator.db.subscribers import effective_subscriber
+from syndicator.db.tokens import AddressTokens
 from syndicator.web.choices import FREQUENCY_LABELS, Chosen, choice_form, read_choice
 from syndicator.web.export import export_link
 from syndicator.web.pages import PageError, WebState, page, verified_form, web_state
@@ -47,8 +48,8 @@ def _current(state: WebState, email: str) -> _Current:
         email=email,
         subscriber=effective_subscriber(state.config, state.store, email),
         suppressed=suppressed[0] if suppressed else None,
-        preferences=f"{web}/preferences/{Signer(state.keys, 'preferences').sign(email)}",
-        unsubscribe=f"{web}/unsubscribe/{Signer(state.keys, 'unsubscribe').sign(email)}",
+        preferences=f"{web}/preferences/{AddressTokens(state.keys, 'preferences').seal(email)}",
+        unsubscribe=f"{web}/unsubscribe/{AddressTokens(state.keys, 'unsubscribe').seal(email)}",
         export=export_link(state.config, state.keys, email),
     )
 
@@ -96,7 +97,7 @@ async def _posted(request: Request, current: _Current, subscriber: Subscriber, f
 async def preferences(request: Request) -> Response:
     """Show (GET), search or save (POST) the preferences of the token's address."""
     state = web_state(request)
-    email = Signer(state.keys, "preferences").read(request.path_params["token"])
+    email = AddressTokens(state.keys, "preferences").open(request.path_params["token"])
     if email is None:
         raise PageError(400)
     current = await run_in_threadpool(_current, state, email)

@@ -47,7 +47,7 @@ from syndicator.db.signups import (
     forget_request,
     pending,
 )
-from syndicator.db.tokens import Signer
+from syndicator.db.tokens import AddressTokens
 from syndicator.mail.messages import UnsafeHeaders
 from syndicator.mail.transports import Outgoing, Result
 from syndicator.privacy.consent import Wording, archive, consent_wording
@@ -159,7 +159,7 @@ async def _mail(request: Request, signup: SignupRequest, typed: _Typed, chosen: 
     sent is forgotten (it neither counts nor lingers)."""
     state = web_state(request)
     web, subscribe_url = _urls(state)
-    confirm_url = f"{web}/subscribe/confirm/{ConfirmTokens(state.keys).sign(signup)}"
+    confirm_url = f"{web}/subscribe/confirm/{ConfirmTokens(state.keys).seal(signup)}"
 
     def build() -> Outgoing:
         message = confirmation_email(
@@ -207,7 +207,7 @@ def _outcome_page(request: Request, found: Confirmation) -> Response:
     if found.outcome == "expired":
         return page(request, "web/subscribe_expired.html", {"subscribe": subscribe_url, "hours": HOURS},
                     status=410)  # fmt: skip
-    preferences = f"{web}/preferences/{Signer(state.keys, 'preferences').sign(found.email)}"
+    preferences = f"{web}/preferences/{AddressTokens(state.keys, 'preferences').seal(found.email)}"
     context: dict[str, Any] = {"email": found.email, "already": found.outcome == "already",
                                "preferences": preferences, "chosen": None}  # fmt: skip
     if found.request is not None and found.outcome == "confirmed":
@@ -219,7 +219,7 @@ def _outcome_page(request: Request, found: Confirmation) -> Response:
 async def confirm_signup(request: Request) -> Response:
     """Show (GET) or do (POST) the confirmation of the token's sign-up."""
     state = web_state(request)
-    token = ConfirmTokens(state.keys).read(request.path_params["token"])
+    token = ConfirmTokens(state.keys).open(request.path_params["token"])
     if token is None:
         raise PageError(400)
     now = datetime.now(UTC)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
@@ -22,9 +21,9 @@ from jinja2 import Environment
 from syndicator.addresses import as_typed, on_the_wire
 from syndicator.config.model import Config
 from syndicator.db.signups import EXPIRY, SignupRequest
-from syndicator.digests.send import dkim_key, transport_for
-from syndicator.mail.dkim import sign
+from syndicator.mail.dkim import dkim_key, sign
 from syndicator.mail.messages import address, addressed, header_text, to_bytes
+from syndicator.mail.smtp import transport_for
 from syndicator.mail.transports import Outgoing, Result, RunStopped, Transport
 from syndicator.privacy.notice import notice
 from syndicator.templating import french_datetime
@@ -37,14 +36,6 @@ HTML_TEMPLATE = "signup_email.html"
 SEND_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class ConfirmationEmail:
-    """A confirmation email ready for a transport."""
-
-    message_id: str
-    data: bytes
-
-
 @lru_cache(maxsize=8)
 def _text_env(env: Environment) -> Environment:
     """`env` without HTML escaping, for the subject and the text part; its own template cache,
@@ -54,8 +45,8 @@ def _text_env(env: Environment) -> Environment:
 
 def message_id(request: SignupRequest, sender: str) -> str:
     """The Message-ID of a request's confirmation email."""
-    digest = hashlib.sha256(f"{request.subscriber.key} {request.created.isoformat()}".encode()).hexdigest()
-    return f"<signup.{request.id}.{digest[:12]}@{address(sender).domain or 'syndicator.invalid'}>"
+    hashed = hashlib.sha256(f"{request.subscriber.key} {request.created.isoformat()}".encode()).hexdigest()
+    return f"<signup.{request.id}.{hashed[:12]}@{address(sender).domain or 'syndicator.invalid'}>"
 
 
 def confirmation_email(

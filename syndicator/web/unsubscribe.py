@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from syndicator.db.choices import UNSUBSCRIBED
 from syndicator.db.ledger import Ledger
-from syndicator.db.tokens import Signer
+from syndicator.db.tokens import AddressTokens
 from syndicator.web.limits import read_form
 from syndicator.web.pages import PageError, page, verified_form, web_state
 
@@ -33,7 +33,7 @@ ONE_CLICK = b"List-Unsubscribe=One-Click"
 
 def token_address(request: Request) -> str:
     """The address the URL's unsubscribe token was made for; `PageError(400)` if it is not ours."""
-    email = Signer(web_state(request).keys, "unsubscribe").read(request.path_params["token"])
+    email = AddressTokens(web_state(request).keys, "unsubscribe").open(request.path_params["token"])
     if email is None:
         raise PageError(400)
     return email
@@ -74,9 +74,8 @@ async def unsubscribe(request: Request) -> Response:
     email = token_address(request)
     state = web_state(request)
     ledger = Ledger(state.store)
-    preferences = (
-        f"{state.config.web.base_url.rstrip('/')}/preferences/{Signer(state.keys, 'preferences').sign(email)}"
-    )
+    token = AddressTokens(state.keys, "preferences").seal(email)
+    preferences = f"{state.config.web.base_url.rstrip('/')}/preferences/{token}"
     context = {"email": masked(email), "preferences": preferences}
     if request.method in ("GET", "HEAD"):
         done = await run_in_threadpool(_suppressed, ledger, email)
