@@ -29,7 +29,7 @@ from syndicator.db.tokens import (
 )
 from syndicator.digests.send import dkim_key
 from syndicator.errors import ConfigError, Problem, StoreError
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 from syndicator.ingest.reading import IngestReport, parse_many, scan
 from syndicator.mail.messages import header_text, shows_as_written
 from syndicator.parsing.items import VOCABULARIES, ParsedItem
@@ -430,7 +430,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check(args.config)
     print_problems(report.problems)
     for hint in report.hints:
-        print(_("hint: {hint}").format(hint=hint), file=sys.stderr)
+        print(_("hint: {hint}").format(hint=shown(hint)), file=sys.stderr)
     if report.config is not None:
         state = _("OK") if report.ok else _("{count} problem(s)").format(count=len(report.problems))
         print(

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from syndicator.config.model import Config
 from syndicator.db.store import DIALECTS, Store
 from syndicator.errors import ConfigError, Problem
+from syndicator.i18n import shown
 
 if TYPE_CHECKING:
     from syndicator.ingest.reading import IngestReport
@@ -28,7 +29,7 @@ def local_time(moment: datetime, zone: ZoneInfo) -> str:
 
 def print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.translated(), file=sys.stderr)
 
 
 def database_ready(config: Config) -> None:
@@ -47,7 +48,7 @@ def open_store(config: Config) -> Store:
 def print_ingest_report(report: IngestReport) -> int:
     print_problems(report.warnings)
     print_problems(report.errors)
-    print(report.summary())
+    print(shown(report.summary()))
     return 1 if report.errors else 0
 
 

@@ -36,6 +36,7 @@ from syndicator.db.tokens import Signer, secret_keys
 from syndicator.digests.render import render_digest
 from syndicator.digests.select import Candidate, Digest, DigestLinks, Pool, build_digest, newest_first
 from syndicator.errors import SyndicatorError
+from syndicator.i18n import N_
 from syndicator.mail.dkim import DkimKey, load_key, sign
 from syndicator.mail.messages import Envelope, RenderedEmail, address, digest_bytes, message_id
 from syndicator.mail.smtp import SmtpTransport
@@ -70,11 +71,17 @@ class SendReport:
         return self.sent + self.empty + self.failed + self.suppressed + self.stopped
 
     def summary(self) -> str:
-        failed = f"failed {self.failed}"
+        failed = N_("failed {failed}", failed=self.failed)
         if self.failed:
-            failed += f" ({self.temporary} temporary, {self.failed - self.temporary} permanent)"
-        stopped = f", stopped before sending {self.stopped}" if self.stopped else ""
-        return f"sent {self.sent}, empty {self.empty}, {failed}, suppressed {self.suppressed}{stopped}"
+            failed = N_(
+                "failed {failed} ({temporary} temporary, {permanent} permanent)",
+                failed=self.failed, temporary=self.temporary, permanent=self.failed - self.temporary,
+            )  # fmt: skip
+        stopped = N_(", stopped before sending {stopped}", stopped=self.stopped) if self.stopped else ""
+        return N_(
+            "sent {sent}, empty {empty}, {failed}, suppressed {suppressed}{stopped}",
+            sent=self.sent, empty=self.empty, failed=failed, suppressed=self.suppressed, stopped=stopped,
+        )  # fmt: skip
 
 
 def dkim_key(config: Config) -> DkimKey | None:
@@ -652,44 +659,55 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
         if stamp is None:
             alike = [s.url for s in stamps if _url_key(s.url) == _url_key(url)]
             raise SyndicatorError(
-                f"no item with the URL {url} in the store",
-                hint=f"did you mean {alike[0]}?" if alike else (
+                N_("no item with the URL {url} in the store", url=url),
+                hint=N_("did you mean {url}?", url=alike[0]) if alike else N_(
                     "run 'syndicator ingest' first; 'syndicator parse FILE' shows an item's URL"
                 ),
             )  # fmt: skip
         candidate = Candidate(stamp.id, digests.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
     item, lines, ok = candidate.item, [], True
     for verdict in verdicts(digests.interests(subscriber), item, digests.hierarchy):
-        lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)
+        reason = verdict.reason
+        lines.append(
+            N_("passes: {reason}", reason=reason) if verdict.passed else N_("stops:  {reason}", reason=reason)
+        )
         ok = ok and verdict.passed
     suppressed = digests.ledger.suppressed().get(subscriber.key)
     if suppressed:
         ok = False
         reason, since = suppressed
-        lines.append(f"stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})")
+        lines.append(N_(
+            "stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})",
+            reason=reason, since=since,
+        ))  # fmt: skip
     sent = digests.ledger.sent_on(subscriber.key, candidate.id)
     if sent is not None:
         ok = False
-        lines.append(
-            f"stops:  already in digest {sent.message_id} of {sent.issued:%Y-%m-%d %H:%M} ({sent.state})"
-        )
+        lines.append(N_(
+            "stops:  already in digest {id} of {issued:%Y-%m-%d %H:%M} ({state})",
+            id=sent.message_id, issued=sent.issued, state=sent.state,
+        ))  # fmt: skip
     else:
         last = digests.lasts.get(subscriber.key)
         if last is not None and candidate.first_seen <= last.issued:
             ok = False
-            lines.append(
-                f"stops:  first seen {candidate.first_seen:%Y-%m-%d %H:%M}, before the last digest "
-                f"({last.issued:%Y-%m-%d %H:%M})"
-            )
+            lines.append(N_(
+                "stops:  first seen {seen:%Y-%m-%d %H:%M}, before the last digest ({last:%Y-%m-%d %H:%M})",
+                seen=candidate.first_seen, last=last.issued,
+            ))  # fmt: skip
         lookback = digests.config.email.lookback_days.days(subscriber.frequency)
         day = item.published or candidate.first_seen.date()
         oldest = digests.now.astimezone(PARIS).date() - timedelta(days=lookback)
         if day < oldest:
             ok = False
-            window = f"the {subscriber.frequency} look-back of {lookback} days"
-            lines.append(f"stops:  published {day:%Y-%m-%d}, outside {window}")
+            lines.append(N_(
+                "stops:  published {day:%Y-%m-%d}, outside the {frequency} look-back of {days} days",
+                day=day, frequency=subscriber.frequency, days=lookback,
+            ))  # fmt: skip
         else:
-            lines.append(f"passes: published {day:%Y-%m-%d}, within the {lookback}-day look-back")
+            lines.append(N_(
+                "passes: published {day:%Y-%m-%d}, within the {days}-day look-back", day=day, days=lookback
+            ))  # fmt: skip
     return ok, lines
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from syndicator.db.store import FileStamp, Store, StoredItem, content_hash
 from syndicator.errors import ItemError, Problem
+from syndicator.i18n import N_
 from syndicator.ingest.processes import forkserver
 from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file, pickled_by_fields
 
@@ -52,9 +53,10 @@ class IngestReport:
     warnings: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
-            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, {len(self.errors)} errors"
-        )
+        return N_(
+            "{new} new, {updated} updated, {unchanged} unchanged, {errors} errors",
+            new=self.new, updated=self.updated, unchanged=self.unchanged, errors=len(self.errors),
+        )  # fmt: skip
 
 
 def _walk(directory: str) -> Iterator[ItemFile]:
