@@ -500,6 +500,14 @@ def _message(error: Mapping[str, Any], model: type[BaseModel], data: Mapping[str
     return N_("{where}: {problem}", where=where, problem=_pydantic_text(error, value))
 
 
+def _either(expected: str) -> str:
+    """Pydantic's list of choices (`'a', 'b' or 'c'`), its `or` in the admin's language."""
+    choices = re.findall(r"'[^']*'", expected)
+    if len(choices) < 2:
+        return expected
+    return N_("{choices} or {last}", choices=", ".join(choices[:-1]), last=choices[-1])
+
+
 def _pydantic_text(error: Mapping[str, Any], value: Any) -> str:
     """Pydantic's message for one error, without its `Value error, ` prefix; a `Text` for the
     kinds an admin meets (a value not among the choices, not a number, too small)."""
@@ -509,7 +517,9 @@ def _pydantic_text(error: Mapping[str, Any], value: Any) -> str:
         return text_of(raised)
     kind = error["type"]
     if kind == "literal_error":
-        return N_("should be {expected}, not {value!r}", expected=context.get("expected"), value=value)
+        return N_(
+            "should be {expected}, not {value!r}", expected=_either(str(context.get("expected"))), value=value
+        )
     if kind == "int_parsing":
         return N_("should be a whole number, not {value!r}", value=value)
     if kind == "float_parsing":

@@ -665,7 +665,8 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
                 ),
             )  # fmt: skip
         candidate = Candidate(stamp.id, digests.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
-    item, lines, ok = candidate.item, [], True
+    item, ok = candidate.item, True
+    lines: list[str] = []
     for verdict in verdicts(digests.interests(subscriber), item, digests.hierarchy):
         reason = verdict.reason
         lines.append(

@@ -80,10 +80,12 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
                 info = os.stat(path)
                 found.append(ItemFile(path, os.path.abspath(path), FileStamp(info.st_size, info.st_mtime_ns)))
         except FileNotFoundError:
-            report.errors.append(Problem(path, None, "no such file or folder: put the item files there, or "
-                                         "point items.path in config.yaml at them"))  # fmt: skip
+            missing = N_(
+                "no such file or folder: put the item files there, or point items.path in config.yaml at them"
+            )
+            report.errors.append(Problem(path, None, missing))
         except OSError as exc:
-            report.errors.append(Problem(path, None, f"cannot read: {exc.strerror or exc}"))
+            report.errors.append(Problem(path, None, N_("cannot read: {why}", why=exc.strerror or exc)))
     return found
 
 
@@ -204,8 +206,13 @@ def _save_chunk(
                 Problem(
                     file.path,
                     result.source_line,
-                    f"same source URL as {previous.file}; {winner} is kept (later 'modifié le'), "
-                    f"{loser} is ignored",
+                    N_(
+                        "same source URL as {file}; {winner} is kept (later 'modifié le'), "
+                        "{loser} is ignored",
+                        file=previous.file,
+                        winner=winner,
+                        loser=loser,
+                    ),
                     "warning",
                 )
             )
@@ -233,7 +240,10 @@ def _save_chunk(
                 Problem(
                     file.path,
                     result.source_line,
-                    f"the database refused this item ({refused[file.key]}); the other files are stored",
+                    N_(
+                        "the database refused this item ({why}); the other files are stored",
+                        why=refused[file.key],
+                    ),
                 )
             )
         else:
