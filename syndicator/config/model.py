@@ -509,34 +509,38 @@ def _either(expected: str) -> str:
 
 
 def _pydantic_text(error: Mapping[str, Any], value: Any) -> str:
-    """Pydantic's message for one error, without its `Value error, ` prefix; a `Text` for the
-    kinds an admin meets (a value not among the choices, not a number, too small)."""
+    """Pydantic's message for one error, without its `Value error, ` prefix: a `Text` for our
+    validators' and for the kinds an admin meets (a value not among the choices, not a number,
+    out of bounds), English as pydantic words it."""
     context = error.get("ctx") or {}
     raised = context.get("error")
     if isinstance(raised, ValueError):  # one of our validators: its own words
         return text_of(raised)
-    kind = error["type"]
+    kind, message = error["type"], str(error["msg"])
+    text: str = message
     if kind == "literal_error":
-        return N_(
-            "should be {expected}, not {value!r}", expected=_either(str(context.get("expected"))), value=value
-        )
-    if kind == "int_parsing":
-        return N_("should be a whole number, not {value!r}", value=value)
-    if kind == "float_parsing":
-        return N_("should be a number, not {value!r}", value=value)
-    if kind == "bool_parsing":
-        return N_("should be true or false, not {value!r}", value=value)
-    if kind in ("greater_than_equal", "greater_than") and "ge" in context:
-        return N_("should be {limit} or more", limit=context["ge"])
-    if kind == "greater_than" and "gt" in context:
-        return N_("should be more than {limit}", limit=context["gt"])
-    if kind == "less_than_equal" and "le" in context:
-        return N_("should be {limit} or less", limit=context["le"])
-    if kind == "string_type":
-        return N_("should be text")
-    if kind == "list_type":
-        return N_("should be a list, in brackets: [a, b]")
-    return str(error["msg"]).removeprefix("Value error, ")
+        text = N_("Input should be {expected}", expected=_either(str(context.get("expected"))))
+    elif kind == "int_parsing":
+        text = N_("Input should be a valid integer, unable to parse string as an integer")
+    elif kind == "float_parsing":
+        text = N_("Input should be a valid number, unable to parse string as a number")
+    elif kind == "bool_parsing":
+        text = N_("Input should be a valid boolean, unable to interpret input")
+    elif kind == "greater_than_equal":
+        text = N_("Input should be greater than or equal to {limit}", limit=context.get("ge"))
+    elif kind == "greater_than":
+        text = N_("Input should be greater than {limit}", limit=context.get("gt"))
+    elif kind == "less_than_equal":
+        text = N_("Input should be less than or equal to {limit}", limit=context.get("le"))
+    elif kind == "string_type":
+        text = N_("Input should be a valid string")
+    elif kind == "list_type":
+        text = N_("Input should be a valid list")
+    if text != message:  # another version of pydantic, other words: its own, in English
+        text = message
+    if kind in ("literal_error", "int_parsing", "float_parsing", "bool_parsing"):
+        return N_("{problem}, not {value!r}", problem=text, value=value)
+    return text
 
 
 Located = tuple[Sequence[int | str], str]  # where in the document, and what is wrong there
