@@ -158,7 +158,7 @@ def test_the_daemons_log_stays_english_under_a_french_locale(
     with (tmp_path / "run.log").open("a", encoding="utf-8") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "syndicator", "run", "--config", str(config)],
-            stdout=log_file, stderr=log_file, cwd=tmp_path,
+            stdout=log_file, stderr=log_file, cwd=tmp_path, text=True,
         )  # fmt: skip
     try:
         wait_for(lambda: "job start:" in logged(config), "the start cycle")
