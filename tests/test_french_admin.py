@@ -209,3 +209,15 @@ def test_a_text_is_english_in_json_and_pickles_whole(french: None) -> None:
     assert str(again) == "no such day: 31/11/2021"
     assert shown(again) == f"ce jour n’existe pas{NBSP}: 31/11/2021"
     assert again.msgid == text.msgid and again.fields == text.fields
+
+
+@pytest.mark.sqlite_only
+def test_a_database_that_cannot_be_made_is_said_in_french(run: Run, project: Path, french: None) -> None:
+    """A SQLite file in a folder that does not exist: the problem at the `database:` line and
+    its hint are French."""
+    line = edit(project / "config.yaml", "database: sqlite:///", "database: sqlite:///nulle/part/")
+    result = run("check")
+    assert result.code == 1
+    assert f"config.yaml:{line}: database: le dossier " in result.err
+    assert "nulle/part n’existe pas, " in result.err
+    assert f"conseil{NBSP}: créez le dossier (mkdir -p " in result.err
