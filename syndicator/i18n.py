@@ -95,7 +95,10 @@ class Text(str):
             name: shown(value) if isinstance(value, str) else value for name, value in self.fields.items()
         }
         message = _(self.msgid) if self.msgid else ""  # gettext("") is the catalogue's header
-        return message.format(**fields) if fields else message
+        try:
+            return message.format(**fields) if fields else message
+        except (KeyError, IndexError, ValueError):  # a translation with a mistyped field: English
+            return self.msgid.format(**fields)
 
 
 def N_(message: str, **fields: Any) -> Text:

@@ -221,3 +221,18 @@ def test_a_database_that_cannot_be_made_is_said_in_french(run: Run, project: Pat
     assert f"config.yaml:{line}: database: le dossier " in result.err
     assert "nulle/part n’existe pas, " in result.err
     assert f"conseil{NBSP}: créez le dossier (mkdir -p " in result.err
+
+
+def test_each_translation_keeps_its_fields_and_their_formats() -> None:
+    """A French message has the same `{fields}` as its English, format included (`{value!r}`,
+    `{day:%Y-%m-%d}`): a field renamed in a translation would otherwise lose its value."""
+    with CATALOGUE.open("rb") as file:
+        catalogue = read_po(file, locale="fr")
+    fields = re.compile(r"(?<!\{)\{[^{}]*\}(?!\})")
+    differ = [
+        str(message.id)
+        for message in catalogue
+        if message.id and message.string
+        and sorted(fields.findall(str(message.id))) != sorted(fields.findall(str(message.string)))
+    ]  # fmt: skip
+    assert differ == []
