@@ -19,6 +19,7 @@ import gettext
 import io
 import os
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,13 @@ def N_(message: str, **fields: Any) -> Text:
     return Text(message, fields)
 
 
-def joined(separator: str, parts: list[str]) -> str:
-    """`separator.join(parts)`, a `Text` whose parts are shown translated."""
-    fields = {f"part{index}": part for index, part in enumerate(parts)}
-    return Text(separator.join(f"{{{name}}}" for name in fields), fields) if parts else ""
+def joined(separator: str, parts: Sequence[str]) -> str:
+    """`separator.join(parts)`, a `Text` whose parts (and separator, if a `Text`) are shown translated."""
+    fields: dict[str, Any] = {f"part{index}": part for index, part in enumerate(parts)}
+    fields["separator"] = separator
+    return (
+        Text("{separator}".join(f"{{part{index}}}" for index in range(len(parts))), fields) if parts else ""
+    )
 
 
 def text_of(error: BaseException) -> str:

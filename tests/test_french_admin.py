@@ -236,3 +236,20 @@ def test_each_translation_keeps_its_fields_and_their_formats() -> None:
         and sorted(fields.findall(str(message.id))) != sorted(fields.findall(str(message.string)))
     ]  # fmt: skip
     assert differ == []
+
+
+def test_forget_and_an_empty_bounce_mailbox_are_said_in_french(run: Run, project: Path, french: None) -> None:
+    """`subscribers forget` says what it erased in French; `bounces` on a Maildir not made yet
+    warns in French, at the Maildir's path."""
+    assert run("run", "--once").code == 0
+    erased = run("subscribers", "forget", "claire.martin@example.org")
+    assert erased.code == 0, erased.err
+    assert erased.out.startswith(
+        f"claire.martin@example.org effacée{NBSP}: entrée retirée de la configuration{NNBSP}; "
+        f"lettres{NBSP}: 1{NNBSP}; actualités des lettres{NBSP}: "
+    )
+    edit(project / "config.yaml", "  # bounces: {address", "  bounces: {address")
+    result = run("bounces")
+    assert result.code == 0, result.err
+    assert f"bounces: attention{NBSP}: pas encore de Maildir ici, rien à lire" in result.err
+    assert "définitifs 0, temporaires 0, plaintes 0, ignorés 0, non reconnus 0" in result.out

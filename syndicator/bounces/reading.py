@@ -219,9 +219,10 @@ def read_bounces(
 
 
 def _no_maildir_yet(path: Path) -> str:
-    return (
-        f"{path}: warning: no Maildir there yet, nothing to read (Postfix and Dovecot make it with "
-        "the first message they deliver; if none is on its way, check email.bounces.maildir)"
+    return N_(
+        "{path}: warning: no Maildir there yet, nothing to read (Postfix and Dovecot make it with "
+        "the first message they deliver; if none is on its way, check email.bounces.maildir)",
+        path=path,
     )
 
 

@@ -238,7 +238,7 @@ def _commit(source: _Source, text: str, old: Any, subscribers: list[Any]) -> Non
         parse_config(text, source.path, environment=False)
     except ConfigError as exc:
         raise ConfigError(
-            exc.problems(), hint=joined("; ", [part for part in (exc.hint, unchanged) if part])
+            exc.problems(), hint=joined(N_("; "), [part for part in (exc.hint, unchanged) if part])
         ) from None
     try:
         _replace(source, ((_BOM if source.bom else "") + text).encode("utf-8"))
