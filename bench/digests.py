@@ -30,7 +30,7 @@ Then, through the public API of `syndicator.digests.send`, it measures in this p
    only if the send needs more memory than everything before it (no target).
 
 Results are checked: for a seeded sample of 200 subscribers, an independent reading of
-DESIGN.md's matching and digest rules (every stored item in the subscriber's look-back whose
+The matching and digest rules of docs/architecture.md (every stored item in the subscriber's look-back whose
 thématiques, territoires — same place, below or above — and type meet each non-empty list) must
 give exactly the digest's items, newest first, at most 30 shown in sections, each shown link in
 both parts; `send_digests` must send one message per non-empty digest and the ledger must hold
@@ -103,7 +103,7 @@ CHILD_OPTION = "--memory-child"
 FREQUENCIES: tuple[tuple[Frequency, int], ...] = (
     ("immediate", 5), ("daily", 25), ("weekly", 50), ("monthly", 20),
 )  # fmt: skip
-# DESIGN.md's default look-backs, in days; the config leaves them at their defaults.
+# The default look-backs in days (docs/architecture.md, Digest rule); the config leaves them so.
 LOOKBACK: Mapping[str, int] = {"immediate": 2, "daily": 2, "weekly": 14, "monthly": 62}
 # How many terms of each vocabulary a subscriber follows, with weights: P(no interest) ≈ 7%.
 THEMATIQUE_COUNTS = ((0, 1, 2, 3), (30, 40, 20, 10))
@@ -393,7 +393,7 @@ def _places(labels: Sequence[str], hierarchy: Hierarchy) -> tuple[set[str], set[
 
 
 def oracle(item: NewsItem, profile: Profile, hierarchy: Hierarchy) -> bool:
-    """DESIGN.md's matching rule, written independently of syndicator.taxonomy.terms."""
+    """The matching rule of docs/architecture.md, written independently of syndicator.taxonomy.terms."""
     if profile.thematiques:
         wanted = {term_key(t) for t in profile.thematiques}
         if not wanted & {term_key(t.name) for t in item.thematiques}:
@@ -413,7 +413,7 @@ def oracle(item: NewsItem, profile: Profile, hierarchy: Hierarchy) -> bool:
 
 
 def expected_urls(items: Sequence[NewsItem], profile: Profile, hierarchy: Hierarchy) -> list[str]:
-    """DESIGN.md's digest rule on a fresh ledger: the matching items within the look-back."""
+    """The digest rule of docs/architecture.md on a fresh ledger: the matching items within the look-back."""
     oldest = NOW.date() - timedelta(days=LOOKBACK[profile.frequency])
     seen = INGESTED.astimezone(PARIS).date()
     return [i.url for i in items if (i.published or seen) >= oldest and oracle(i, profile, hierarchy)]

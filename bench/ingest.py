@@ -12,16 +12,8 @@ Then, through the project's own API (`Store.open`, `ingest`), it measures:
 2. a second ingest of the same folder, nothing changed (files/s; target ≥ 20,000 files/s);
 3. an ingest after one paragraph was changed in 1% of the files (wall time);
 4. the peak RSS of this process (`RUSAGE_SELF`; it includes the interpreter and the imports,
-   which the table also shows on their own) and of the child processes (`RUSAGE_CHILDREN`:
-   ingest parses in a forkserver pool when many files changed; target < 200 MB each).
-
-Workers are children of the forkserver, which lives until the interpreter exits; the kernel
-only counts a process's children in `RUSAGE_CHILDREN` once they have been reaped, so the
-forkserver is stopped (CPython's private `ForkServer._stop`) before that figure is read. Even
-then it is an upper bound: a process started by fork+exec, as the forkserver is, takes for its
-own peak the RSS its parent had at that moment. So a thread also samples the peak RSS (VmHWM in
-`/proc/<pid>/status`, Linux) of the living processes, and the table shows the largest parse
-worker's on its own line.
+   which the table also shows on their own; target < 200 MB). Files are parsed in this
+   process.
 
 It prints a table (measure, figure, target, OK/MISSED) and exits 0 whatever the speed; it
 exits 1 only when the results are wrong (the report's counts are not the expected ones).
@@ -36,7 +28,6 @@ Run from the project's root:
 from __future__ import annotations
 
 import argparse
-import multiprocessing.forkserver
 import os
 import random
 import re
@@ -44,7 +35,6 @@ import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import unicodedata
 from array import array
@@ -55,7 +45,7 @@ from functools import partial
 from pathlib import Path
 
 from syndicator.db.store import Store
-from syndicator.ingest.reading import PARALLEL_FROM, IngestReport, ingest
+from syndicator.ingest.reading import IngestReport, ingest
 
 SHIPPED_ITEMS = Path(__file__).resolve().parent.parent / "items"
 SEED = 20211119
@@ -332,79 +322,6 @@ def _max_rss_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # kilobytes on Linux
 
 
-def _status_kb(pid: int, key: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
-            return [int(p) for p in children.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-class ChildSampler(threading.Thread):
-    """Reads the peak RSS (VmHWM) of every descendant process while they live (Linux only).
-
-    Direct children are helpers (the forkserver, the resource tracker); the parse workers are
-    the forkserver's children."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        super().__init__(name="rss-sampler", daemon=True)
-        self.interval = interval
-        self.peak_kb: dict[int, tuple[int, int]] = {}  # pid: (depth, peak)
-        self._stop_event = threading.Event()
-
-    @property
-    def available(self) -> bool:
-        return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-
-    def sample(self) -> None:
-        pending = [(1, pid) for pid in _children(os.getpid())]
-        while pending:
-            depth, pid = pending.pop()
-            pending.extend((depth + 1, child) for child in _children(pid))
-            if (hwm := _status_kb(pid, "VmHWM")) is not None:
-                self.peak_kb[pid] = (depth, max(hwm, self.peak_kb.get(pid, (depth, 0))[1]))
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            self.sample()
-
-    def stop(self) -> tuple[float | None, float | None, int]:
-        """Stop sampling: the largest peak of a helper and of a worker in MB, and how many workers."""
-        self._stop_event.set()
-        self.join()
-        self.sample()
-        helpers = [kb for depth, kb in self.peak_kb.values() if depth == 1]
-        workers = [kb for depth, kb in self.peak_kb.values() if depth > 1]
-        return (
-            max(helpers) / 1024 if helpers else None,
-            max(workers) / 1024 if workers else None,
-            len(workers),
-        )
-
-
-def stop_forkserver() -> bool:
-    """Stop the forkserver so that it is reaped and its workers' peak RSS reaches RUSAGE_CHILDREN.
-
-    `ForkServer._stop` is what CPython's own tests use; it is private, hence the guard."""
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
-    stop = getattr(server, "_stop", None)
-    if not callable(stop):
-        return False
-    stop()
-    return True
-
-
 # --- the benchmark ---------------------------------------------------------------------------
 
 
@@ -475,9 +392,6 @@ def run(workdir: Path, count: int) -> Results:
     )
     del sizes
     rss_before = _max_rss_mb(resource.RUSAGE_SELF)
-    sampler = ChildSampler()
-    if sampler.available:
-        sampler.start()
 
     load_before = os.getloadavg()[0]
     with Store.open("sqlite:///" + str(workdir / "bench.db")) as store:
@@ -504,13 +418,7 @@ def run(workdir: Path, count: int) -> Results:
         )
         results.expect("items in the store after modifying", store.count_items(), count)
 
-    helper_mb, worker_mb, workers = sampler.stop() if sampler.available else (None, None, 0)
     rss_self = _max_rss_mb(resource.RUSAGE_SELF)
-    children_cpu = _cpu_seconds(resource.RUSAGE_CHILDREN)
-    forkserver_stopped = stop_forkserver()
-    rss_children = _max_rss_mb(resource.RUSAGE_CHILDREN)
-    # Only the first ingest parses enough files for workers; the others parse in this process.
-    workers_cpu = _cpu_seconds(resource.RUSAGE_CHILDREN) - children_cpu
 
     first_rate, second_rate = count / first, count / second
     results.rows += [
@@ -521,14 +429,7 @@ def run(workdir: Path, count: int) -> Results:
             f"≥ {TARGET_FIRST_ITEMS_PER_S:,.0f}",
             first_rate >= TARGET_FIRST_ITEMS_PER_S,
         ),
-        Row(
-            "  CPU a new item, this process (scan, first chunk, store)", f"{first_cpu / count * 1000:.3f} ms"
-        ),
-        Row(
-            "  CPU a new item, parse workers and forkserver"
-            + ("" if forkserver_stopped else " (forkserver still running: not counted)"),
-            f"{workers_cpu / count * 1e3:.3f} ms",
-        ),
+        Row("  CPU a new item (scan, parse, store)", f"{first_cpu / count * 1000:.3f} ms"),
         Row("  load average (1 min) before, after", f"{load_before:.2f}, {load_after:.2f}"),
         Row(f"second ingest, {count} unchanged", f"{second:.3f} s"),
         Row(
@@ -546,26 +447,7 @@ def run(workdir: Path, count: int) -> Results:
             rss_self < TARGET_RSS_MB,
         ),
         Row("  its peak before ingest (interpreter, imports, generation)", f"{rss_before:.1f} MB"),
-        Row(
-            "max RSS, child processes (RUSAGE_CHILDREN)"
-            + ("" if forkserver_stopped else ", forkserver still running: workers not counted"),
-            f"{rss_children:.1f} MB",
-            f"< {TARGET_RSS_MB:.0f} MB",
-            rss_children < TARGET_RSS_MB,
-        ),
     ]
-    # A process spawned by fork+exec starts its RUSAGE peak at its parent's RSS at that moment,
-    # so the figure above is at least this process's RSS when ingest started the forkserver.
-    if worker_mb is None:
-        results.rows.append(
-            Row(f"  no parse worker ran (ingest parses in-process below {PARALLEL_FROM} files)", "")
-        )
-    else:
-        results.rows.append(Row(f"  largest parse worker (VmHWM, {workers} sampled)", f"{worker_mb:.1f} MB"))
-    if helper_mb is not None:
-        results.rows.append(
-            Row("  largest helper (forkserver, resource tracker; VmHWM)", f"{helper_mb:.1f} MB")
-        )
     return results
 
 

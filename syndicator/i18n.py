@@ -87,7 +87,7 @@ class Text(str):
         text.fields = fields
         return text
 
-    def __reduce__(self) -> tuple[Any, ...]:  # a report crosses from ingest's worker processes
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied whole: its fields too
         return (Text, (self.msgid, self.fields))
 
     def translated(self) -> str:

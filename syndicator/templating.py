@@ -12,9 +12,10 @@ typographic apostrophes in the templates' own text (an extension, applied when t
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 from jinja2 import (
@@ -28,7 +29,7 @@ from jinja2 import (
 from jinja2.filters import do_wordwrap
 
 from syndicator.errors import Problem
-from syndicator.parsing.french_dates import PARIS
+from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.typography import Apostrophes, a, capfirst, de, french_day, french_time, typo
 
 
@@ -45,20 +46,21 @@ _PLAIN = Environment(autoescape=False)  # what cached wrapping runs in: plain te
 LOCALE = "fr_FR"
 
 
-def french_date(value: date | datetime | None, style: str = "long") -> str:
-    """`30 novembre 2021`, `1er mars 2022` (long), `mardi 30 novembre 2021` (full)."""
+def french_date(value: date | datetime | None, style: str = "long", *, zone: ZoneInfo = DEFAULT_ZONE) -> str:
+    """`30 novembre 2021`, `1er mars 2022` (long), `mardi 30 novembre 2021` (full); an instant
+    shows its day in `zone` (the site's)."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        value = value.astimezone(PARIS).date()
+        value = value.astimezone(zone).date()
     return french_day(value, style)
 
 
-def french_datetime(value: datetime | None) -> str:
-    """`vendredi 19 novembre 2021 à 9 h`, `lundi 1er mars 2021 à 14 h 30`."""
+def french_datetime(value: datetime | None, *, zone: ZoneInfo = DEFAULT_ZONE) -> str:
+    """`vendredi 19 novembre 2021 à 9 h`, `lundi 1er mars 2021 à 14 h 30`, in `zone` (the site's)."""
     if value is None:
         return ""
-    local = value.astimezone(PARIS)
+    local = value.astimezone(zone)
     return f"{french_day(local.date(), 'full')} à {french_time(local.time())}"
 
 
@@ -94,8 +96,9 @@ def cached_wordwrap(  # noqa: PLR0917 -- the positional signature of Jinja's wor
     return _wrapped(text, width, break_long_words, wrapstring, break_on_hyphens)
 
 
-def environment(override: Path | None) -> Environment:
-    """The template environment, looking in `override` first, then in the shipped templates."""
+def environment(override: Path | None, zone: ZoneInfo = DEFAULT_ZONE) -> Environment:
+    """The template environment, looking in `override` first, then in the shipped templates;
+    its date filters show instants in `zone` (the site's)."""
     folders = [override] if override is not None and override != SHIPPED else []
     loader = ChoiceLoader([FileSystemLoader([str(f) for f in folders]), FileSystemLoader(str(SHIPPED))])
     env = Environment(
@@ -105,7 +108,10 @@ def environment(override: Path | None) -> Environment:
         keep_trailing_newline=True,
         extensions=[Apostrophes],
     )
-    env.filters.update(french_date=french_date, french_datetime=french_datetime, french_size=french_size)
+    env.filters.update(
+        french_date=partial(french_date, zone=zone), french_datetime=partial(french_datetime, zone=zone)
+    )
+    env.filters.update(french_size=french_size)
     env.filters.update(typo=typo, de=de, a=a, capfirst=capfirst)
     env.filters["wordwrap"] = cached_wordwrap
     return env

@@ -398,7 +398,7 @@ def test_status_shows_the_rates_of_the_last_sends_and_warns(run: Run, tmp_path: 
 
 def test_one_run_over_every_fixture(run: Run, tmp_path: Path) -> None:
     """Every fixture at once, each come back to a subscriber's VERP address: the counts of the
-    README's formats, and each message in the folder its kind says."""
+    formats docs/bounces.md lists, and each message in the folder its kind says."""
     handler = Handler()
     with smtp_server(handler) as port:
         config = _project(tmp_path, port)

@@ -91,7 +91,7 @@ class Project:
 
 
 def oracle(item: NewsItem, interests: tuple[list[str], list[str], list[str]], hierarchy: Hierarchy) -> bool:
-    """DESIGN.md's matching rule, written independently of syndicator.taxonomy.terms."""
+    """The matching rule of docs/architecture.md, written independently of syndicator.taxonomy.terms."""
     thematiques, territoires, types = interests
     if thematiques and not {term_key(t) for t in thematiques} & {term_key(t.name) for t in item.thematiques}:
         return False

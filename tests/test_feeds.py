@@ -87,7 +87,7 @@ def test_every_feed_parses_back_and_holds_exactly_its_items(site: Site) -> None:
 
 
 def test_feed_files_match_the_layout(site: Site) -> None:
-    """Files sit where DESIGN.md says, with slugs ASCII, lower-case and hyphenated."""
+    """Files sit where docs/feeds.md says, with slugs ASCII, lower-case and hyphenated."""
     site.build()
     files = set(site.snapshot())
     assert {"all.rss", "all.atom", "index.opml", "index.html"} <= files

@@ -198,7 +198,7 @@ def test_every_french_message_has_french_typography() -> None:
 
 def test_a_text_is_english_in_json_and_pickles_whole(french: None) -> None:
     """A message built below the command line is its English string for logs and JSON, and
-    crosses a process boundary (the item readers' pool) with what it needs to be translated."""
+    pickles (to another process) with what it needs to be translated."""
     import pickle
 
     from syndicator.i18n import N_, shown

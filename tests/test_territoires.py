@@ -292,7 +292,8 @@ def test_an_ambiguous_child_under_a_parent_picks_the_homonym_there() -> None:
 
 
 def test_entries_agreeing_with_the_official_hierarchy_are_accepted_as_they_are() -> None:
-    """DESIGN.md's example entries restate the official hierarchy: no message, nothing moves."""
+    """The example entries of an early config.yaml restate the official hierarchy: no message,
+    nothing moves."""
     hierarchy, messages = load(
         {
             "Nord": "Région Hauts de France",

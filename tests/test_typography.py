@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from syndicator.parsing.french_dates import PARIS
+from syndicator.parsing.french_dates import DEFAULT_ZONE as PARIS
 from syndicator.templating import environment, french_date, french_datetime
 from syndicator.typography import (
     NBSP,

@@ -127,7 +127,7 @@ def privacy_problems(config: Config) -> list[Problem]:
         config.source, config.line_of(where),
         _("privacy: {keys} not set: the sign-up page, the emails and /confidentialite "
           "must say who holds the data and whom to ask (RGPD article 13); add them under privacy: "
-          "(see the README, Personal data)").format(keys=", ".join(missing)),
+          "(see docs/privacy.md)").format(keys=", ".join(missing)),
         "warning",
     )]  # fmt: skip
 
@@ -284,6 +284,7 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
     for index, subscriber in enumerate(config.subscribers):
         reason, since = suppressed.get(subscriber.email.strip().lower(), ("", None))
         if reason == UNSUBSCRIBED and since is not None:
+            since = since.astimezone(config.site.zone)
             problems.append(Problem(
                 config.source, config.line_of(["subscribers", index]),
                 _("{email} unsubscribed on {since:%Y-%m-%d} and receives nothing, listed here "

@@ -16,8 +16,8 @@ from syndicator.parsing.items import ParsedItem
 
 def cmd_parse(args: argparse.Namespace) -> int:
     failed = False
-    max_size = load_config(args.config).items.max_size
-    for result in parse_many(args.files, max_size):
+    config = load_config(args.config)
+    for result in parse_many(args.files, config.items.max_size, config.site.zone):
         if not isinstance(result, ParsedItem):
             print_problems(result.problems())
             failed = True
@@ -35,7 +35,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     paths = args.paths or [config.items_path]
     with open_store(config) as store, progress_bar(_("Ingesting")) as progress:
-        report = ingest(store, paths, progress=progress, max_size=config.items.max_size)
+        report = ingest(
+            store, paths, progress=progress, max_size=config.items.max_size, zone=config.site.zone
+        )
     return print_ingest_report(report)
 
 

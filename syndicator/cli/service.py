@@ -47,7 +47,10 @@ def cmd_purge(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with open_store(config) as store, RunnerLock(store, "purge", wait=args.wait, on_wait=waiting):
+    with (
+        open_store(config) as store,
+        RunnerLock(store, "purge", wait=args.wait, on_wait=waiting, zone=config.site.zone),
+    ):
         report = purge(config, store, utc_now())
     for line in report.lines():
         print(shown(line))
@@ -63,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return Daemon(config_path(args.config), config, store).serve()
     with (
         open_store(config) as store,
-        RunnerLock(store, "run --once"),
+        RunnerLock(store, "run --once", zone=config.site.zone),
         progress_bar(_("Ingesting")) as progress,
     ):
         report = run_cycle(config, store, progress=progress)

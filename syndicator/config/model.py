@@ -27,6 +27,7 @@ from syndicator.config.crontab import EXAMPLE, cron_fields
 from syndicator.config.imap import ImapSettings
 from syndicator.errors import ConfigError, Problem
 from syndicator.i18n import N_, joined, text_of
+from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import MAX_SIZE
 from syndicator.typography import apostrophes, with_article
 
@@ -57,7 +58,12 @@ class SiteConfig(_Section):
     base_url: str = "https://www.irev.fr"
     feeds_url: str = "https://www.irev.fr/feeds/"
     language: str = "fr"
-    timezone: str = "Europe/Paris"
+    timezone: str = DEFAULT_ZONE.key
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The site's zone: the item files' dates are in it, and every local day or time shown."""
+        return ZoneInfo(self.timezone)
 
     @property
     def title_article(self) -> str:
@@ -135,7 +141,7 @@ class BouncesConfig(_Section):
     # The VERP base: digests leave with the envelope sender `local+TOKEN@domain`. Unset: the
     # envelope sender stays email.from's address, and only recipients (not tokens) identify.
     address: str | None = None
-    maildir: Path = Path("bounces")  # the bounce mailbox, a Maildir (IMAP: see the README)
+    maildir: Path = Path("bounces")  # the bounce mailbox, a Maildir (IMAP: docs/bounces.md)
     soft_limit: int = Field(default=3, ge=1)  # soft failures within soft_days that suppress
     soft_days: int = Field(default=30, ge=1, le=3650)
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=10_000)  # a larger message is not read
@@ -224,7 +230,7 @@ class WebConfig(_Section):
 
 class RetentionConfig(_Section):
     """How long personal data is kept (RGPD article 5(1)(e)), applied by every refresh and by
-    `syndicator purge`; the README says why each default."""
+    `syndicator purge`; docs/privacy.md says why each default."""
 
     signup_requests_days: int = Field(default=30, ge=1)  # sign-up requests, confirmed or not
     consent_years: int = Field(default=3, ge=1)  # a consent proof, after the subscription ends

@@ -3,8 +3,8 @@
 `schema_version` holds the number of migrations applied. Opening a store applies the missing
 ones in order, in one transaction (syndicator/store.py): DDL included, on SQLite as on
 PostgreSQL, so a migration that fails half-way leaves the database at its old version.
-Datetimes are stored as naive UTC and come back aware, in Europe/Paris, the zone the items
-are written in.
+Datetimes are stored as naive UTC and come back aware, in UTC: the site's zone
+(`site.timezone`) is applied where a local day or time is shown or counted, not here.
 """
 
 from __future__ import annotations
@@ -32,11 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from syndicator.parsing.french_dates import PARIS
-
 
 class AwareDateTime(TypeDecorator[datetime]):
-    """An aware datetime, kept as naive UTC in the database and returned in Europe/Paris."""
+    """An aware datetime, kept as naive UTC in the database and returned aware, in UTC."""
 
     impl = DateTime
     cache_ok = True
@@ -49,7 +47,7 @@ class AwareDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC).astimezone(PARIS)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 metadata = MetaData()

@@ -58,6 +58,7 @@ from syndicator.db.schema import (
     terms,
 )
 from syndicator.errors import StoreError
+from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import VOCABULARIES, Attachment, NewsItem, Term, Vocabulary
 from syndicator.taxonomy.terms import slugify, term_key
 
@@ -112,6 +113,8 @@ class FileStamp:
     mtime_ns: int
 
 
+# The state key naming the zone the stored items' dates were read in.
+ZONE_KEY = "items.zone"
 # The dialects the store speaks: its upserts are written for these two.
 DIALECTS = ("sqlite", "postgresql")
 # The execution option that makes SQLite begin a transaction with BEGIN IMMEDIATE.
@@ -244,6 +247,21 @@ class Store:
         with self.engine.connect() as connection:
             rows = connection.execute(select(files.c.path, files.c.size, files.c.mtime_ns))
             return {path: FileStamp(size, mtime) for path, size, mtime in rows}
+
+    def read_in(self, zone: str) -> bool:
+        """Record that the item files are read in `zone` (the site's), and when the stored items
+        were read in another (Europe/Paris before this was recorded), forget every file read: their
+        dates are local times, so each file is read again by the next ingest that sees it. True
+        when they were forgotten."""
+        with self.engine.connect() as connection:
+            if (self._get_state(connection, ZONE_KEY) or DEFAULT_ZONE.key) == zone:
+                return False
+        with self.writing() as connection:
+            if (self._get_state(connection, ZONE_KEY) or DEFAULT_ZONE.key) == zone:
+                return False  # another ingest did it meanwhile
+            connection.execute(delete(files))
+            self._set_state(connection, ZONE_KEY, zone)
+            return True
 
     # --- items -----------------------------------------------------------------------------
 

@@ -320,7 +320,11 @@ class _Layout:
     inlined in its place on the page, and kept; an entry already kept is a single marker. Markers
     are HTML comments with a nonce no text can forge; they are gone from the result. The first
     digests that reuse kept entries are also rendered whole: should the two ever differ, this
-    template is rendered whole from then on."""
+    template is rendered whole from then on.
+
+    Kept for bench/digests.py's target (choosing and rendering 10,000 subscribers' digests in
+    under 20 s): 16.4 and 21.8 s with it (1.2–1.6 ms a digest rendered), 68.2 and 69.2 s
+    rendering every template whole (6.0–6.2 ms a digest), the same bytes for all 9,979 digests."""
 
     def __init__(self, env: Environment, template: Template) -> None:
         self.template = template

@@ -1,8 +1,8 @@
 """Which items each subscriber gets, as `Digest` values: pure functions, no I/O.
 
-The digest rule (DESIGN.md): the matching items a subscriber has never been sent, first seen by
-the store since their last digest, published within the look-back of their frequency; newest
-first, grouped by thématique, never an item twice, never an empty digest.
+The digest rule (docs/architecture.md, Digest rule): the matching items a subscriber has never
+been sent, first seen by the store since their last digest, published within the look-back of
+their frequency; newest first, grouped by thématique, never an item twice, never an empty digest.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from operator import itemgetter
+from zoneinfo import ZoneInfo
 
 from syndicator.config.subscribers import Subscriber
-from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
 from syndicator.taxonomy.terms import term_key
 
@@ -59,13 +59,14 @@ class Candidate:
     first_seen: datetime
 
 
-def _day(candidate: Candidate) -> date:
-    return candidate.item.published or candidate.first_seen.astimezone(PARIS).date()
+def _day(candidate: Candidate, zone: ZoneInfo) -> date:
+    """The candidate's publication day, else the day the store first saw it in `zone`."""
+    return candidate.item.published or candidate.first_seen.astimezone(zone).date()
 
 
-def newest_first(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Publication day, then when first seen, then URL, newest first."""
-    return sorted(candidates, key=lambda c: (_day(c), c.first_seen, c.item.url), reverse=True)
+def newest_first(candidates: Iterable[Candidate], zone: ZoneInfo) -> list[Candidate]:
+    """Publication day (the site's, `zone`), then when first seen, then URL, newest first."""
+    return sorted(candidates, key=lambda c: (_day(c, zone), c.first_seen, c.item.url), reverse=True)
 
 
 class Pool:
@@ -75,11 +76,13 @@ class Pool:
     first day (candidates being newest first, those inside it come first) and, only when they
     had a digest before, a filter on each remaining position; never a walk over every match."""
 
-    def __init__(self, candidates: Sequence[Candidate]) -> None:
+    def __init__(self, candidates: Sequence[Candidate], zone: ZoneInfo) -> None:
+        """`candidates` newest first in `zone`, the site's: its days are those the look-back counts."""
+        self.zone = zone
         self.items = [c.item for c in candidates]
         self._ids = [c.id for c in candidates]
         self._first_seen = [c.first_seen for c in candidates]
-        self._ages = [-_day(c).toordinal() for c in candidates]  # never decreasing
+        self._ages = [-_day(c, zone).toordinal() for c in candidates]  # never decreasing
         self._cuts: dict[date, int] = {}
 
     def choose(
@@ -93,8 +96,8 @@ class Pool:
     ) -> Sequence[int]:
         """The positions of a subscriber's next digest, from the positions (increasing) of the
         candidates matching their interests: never sent to them, first seen since their last
-        digest, published within the look-back; still newest first."""
-        oldest = now.astimezone(PARIS).date() - timedelta(days=lookback_days)
+        digest, published within the look-back (days of the site's zone); still newest first."""
+        oldest = now.astimezone(self.zone).date() - timedelta(days=lookback_days)
         cut = self._cuts.get(oldest)
         if cut is None:
             cut = self._cuts[oldest] = bisect_right(self._ages, -oldest.toordinal())

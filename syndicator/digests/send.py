@@ -42,7 +42,6 @@ from syndicator.mail.messages import Envelope, RenderedEmail, address, digest_by
 from syndicator.mail.smtp import SmtpTransport
 from syndicator.mail.transports import OutboxTransport, Outgoing, Result, Transport
 from syndicator.mail.verp import make_token, verp_address
-from syndicator.parsing.french_dates import PARIS
 from syndicator.parsing.items import NewsItem
 from syndicator.privacy.notice import notice
 from syndicator.taxonomy.matching import Interests, MatchIndex, matches, verdicts
@@ -108,7 +107,7 @@ class Digests:
     ) -> None:
         self.store, self.config, self.now = store, config, now
         self.ledger = Ledger(store)
-        self.env = env or environment(config.templates_path)
+        self.env = env or environment(config.templates_path, config.site.zone)
         self.privacy = notice(config)
         self.hierarchy, _ = Hierarchy.load(config.territoires)
         self.keys = keys = secret_keys(store)
@@ -118,7 +117,9 @@ class Digests:
         stamps = [s for s in store.item_stamps() if (s.published or s.first_seen.date()) >= oldest.date()]
         loaded = store.items_by_id(s.id for s in stamps)
         # Newest first once and for all: every digest keeps this order.
-        self.candidates = newest_first(Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps)
+        self.candidates = newest_first(
+            (Candidate(s.id, loaded[s.id], s.first_seen) for s in stamps), config.site.zone
+        )
         self.ids = {c.item.url: c.id for c in self.candidates}
         self.index = MatchIndex([c.item for c in self.candidates], self.hierarchy)
         self.lasts = self.ledger.lasts()
@@ -142,7 +143,7 @@ class Digests:
     @cached_property
     def pool(self) -> Pool:
         """The candidates laid out for choosing, once per run."""
-        return Pool(self.candidates)
+        return Pool(self.candidates, self.config.site.zone)
 
     def next_digest(self, subscriber: Subscriber) -> Digest | None:
         """The digest this subscriber would get now; None when nothing new matches."""
@@ -164,9 +165,10 @@ class Digests:
         up to email.max_items, as a digest (newest first); None when no item matches at all.
         For `digest preview` when nothing is new: what their digest looks like."""
         interests, wanted = self.interests(subscriber), self.config.email.max_items
+        zone = self.config.site.zone
         stamps = sorted(
             self.store.item_stamps(),
-            key=lambda s: (s.published or s.first_seen.astimezone(PARIS).date(), s.first_seen, s.url),
+            key=lambda s: (s.published or s.first_seen.astimezone(zone).date(), s.first_seen, s.url),
             reverse=True,
         )
         chosen: list[NewsItem] = []
@@ -208,7 +210,7 @@ class Digests:
             recipient=subscriber.email,
             recipient_name=subscriber.name,
             message_id=mid,
-            date=digest.issued,
+            date=digest.issued.astimezone(self.config.site.zone),  # the Date header in local time
             list_name=self.config.site.title,
             unsubscribe_url=unsubscribe or self.links(subscriber).unsubscribe,
         )
@@ -667,6 +669,7 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
         candidate = Candidate(stamp.id, digests.store.items_by_id([stamp.id])[stamp.id], stamp.first_seen)
     item, ok = candidate.item, True
     lines: list[str] = []
+    zone = digests.config.site.zone  # every day and time below is the site's
     for verdict in verdicts(digests.interests(subscriber), item, digests.hierarchy):
         reason = verdict.reason
         lines.append(
@@ -677,6 +680,7 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
     if suppressed:
         ok = False
         reason, since = suppressed
+        since = since.astimezone(zone)
         lines.append(N_(
             "stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})",
             reason=reason, since=since,
@@ -686,7 +690,7 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
         ok = False
         lines.append(N_(
             "stops:  already in digest {id} of {issued:%Y-%m-%d %H:%M} ({state})",
-            id=sent.message_id, issued=sent.issued, state=sent.state,
+            id=sent.message_id, issued=sent.issued.astimezone(zone), state=sent.state,
         ))  # fmt: skip
     else:
         last = digests.lasts.get(subscriber.key)
@@ -694,11 +698,11 @@ def explain(digests: Digests, subscriber: Subscriber, url: str) -> tuple[bool, l
             ok = False
             lines.append(N_(
                 "stops:  first seen {seen:%Y-%m-%d %H:%M}, before the last digest ({last:%Y-%m-%d %H:%M})",
-                seen=candidate.first_seen, last=last.issued,
+                seen=candidate.first_seen.astimezone(zone), last=last.issued.astimezone(zone),
             ))  # fmt: skip
         lookback = digests.config.email.lookback_days.days(subscriber.frequency)
-        day = item.published or candidate.first_seen.date()
-        oldest = digests.now.astimezone(PARIS).date() - timedelta(days=lookback)
+        day = item.published or candidate.first_seen.astimezone(zone).date()
+        oldest = digests.now.astimezone(zone).date() - timedelta(days=lookback)
         if day < oldest:
             ok = False
             lines.append(N_(

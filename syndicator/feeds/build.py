@@ -16,10 +16,11 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time
+from datetime import date, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 from markupsafe import Markup
@@ -29,7 +30,7 @@ from syndicator.db.store import ItemStamp, Store, StoredTerm
 from syndicator.feeds.xml import Channel, Entry, build_atom, build_rss
 from syndicator.files import public_folder, staged
 from syndicator.i18n import N_
-from syndicator.parsing.french_dates import PARIS
+from syndicator.parsing.french_dates import localize
 from syndicator.parsing.items import Vocabulary
 from syndicator.parsing.markup import is_web_url
 from syndicator.privacy.notice import notice
@@ -89,17 +90,21 @@ def _feeds_url(config: Config) -> str:
     return config.site.feeds_url.rstrip("/") + "/"
 
 
-def published_at(stamp: ItemStamp) -> datetime:
-    """When a feed says an item was published: its publication day, else when the store saw it."""
+def published_at(stamp: ItemStamp, zone: ZoneInfo) -> datetime:
+    """When a feed says an item was published, in `zone` (the site's): the start of its
+    publication day there, else when the store saw it."""
     if stamp.published is None:
-        return stamp.first_seen
-    return datetime.combine(stamp.published, time(0, 0), tzinfo=PARIS)
+        return stamp.first_seen.astimezone(zone)
+    return localize(stamp.published, None, zone)
 
 
-def _newest(stamps: Iterable[ItemStamp], limit: int) -> list[ItemStamp]:
-    """The `limit` newest items, newest first: publication day, then first seen, then URL."""
+def _newest(stamps: Iterable[ItemStamp], limit: int, zone: ZoneInfo) -> list[ItemStamp]:
+    """The `limit` newest items, newest first: publication day (the day the site saw them when
+    they have none), then first seen, then URL."""
     return heapq.nlargest(
-        limit, stamps, key=lambda s: (s.published or s.first_seen.date(), s.first_seen, s.url)
+        limit,
+        stamps,
+        key=lambda s: (s.published or s.first_seen.astimezone(zone).date(), s.first_seen, s.url),
     )
 
 
@@ -118,7 +123,8 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
         }[vocabulary]
     # French spaces (only where a space is already written: a term's own words stay as they are).
     title, description = french_text(title), french_text(description)
-    updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=PARIS))
+    zone = site.zone
+    updated = max((s.updated for s in entries), default=datetime(2000, 1, 1, tzinfo=zone)).astimezone(zone)
     return Channel(
         title=title,
         link=(term.url if term and term.url and is_web_url(term.url) else site.base_url),
@@ -134,11 +140,14 @@ def _channel(config: Config, stem: str, vocabulary: Vocabulary | None, term: Sto
     )
 
 
-def _signature(channel: Channel, entries: Sequence[ItemStamp]) -> str:
+def _signature(channel: Channel, entries: Sequence[ItemStamp], zone: ZoneInfo) -> str:
     data = [
         FORMAT,
         [str(getattr(channel, f.name)) for f in fields(channel)],
-        [[s.url, s.content_hash, published_at(s).isoformat(), s.updated.isoformat()] for s in entries],
+        [
+            [s.url, s.content_hash, published_at(s, zone).isoformat(), s.updated.astimezone(zone).isoformat()]
+            for s in entries
+        ],
     ]
     return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
 
@@ -147,7 +156,7 @@ def plan_feeds(
     config: Config, stamps: Sequence[ItemStamp], terms: dict[int, StoredTerm], slugs: dict[int, str]
 ) -> list[FeedPlan]:
     """Every feed the store calls for, in a stable order: everything, then each vocabulary."""
-    limit = config.feeds.max_items
+    limit, zone = config.feeds.max_items, config.site.zone
     members: dict[int, list[ItemStamp]] = {}
     for stamp in stamps:
         for term_id in stamp.term_ids:
@@ -155,7 +164,7 @@ def plan_feeds(
 
     def plan(stem: str, vocabulary: Vocabulary | None, term: StoredTerm | None,
              items: Sequence[ItemStamp]) -> FeedPlan:  # fmt: skip
-        entries = tuple(_newest(items, limit))
+        entries = tuple(_newest(items, limit, zone))
         channel = _channel(config, stem, vocabulary, term, entries)
         return FeedPlan(
             stem=stem,
@@ -165,7 +174,7 @@ def plan_feeds(
             entries=entries,
             count=len(items),
             latest=max((s.published for s in items if s.published), default=None),
-            signature=_signature(channel, entries),
+            signature=_signature(channel, entries, zone),
         )
 
     plans = [plan("all", None, None, stamps)] if stamps else []
@@ -238,8 +247,8 @@ def _settings_stamp(config: Config, env: Environment) -> str:
 
 def update_feeds(store: Store, config: Config, *, env: Environment | None = None) -> FeedsReport:
     """Bring the files under `feeds.output` in line with the store, touching only what changed."""
-    env = env or environment(config.templates_path)
-    output = config.feeds_path
+    env = env or environment(config.templates_path, config.site.zone)
+    output, zone = config.feeds_path, config.site.zone
     report = FeedsReport()
     known = store.feed_signatures()
     stamp = f"{store.change_stamp()}|{_settings_stamp(config, env)}"
@@ -267,7 +276,9 @@ def update_feeds(store: Store, config: Config, *, env: Environment | None = None
         if plan.stem not in stale:
             report.unchanged += len(plan.files)
             continue
-        entries = [Entry(loaded[s.id], published_at(s), s.updated) for s in plan.entries]
+        entries = [
+            Entry(loaded[s.id], published_at(s, zone), s.updated.astimezone(zone)) for s in plan.entries
+        ]
         documents = (build_rss(plan.channel, entries), build_atom(plan.channel, entries))
         for name, data in zip(plan.files, documents, strict=True):
             _count(report, name, write_atomic(output / name, data))

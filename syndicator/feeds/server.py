@@ -370,7 +370,7 @@ def feeds_index_path(config: Config) -> str:
 def not_found_page(config: Config) -> bytes:
     """The 404 page: `web/error.html` (admins' copy first) with a link to the feeds index."""
     title, message = NOT_FOUND
-    env = environment(config.templates_path)
+    env = environment(config.templates_path, config.site.zone)
     page = env.get_template("web/error.html").render(
         site=config.site, status=404, title=title, message=message, index=feeds_index_path(config),
         **static_page(config),

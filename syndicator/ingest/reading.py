@@ -1,7 +1,7 @@
 """Reading item files into the store: new items added, changed ones updated, the rest skipped.
 
 A file whose size and modification time are those recorded at its last reading is not read
-again. Files are parsed in worker processes when there are many. When two files carry the same
+again. Files are parsed in this process, a chunk at a time. When two files carry the same
 source URL, the one with the later `modifié le` wins (then the one whose path sorts last, so the
 outcome does not depend on the order files are read in) and a warning names both.
 """
@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import DBAPIError
 
 from syndicator.db.store import FileStamp, Store, StoredItem, content_hash
 from syndicator.errors import ItemError, Problem
 from syndicator.i18n import N_
-from syndicator.ingest.processes import forkserver
-from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file, pickled_by_fields
+from syndicator.parsing.french_dates import DEFAULT_ZONE
+from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file
 
 CHUNK = 512  # files decided and saved per transaction: bounds memory, keeps progress moving
-# From this many files to parse, worker processes: starting them takes about half a second,
-# which costs more than it saves below.
-PARALLEL_FROM = 1000
 _OLDEST = datetime.min.replace(tzinfo=UTC)
 
 Progress = Callable[[int, int], None]  # (files done, files in all)
@@ -89,55 +85,43 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
     return found
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A parsed file with the hash of its content, both made in a worker process."""
+    """A parsed file with the hash of its content."""
 
     result: ParsedItem
     digest: str
 
 
-def parse_one(path: str, max_size: int = MAX_SIZE) -> Parsed | ItemError:
-    """Parse a file, returning its error instead of raising it (so workers can send it back)."""
+def parse_one(path: str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE) -> Parsed | ItemError:
+    """Parse a file, its dates in `zone`, returning its error instead of raising it (the other
+    files go on)."""
     try:
-        parsed = parse_file(path, max_size)
+        parsed = parse_file(path, max_size, zone)
     except ItemError as exc:
         return exc
     return Parsed(parsed, content_hash(parsed.item))
 
 
 def parse_chunks(
-    chunks: Sequence[Sequence[str]], max_size: int = MAX_SIZE
+    chunks: Sequence[Sequence[str]], max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE
 ) -> Iterator[list[Parsed | ItemError]]:
-    """Parse chunks of files in order, in worker processes when there are many files.
+    """Parse chunks of files in order, their dates in `zone`, one chunk at a time, so that results
+    never pile up.
 
-    Workers run at most one chunk ahead of the caller, so results never pile up in memory
-    while the caller is busy saving the previous chunk."""
-    cores = os.cpu_count() or 1
-    # One worker more than cores: the main process mostly waits, saving a chunk now and then,
-    # and the extra worker keeps every core busy meanwhile (measured: about 12 % faster on 2).
-    workers = min(cores + 1, 5)
-    parse = partial(parse_one, max_size=max_size)
-    if sum(map(len, chunks)) < PARALLEL_FROM or cores < 2 or len(chunks) < 2:
-        for chunk in chunks:
-            yield [parse(path) for path in chunk]
-        return
-    context = forkserver()  # started: parse the first chunk here meanwhile rather than wait
-    first = [parse(path) for path in chunks[0]]
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        ahead = pool.map(parse, chunks[1], chunksize=16)
-        yield first
-        for chunk in chunks[2:]:
-            current = pool.map(parse, chunk, chunksize=16)
-            yield list(ahead)
-            ahead = current
-        yield list(ahead)
+    In this process: bench/ingest.py (a first ingest of 10,000 files, target ≥ 1,000 items/s)
+    gave a median of 998 items/s here and 866 through a pool of parse processes on the shared
+    2-core machine (six runs each; 1,400 against 1,496 in the quietest pair), the pool costing
+    a quarter more CPU an item and leaving a forkserver behind a killed run."""
+    for chunk in chunks:
+        yield [parse_one(path, max_size, zone) for path in chunk]
 
 
-def parse_many(paths: Sequence[str], max_size: int = MAX_SIZE) -> Iterator[ParsedItem | ItemError]:
-    """Parse files in order, in worker processes when there are many."""
-    for results in parse_chunks([paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)], max_size):
+def parse_many(
+    paths: Sequence[str], max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE
+) -> Iterator[ParsedItem | ItemError]:
+    """Parse files in order, their dates in `zone`."""
+    for results in parse_chunks([paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)], max_size, zone):
         yield from (r.result if isinstance(r, Parsed) else r for r in results)
 
 
@@ -152,12 +136,14 @@ def ingest(
     now: datetime | None = None,
     progress: Progress | None = None,
     max_size: int = MAX_SIZE,
+    zone: ZoneInfo = DEFAULT_ZONE,
 ) -> IngestReport:
-    """Read the item files under `paths` into `store` and say what changed; a file larger
-    than `max_size` bytes is an error."""
+    """Read the item files under `paths` into `store` and say what changed, their dates being
+    in `zone` (the site's); a file larger than `max_size` bytes is an error."""
     now = now or datetime.now(UTC)
     report = IngestReport()
     candidates = scan(paths, report)
+    store.read_in(zone.key)  # items read in another zone are read again
     stamps = store.file_stamps()
     to_read = [f for f in candidates if stamps.get(f.key) != f.stamp]
     report.unchanged += len(candidates) - len(to_read)
@@ -165,7 +151,7 @@ def ingest(
     if progress:
         progress(done, len(candidates))
     chunks = [to_read[start : start + CHUNK] for start in range(0, len(to_read), CHUNK)]
-    results = parse_chunks([[f.path for f in c] for c in chunks], max_size)
+    results = parse_chunks([[f.path for f in c] for c in chunks], max_size, zone)
     for chunk, parsed in zip(chunks, results, strict=True):
         _save_chunk(store, chunk, parsed, now, report)
         done += len(chunk)

@@ -21,7 +21,11 @@ header block, on two counts:
 List-Id...) is folded by the stdlib once, the values proper to each subscriber are written as
 they are when they are plain and short enough that folding leaves them so (else the stdlib
 folds them), and the parts are quoted-printable line by line with the stdlib's own encoder,
-each distinct line encoded once.
+each distinct line encoded once. Kept for `digest send`'s targets (bench/smtp.py: A2 no lower
+than 126–174 digests/s, B2 no lower than 99–113 msg/s; bench/rss2email.py at 0 ms, ≥ 1× rss2email
+and not met): median of three runs on the shared 2-core machine, with it and with the stdlib's
+message instead, A2 115 against 81 digests/s, B2 87 against 59 msg/s, and 1,000 one-item
+digests at 0 ms 153 against 90 msg/s.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Parsing of the French dates the source website writes, into Europe/Paris-aware values.
+"""Parsing of the French dates the source website writes, into values aware of the site's zone.
 
 Handles `Vendredi 19 novembre 2021 - 09:00`, `1er décembre 2021`, `05/04/2023 - 14:00`, times as
 `09:00`, `9h`, `9h30`, and ranges `Du ... au ...` where the start may omit what the end gives
 (year, month). Local times are resolved through zoneinfo: a time that does not exist (the hour
 skipped in spring) is read with the winter offset, an ambiguous one (the hour repeated in autumn)
-as its first occurrence, which is what the website's editors meant.
+as its first occurrence, which is what the website's editors meant. The website writes local
+dates: the zone is the site's (`site.timezone`), given by the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfo
 
 from syndicator.i18n import N_
 
-PARIS = ZoneInfo("Europe/Paris")
+# The zone `site.timezone` defaults to: the one place that names it. Callers with a config
+# pass the site's zone; this default serves library use without one.
+DEFAULT_ZONE = ZoneInfo("Europe/Paris")
 
 MONTHS = {
     "janvier": 1, "fevrier": 2, "février": 2, "mars": 3, "avril": 4, "mai": 5, "juin": 6,
@@ -90,11 +93,11 @@ def _to_date(parts: _Parts) -> date:
         ) from exc
 
 
-def localize(day: date, clock: time | None) -> datetime:
-    """`day` at `clock` (midnight when None) in Europe/Paris, normalised to a real instant."""
+def localize(day: date, clock: time | None, zone: ZoneInfo = DEFAULT_ZONE) -> datetime:
+    """`day` at `clock` (midnight when None) in `zone`, normalised to a real instant."""
     naive = datetime.combine(day, clock or time(0, 0))
     # Going through UTC turns a time skipped in spring into the instant the wall clock showed.
-    return naive.replace(tzinfo=PARIS).astimezone(UTC).astimezone(PARIS)
+    return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
 
 
 def parse_date(text: str) -> date:
@@ -102,18 +105,18 @@ def parse_date(text: str) -> date:
     return _to_date(_parts(_clean(text)))
 
 
-def parse_datetime(text: str) -> datetime:
-    """A date with an optional time, such as `Vendredi 19 novembre 2021 - 09:00`."""
+def parse_datetime(text: str, zone: ZoneInfo = DEFAULT_ZONE) -> datetime:
+    """A date with an optional time, such as `Vendredi 19 novembre 2021 - 09:00`, in `zone`."""
     parts = _parts(_clean(text))
-    return localize(_to_date(parts), parts.clock)
+    return localize(_to_date(parts), parts.clock, zone)
 
 
-def parse_event(text: str) -> tuple[datetime, datetime | None]:
-    """An event's `Dates:` value: one date, or a `Du ... au ...` range giving start and end."""
+def parse_event(text: str, zone: ZoneInfo = DEFAULT_ZONE) -> tuple[datetime, datetime | None]:
+    """An event's `Dates:` value in `zone`: one date, or a `Du ... au ...` range giving start and end."""
     cleaned = _clean(text)
     match = _RANGE.match(cleaned)
     if match is None:
-        return parse_datetime(cleaned), None
+        return parse_datetime(cleaned, zone), None
     end_text, start_text = match["end"], match["start"]
     end = _parts(end_text)
     end_day = _to_date(end)
@@ -125,13 +128,13 @@ def parse_event(text: str) -> tuple[datetime, datetime | None]:
     if start.year is None and start_day > end_day:
         # "Du 28 décembre au 3 janvier 2023": the start lies in the previous year.
         start_day = start_day.replace(year=start_day.year - 1)
-    start_at = localize(start_day, start.clock)
-    end_at = localize(end_day, end.clock)
+    start_at = localize(start_day, start.clock, zone)
+    end_at = localize(end_day, end.clock, zone)
     if end_at < start_at:
         raise DateSyntaxError(N_("the event ends before it starts"))
     return start_at, end_at
 
 
-def parse_modified(text: str) -> datetime:
-    """The `modifié le dd/mm/yyyy - hh:mm` stamp of the source URL line."""
-    return parse_datetime(text)
+def parse_modified(text: str, zone: ZoneInfo = DEFAULT_ZONE) -> datetime:
+    """The `modifié le dd/mm/yyyy - hh:mm` stamp of the source URL line, in `zone`."""
+    return parse_datetime(text, zone)

@@ -15,14 +15,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 from syndicator.errors import ItemError, Problem
 from syndicator.i18n import N_, text_of
-from syndicator.parsing.french_dates import DateSyntaxError, parse_date, parse_event, parse_modified
+from syndicator.parsing.french_dates import (
+    DEFAULT_ZONE,
+    DateSyntaxError,
+    parse_date,
+    parse_event,
+    parse_modified,
+)
 from syndicator.parsing.markup import absolute, is_script_url, is_web_url, render, resolve_links, summarize
 from syndicator.parsing.titles import restore_title
 
@@ -31,23 +37,8 @@ from syndicator.parsing.titles import restore_title
 MAX_SIZE = 2 * 1024 * 1024
 Vocabulary = Literal["thematiques", "territoires", "types"]
 VOCABULARIES: tuple[Vocabulary, ...] = ("thematiques", "territoires", "types")
-_Class = TypeVar("_Class", bound=type)
 
 
-def pickled_by_fields(cls: _Class) -> _Class:
-    """Pickle a slotted dataclass as its class and field values. Parse workers send every item
-    to the main process; the dataclass default looks the fields up on each object, at twice
-    the cost on both sides."""
-    values = attrgetter(*cls.__dict__["__slots__"])
-
-    def reduce(self: object) -> tuple[type, tuple[Any, ...]]:
-        return cls, values(self)
-
-    cls.__reduce__ = reduce  # type: ignore[assignment,method-assign]
-    return cls
-
-
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Term:
     """A taxonomy term as an item names it, with the URL of its page on the website."""
@@ -57,7 +48,6 @@ class Term:
     url: str | None = None
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A downloadable file attached to an item."""
@@ -67,10 +57,9 @@ class Attachment:
     mime_type: str | None = None
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class NewsItem:
-    """One news item, as parsed from its file. Datetimes are aware, in Europe/Paris."""
+    """One news item, as parsed from its file. Datetimes are aware, in the site's zone."""
 
     url: str
     file: str
@@ -97,7 +86,7 @@ class NewsItem:
         return ((self.type,) if self.type else ()) + self.thematiques + self.territoires
 
     def to_json(self) -> dict[str, Any]:
-        """The item in the shape `syndicator parse --json` prints (see DESIGN.md)."""
+        """The item in the shape `syndicator parse --json` prints (docs/architecture.md, JSON shapes)."""
         return {
             "id": self.url,
             "url": self.url,
@@ -118,7 +107,6 @@ class NewsItem:
         }
 
 
-@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ParsedItem:
     """A parsed item with the warnings about fields that were present but could not be read."""
@@ -324,7 +312,7 @@ def _terms(vocabulary: Vocabulary, footer: _Footer, links: dict[int, str], base:
     return tuple(unique.values())
 
 
-def _source(footer: _Footer) -> tuple[str, datetime | None]:
+def _source(footer: _Footer, zone: ZoneInfo) -> tuple[str, datetime | None]:
     if "source" not in footer.values:
         raise ItemError(
             N_(
@@ -346,7 +334,7 @@ def _source(footer: _Footer) -> tuple[str, datetime | None]:
     modified = None
     if stamp := (match["modified"] or "").strip():
         try:
-            modified = parse_modified(stamp)
+            modified = parse_modified(stamp, zone)
         except DateSyntaxError as exc:
             footer.warn(
                 number, N_("modification date ignored: {why} (expected dd/mm/yyyy - hh:mm)", why=text_of(exc))
@@ -410,8 +398,9 @@ def _slug(url: str) -> str:
     return unquote(segments[-1]).rsplit(".", 1)[0] if segments else ""
 
 
-def parse_text(text: str, path: str) -> ParsedItem:
-    """Parse the text of one item file; raise `ItemError` if it is not an item."""
+def parse_text(text: str, path: str, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedItem:
+    """Parse the text of one item file, its dates being in `zone` (the site's); raise
+    `ItemError` if it is not an item."""
     lines = _normalize(text)
     if not "".join(lines).strip():
         raise ItemError(N_("empty file, not an item"), path=path, line=1)
@@ -431,7 +420,7 @@ def parse_text(text: str, path: str) -> ParsedItem:
             continue
         if not footer.take(index + 1, line) and not _is_cruft(line, links):
             body.append(line)
-    url, modified = _source(footer)
+    url, modified = _source(footer, zone)
     source_line = footer.values["source"][0]
 
     rendered = render(resolve_links("\n".join(body), links, url), url)
@@ -453,7 +442,7 @@ def parse_text(text: str, path: str) -> ParsedItem:
     if "dates" in footer.values:
         number, match = footer.values["dates"]
         try:
-            event_start, event_end = parse_event(match["value"])
+            event_start, event_end = parse_event(match["value"], zone)
         except DateSyntaxError as exc:
             footer.warn(number, N_("event date ignored: {why}", why=text_of(exc)))
     if "published" in footer.values:
@@ -489,14 +478,15 @@ def parse_text(text: str, path: str) -> ParsedItem:
     return ParsedItem(item, tuple(footer.warnings), source_line)
 
 
-def parse_bytes(data: bytes, path: str) -> ParsedItem:
-    """Parse the raw bytes of one item file."""
-    return parse_text(decode(data, path), path)
+def parse_bytes(data: bytes, path: str, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedItem:
+    """Parse the raw bytes of one item file, its dates being in `zone`."""
+    return parse_text(decode(data, path), path, zone)
 
 
-def parse_file(path: Path | str, max_size: int = MAX_SIZE) -> ParsedItem:
-    """Read and parse one item file; raise `ItemError` naming it when it is not an item, or
-    when it is larger than `max_size` bytes (read no further than that)."""
+def parse_file(path: Path | str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedItem:
+    """Read and parse one item file, its dates being in `zone` (the site's); raise `ItemError`
+    naming it when it is not an item, or when it is larger than `max_size` bytes (read no
+    further than that)."""
     name = str(path)
     try:
         with open(path, "rb") as file:  # not Path.read_bytes: a Path costs more than the read
@@ -514,7 +504,7 @@ def parse_file(path: Path | str, max_size: int = MAX_SIZE) -> ParsedItem:
             path=name,
             line=line,
         )
-    return parse_bytes(data, name)
+    return parse_bytes(data, name, zone)
 
 
 def item_files(paths: Iterable[Path]) -> list[Path]:

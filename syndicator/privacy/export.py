@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -36,8 +35,9 @@ from syndicator.privacy.consent import archived
 Section = Callable[[Config, Store, str], Any]
 
 
-def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+def _when(config: Config, moment: datetime | None) -> str | None:
+    """A stored instant as the export gives it: ISO 8601 in the site's zone."""
+    return None if moment is None else moment.astimezone(config.site.zone).isoformat()
 
 
 def _forms(store: Store, column: Any, address: str) -> list[str]:
@@ -84,9 +84,9 @@ def web_choices(config: Config, store: Store, address: str) -> Any:
         return [
             {
                 **_choices(row),
-                "updated": _when(row.updated),
+                "updated": _when(config, row.updated),
                 "consent": None if row.consent_at is None else {
-                    "at": _when(row.consent_at),
+                    "at": _when(config, row.consent_at),
                     "ip": row.consent_ip,
                     "wording_version": row.consent_wording,
                     "wording": archived(store, row.consent_wording) if row.consent_wording else None,
@@ -112,9 +112,9 @@ def signups(config: Config, store: Store, address: str) -> Any:
                 "ip": row.ip,
                 "wording_version": row.consent_wording,
                 "notice_version": row.consent_notice,
-                "created": _when(row.created),
-                "expires": _when(row.expires),
-                "confirmed": _when(row.confirmed),
+                "created": _when(config, row.created),
+                "expires": _when(config, row.expires),
+                "confirmed": _when(config, row.confirmed),
             }
             for row in rows
         ]
@@ -131,7 +131,7 @@ def suppression(config: Config, store: Store, address: str) -> Any:
         detail = connection.execute(
             select(suppressions.c.detail).where(suppressions.c.subscriber.in_(forms))
         ).scalar()
-    return {"reason": reason, "since": _when(since), "detail": detail}
+    return {"reason": reason, "since": _when(config, since), "detail": detail}
 
 
 def digests_sent(config: Config, store: Store, address: str) -> Any:
@@ -153,10 +153,10 @@ def digests_sent(config: Config, store: Store, address: str) -> Any:
             carried.setdefault(digest_id, []).append({"url": url, "title": title})
     return [
         {
-            "issued": _when(row.issued),
+            "issued": _when(config, row.issued),
             "frequency": row.frequency,
             "state": row.state,
-            "sent_at": _when(row.sent_at),
+            "sent_at": _when(config, row.sent_at),
             "items": carried.get(row.id, []),
         }
         for row in rows
@@ -172,7 +172,7 @@ def bounce_reports(config: Config, store: Store, address: str) -> Any:
         ).all()
     return [
         {
-            "received": _when(row.received),
+            "received": _when(config, row.received),
             "kind": row.kind,
             "status": row.status,
             "diagnostic": row.diagnostic,
@@ -197,5 +197,5 @@ def export(config: Config, store: Store, address: str, *, now: datetime) -> dict
     found = {name: read(config, store, address) for name, read in SECTIONS}
     if not any(found.values()):
         return None
-    exported = now.astimezone(ZoneInfo(config.site.timezone))  # as the stored dates are given
+    exported = now.astimezone(config.site.zone)  # as the stored dates are given
     return {"address": address.strip(), "exported": exported.isoformat(timespec="seconds"), **found}

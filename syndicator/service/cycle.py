@@ -97,14 +97,16 @@ def run_cycle(
     `changed` names the item files that changed since the last cycle (the daemon's watcher);
     None scans the whole `items.path`. Once `stop` is set, no further digest is started."""
     now = now or datetime.now(UTC)
-    max_size = config.items.max_size
+    max_size, zone = config.items.max_size, config.site.zone
     if changed is None:
-        ingested = ingest(store, [config.items_path], now=now, progress=progress, max_size=max_size)
+        ingested = ingest(
+            store, [config.items_path], now=now, progress=progress, max_size=max_size, zone=zone
+        )
     else:
         present = [path for path in changed if os.path.isfile(path)]  # removed files keep their items
         ingested = IngestReport()
         if present:
-            ingested = ingest(store, present, now=now, progress=progress, max_size=max_size)
+            ingested = ingest(store, present, now=now, progress=progress, max_size=max_size, zone=zone)
     feeds = update_feeds(store, config)
     # Before the digests: an address that bounced or complained gets none of them.
     bounces, bounce_error = _bounces(config, store, now)

@@ -199,7 +199,8 @@ class Daemon:
     def serve(self) -> int:
         """Run until SIGTERM or SIGINT; 0 on a clean stop. Raises `LockHeld` when another
         runner holds the store."""
-        with RunnerLock(self.store, "run", on_lost=self.stop.set):  # lost: the jobs stop
+        zone = self.config.site.zone  # the refusal's times are the site's
+        with RunnerLock(self.store, "run", on_lost=self.stop.set, zone=zone):  # lost: the jobs stop
             signal.signal(signal.SIGTERM, self._on_stop)
             signal.signal(signal.SIGINT, self._on_stop)
             signal.signal(signal.SIGHUP, self._on_hup)

@@ -76,10 +76,12 @@ class RunnerLock:
         on_lost: Callable[[], None] | None = None,
         wait: float = 0.0,
         on_wait: Callable[[Holder | None], None] | None = None,
+        zone: tzinfo | None = None,
     ) -> None:
         """`wait`: seconds to wait for a lock another runner holds before `LockHeld` (0: do not
-        wait); `on_wait` is told once, with the holder, when waiting starts."""
-        self.store, self.command, self.on_lost = store, command, on_lost
+        wait); `on_wait` is told once, with the holder, when waiting starts; `zone`: the site's,
+        that the refusal gives the holder's start in (the machine's own when None)."""
+        self.store, self.command, self.on_lost, self.zone = store, command, on_lost, zone
         self.wait, self.on_wait = wait, on_wait
         self._file: IO[bytes] | None = None
         self._connection: Connection | None = None
@@ -119,13 +121,14 @@ class RunnerLock:
             value = self.store.get_state(KEY)
             holder = _read(value) if value else None
             raise LockHeld(
-                "another syndicator runs on this store" + (f": {holder.describe()}" if holder else ""),
-                hint="stop it first, or wait for it to finish (see the README: one runner)",
+                "another syndicator runs on this store"
+                + (f": {holder.describe(self.zone)}" if holder else ""),
+                hint="stop it first, or wait for it to finish (see docs/deploying.md: one runner per store)",
             )
         previous = self.store.get_state(KEY)
         gone = _read(previous) if previous else None
         if gone is not None:
-            log.warning("taking over the lock of a runner that is gone: %s", gone.describe())
+            log.warning("taking over the lock of a runner that is gone: %s", gone.describe(self.zone))
         mine = Holder(os.getpid(), socket.gethostname(), datetime.now(UTC).isoformat(), self.command)
         self._value = json.dumps(asdict(mine))
         self.store.set_state(KEY, self._value)

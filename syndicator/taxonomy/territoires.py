@@ -31,7 +31,7 @@ Admins extend the hierarchy with config.yaml's `territoires:` mapping, `child: p
 - an ambiguous child under a parent that holds exactly one of its candidates
   (`Fleury: Oise`) makes the bare name mean that candidate.
 
-Matching (DESIGN.md, "Matching rule") uses `Hierarchy.related`: a place, everything above it
+Matching (docs/architecture.md, "Matching rule") uses `Hierarchy.related`: a place, everything above it
 and everything below it. Above a commune are its EPCI, its own département (the first two
 digits of its INSEE code) and the région. Above an EPCI are the département of its seat (its
 `parent`) and every other département holding one of its communes, then the région: so a

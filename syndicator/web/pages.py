@@ -89,7 +89,7 @@ class WebState:
         return cls(
             config=config,
             store=store,
-            env=environment(config.templates_path),
+            env=environment(config.templates_path, config.site.zone),
             hierarchy=hierarchy,
             keys=keys,
             csrf=URLSafeSerializer(keys, salt="syndicator.csrf"),

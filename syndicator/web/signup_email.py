@@ -72,7 +72,7 @@ def confirmation_email(
         "confirm_url": confirm_url,
         "subscribe_url": subscribe_url,
         "hours": int(EXPIRY.total_seconds() // 3600),
-        "expires": french_datetime(request.expires),
+        "expires": french_datetime(request.expires, zone=config.site.zone),
         "frequency": FREQUENCY_LABELS[subscriber.frequency],
         "thematiques": subscriber.thematiques,
         "territoires": subscriber.territoires,
