@@ -9,14 +9,50 @@ accepted, but only a relay offering SMTPUTF8 (RFC 6531) can carry it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
+from syndicator.i18n import N_
+
 
 class AddressError(ValueError):
-    """Not an address mail can be sent to; the message says why, in English."""
+    """Not an address mail can be sent to; the message says why, in English (a `Text` the
+    command line shows in the admin's language)."""
+
+
+# email-validator's messages (in English only), so that the command line can translate them.
+_KNOWN = (
+    N_("An email address must have an @-sign."),
+    N_("There must be something after the @-sign."),
+    N_("There must be something before the @-sign."),
+    N_("The part after the @-sign is not valid. It should have a period."),
+    N_("An email address cannot have two periods in a row."),
+    N_("An email address cannot have a period immediately before the @-sign."),
+    N_("An email address cannot end with a period."),
+    N_("An email address cannot start with a period."),
+    N_("An email address cannot have a hyphen immediately after the @-sign."),
+    N_("The email address is too long before the @-sign (1 character too many)."),
+)
+_CHARACTERS = re.compile(
+    r"(The email address contains invalid characters before the @-sign"
+    r"|The part after the @-sign contains invalid characters): (.+)\."
+)
+
+
+def _reason(message: str) -> str:
+    """email-validator's message, as a `Text` when the catalogue has its French."""
+    match = _CHARACTERS.fullmatch(message)
+    if match and match[1].startswith("The email"):
+        return N_(
+            "The email address contains invalid characters before the @-sign: {characters}.",
+            characters=match[2],
+        )
+    if match:
+        return N_("The part after the @-sign contains invalid characters: {characters}.", characters=match[2])
+    return next((known for known in _KNOWN if known == message), message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +71,13 @@ def check(text: str) -> Checked:
     try:
         info = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as error:
-        raise AddressError(str(error)) from None
+        raise AddressError(_reason(str(error))) from None
     if "=?" in info.local_part:  # valid in RFC 5322, but an encoded word to mail programs
         raise AddressError(
-            "The part before the @-sign holds '=?', which mail programs read as the start of an "
-            "encoded word in the To: header."
+            N_(
+                "The part before the @-sign holds '=?', which mail programs read as the start of an "
+                "encoded word in the To: header."
+            )
         )
     return Checked(
         normalized=info.normalized,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from syndicator.i18n import _, shown
+
 Severity = Literal["error", "warning"]
 
 
@@ -26,6 +28,14 @@ class Problem:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         prefix = "warning: " if self.severity == "warning" else ""
         return f"{where}: {prefix}{self.message}"
+
+    def translated(self) -> str:
+        """The problem in the admin's language (`str()` stays English, for logs)."""
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        message = shown(self.message)
+        if self.severity == "warning":
+            return _("{where}: warning: {message}").format(where=where, message=message)
+        return f"{where}: {message}"
 
 
 class SyndicatorError(Exception):

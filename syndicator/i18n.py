@@ -5,6 +5,12 @@ French is in `syndicator/locale/fr/LC_MESSAGES/syndicator.po`, compiled by babel
 when the wheel is built (setup.py), or from the `.po` itself when running from a checkout. The
 language is read as gettext reads it, from LANGUAGE, LC_ALL, LC_MESSAGES and LANG, the first one
 set: `fr_FR.UTF-8`, `fr_BE`, `fr` give French; anything else (`C.UTF-8` in CI, unset) English.
+
+Messages made below the command line (a config problem, a report's summary, an explain reason)
+are also logged by the daemon, and logs stay English whatever the locale: those are built with
+`N_(message, **fields)`, a `Text` that is the English string everywhere (logs, `str()`, JSON) and
+that remembers its message and fields, so that the command line shows it with `shown()` in the
+admin's language.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import gettext
 import io
 import os
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 DOMAIN = "syndicator"
 LOCALES = Path(__file__).resolve().parent / "locale"
@@ -65,3 +73,55 @@ def catalogue(wanted: tuple[str, ...]) -> gettext.NullTranslations:
 def _(message: str) -> str:
     """`message` in the admin's language."""
     return catalogue(languages()).gettext(message)
+
+
+class Text(str):
+    """English text that keeps its message and fields, for a front door to show translated."""
+
+    msgid: str
+    fields: dict[str, Any]
+
+    def __new__(cls, msgid: str, fields: dict[str, Any]) -> Text:
+        text = super().__new__(cls, msgid.format(**fields) if fields else msgid)
+        text.msgid = msgid
+        text.fields = fields
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied whole: its fields too
+        return (Text, (self.msgid, self.fields))
+
+    def translated(self) -> str:
+        """The text in the admin's language; fields that are `Text` too are translated."""
+        fields = {
+            name: shown(value) if isinstance(value, str) else value for name, value in self.fields.items()
+        }
+        message = _(self.msgid) if self.msgid else ""  # gettext("") is the catalogue's header
+        try:
+            return message.format(**fields) if fields else message
+        except (KeyError, IndexError, ValueError):  # a translation with a mistyped field: English
+            return self.msgid.format(**fields)
+
+
+def N_(message: str, **fields: Any) -> Text:
+    """`message.format(**fields)`, in English, that `shown()` puts in the admin's language."""
+    return Text(message, fields)
+
+
+def joined(separator: str, parts: Sequence[str]) -> str:
+    """`separator.join(parts)`, a `Text` whose parts (and separator, if a `Text`) are shown translated."""
+    fields: dict[str, Any] = {f"part{index}": part for index, part in enumerate(parts)}
+    fields["separator"] = separator
+    return (
+        Text("{separator}".join(f"{{part{index}}}" for index in range(len(parts))), fields) if parts else ""
+    )
+
+
+def text_of(error: BaseException) -> str:
+    """An exception's message, the `Text` it was raised with if it was (`str()` gives English)."""
+    first = error.args[0] if len(error.args) == 1 else None
+    return first if isinstance(first, Text) else str(error)
+
+
+def shown(text: str) -> str:
+    """`text` as the admin reads it: a `Text` translated, any other string as it is."""
+    return text.translated() if isinstance(text, Text) else text

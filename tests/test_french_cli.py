@@ -40,7 +40,7 @@ def test_help_is_french_when_the_locale_is_french() -> None:
     usage line, section titles, -h and every command's description."""
     main = cli("--help", lang="fr_FR.UTF-8")
     assert main.returncode == 0
-    assert main.stdout.startswith("utilisation : syndicator ")
+    assert main.stdout.startswith("utilisation\u00a0: syndicator ")  # French spaces: typography.py
     assert "affiche cette aide et termine" in main.stdout
     assert "vérifie config.yaml et les fichiers d’actualités" in main.stdout
     assert "show this help" not in main.stdout and "validate config.yaml" not in main.stdout
@@ -64,11 +64,11 @@ def test_messages_of_a_command_are_french(run: Run, project: Path, monkeypatch: 
     monkeypatch.setenv("LANG", "fr_FR.UTF-8")
     checked = run("check")
     assert checked.code == 0
-    assert re.search(r"config\.yaml : 27 fichiers d’actualités vérifiés, OK$", checked.out.strip())
+    assert re.search(r"config\.yaml\u00a0: 27 fichiers d’actualités vérifiés, OK$", checked.out.strip())
     missing = run("digest", "preview", "personne@example.org")
     assert missing.code == 1
     assert "config.yaml: pas d’abonné personne@example.org dans la configuration" in missing.err
-    assert "conseil : « syndicator subscribers list » montre qui est abonné" in missing.err
+    assert "conseil\u00a0: «\u00a0syndicator subscribers list\u00a0» montre qui est abonné" in missing.err
     removed = run("subscribers", "remove", "marie.dupont@example.org")
     assert removed.out.startswith("marie.dupont@example.org retiré de ")
 
@@ -81,7 +81,7 @@ def test_every_message_has_its_french_with_the_same_placeholders() -> None:
     missing, broken, seen = [], [], 0
     for path in sorted(PACKAGE.rglob("*.py")):
         for _line, message, _comments, _context in extract_from_file(
-            "python", str(path), keywords={"_": None}
+            "python", str(path), keywords={"_": None, "N_": None}
         ):
             assert isinstance(message, str)  # `_` takes one message, never a plural pair
             seen += 1

@@ -103,7 +103,7 @@ def test_the_installed_wheel_runs_the_quick_start_in_an_empty_folder(wheel: Path
         [venv / "bin" / "syndicator", "--help"], cwd=folder, capture_output=True, text=True, check=False,
         env={"PATH": os.environ["PATH"], "LANG": "fr_FR.UTF-8"},
     )  # fmt: skip
-    assert french.stdout.startswith("utilisation : syndicator "), french.stderr
+    assert french.stdout.startswith("utilisation\u00a0: syndicator "), french.stderr
     # A folder holding nothing at all: the shipped templates still write the feeds' index, and
     # the missing items/ is one located error saying what to do, not a traceback.
     empty = tmp_path / "empty"

@@ -33,6 +33,7 @@ from syndicator.config.model import BouncesConfig, Config
 from syndicator.db.bounces import COMPLAINT, HARD, SOFT, BounceRecords
 from syndicator.db.store import Store
 from syndicator.errors import Problem
+from syndicator.i18n import N_
 from syndicator.mail.verp import find_token, token_opens
 
 log = logging.getLogger("syndicator.bounces")
@@ -52,10 +53,12 @@ class BounceReport:
     warnings: list[str] = field(default_factory=list)  # about the mailbox itself
 
     def summary(self) -> str:
-        return (
-            f"{self.hard} hard, {self.soft} soft, {self.complaints} complaints, "
-            f"{self.ignored} ignored, {self.unrecognised} unrecognised"
-        )
+        return N_(
+            "{hard} hard, {soft} soft, {complaints} complaints, {ignored} ignored, "
+            "{unrecognised} unrecognised",
+            hard=self.hard, soft=self.soft, complaints=self.complaints, ignored=self.ignored,
+            unrecognised=self.unrecognised,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +219,10 @@ def read_bounces(
 
 
 def _no_maildir_yet(path: Path) -> str:
-    return (
-        f"{path}: warning: no Maildir there yet, nothing to read (Postfix and Dovecot make it with "
-        "the first message they deliver; if none is on its way, check email.bounces.maildir)"
+    return N_(
+        "{path}: warning: no Maildir there yet, nothing to read (Postfix and Dovecot make it with "
+        "the first message they deliver; if none is on its way, check email.bounces.maildir)",
+        path=path,
     )
 
 

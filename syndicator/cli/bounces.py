@@ -10,7 +10,7 @@ from syndicator.cli.common import open_store, utc_now
 from syndicator.config.model import load_config
 from syndicator.db.tokens import secret_keys
 from syndicator.errors import SyndicatorError
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def cmd_bounces(args: argparse.Namespace) -> int:
         report = check_bounces(store, config, secret_keys(store), utc_now())
     where = mailbox_name(config)
     for warning in report.warnings:
-        print(warning, file=sys.stderr)
+        print(shown(warning), file=sys.stderr)
     for note in report.notes:
         print(f"{where}/{note}", file=sys.stderr)
     if report.notes:
@@ -38,5 +38,5 @@ def cmd_bounces(args: argparse.Namespace) -> int:
         )
     for address in report.suppressed:
         print(_("suppressed: {address}").format(address=address))
-    print(report.summary())
+    print(shown(report.summary()))
     return 0

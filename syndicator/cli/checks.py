@@ -28,7 +28,7 @@ from syndicator.db.tokens import (
     misnamed_secrets,
 )
 from syndicator.errors import ConfigError, Problem, StoreError
-from syndicator.i18n import _
+from syndicator.i18n import N_, _, shown
 from syndicator.ingest.reading import IngestReport, parse_many, scan
 from syndicator.mail.dkim import dkim_key
 from syndicator.mail.messages import header_text, shows_as_written
@@ -98,7 +98,9 @@ def check(config_file: str | None) -> CheckReport:
                 Problem(
                     file.path,
                     result.source_line,
-                    f"same source URL as {first_file[url]}; only the one modified last is kept",
+                    _("same source URL as {file}; only the one modified last is kept").format(
+                        file=first_file[url]
+                    ),
                     "warning",
                 )
             )
@@ -123,9 +125,9 @@ def privacy_problems(config: Config) -> list[Problem]:
     where = ["privacy"] if "privacy" in config.model_fields_set else ["web"]
     return [Problem(
         config.source, config.line_of(where),
-        f"privacy: {', '.join(missing)} not set: the sign-up page, the emails and /confidentialite "
-        "must say who holds the data and whom to ask (RGPD article 13); add them under privacy: "
-        "(see docs/privacy.md)",
+        _("privacy: {keys} not set: the sign-up page, the emails and /confidentialite "
+          "must say who holds the data and whom to ask (RGPD article 13); add them under privacy: "
+          "(see docs/privacy.md)").format(keys=", ".join(missing)),
         "warning",
     )]  # fmt: skip
 
@@ -141,19 +143,21 @@ def _check_secrets(report: CheckReport) -> None:
     for name in misnamed_secrets():
         report.problems.append(Problem(
             f"${name}", None,
-            f"syndicator reads no such variable; a former secret goes in {OLD_SECRET_ENV} or "
-            f"{OLD_SECRET_ENV}_<name>, the current one in {SECRET_ENV}",
+            _("syndicator reads no such variable; a former secret goes in {old} or "
+              "{old}_<name>, the current one in {current}").format(old=OLD_SECRET_ENV, current=SECRET_ENV),
             "warning",
         ))  # fmt: skip
     if list_like_secret():
         report.problems.append(Problem(
             f"${SECRET_ENV}", None,
-            "holds spaces or commas between parts as long as secrets: it is one secret, whole, no "
-            "longer a list; links sealed with its last part no longer open",
+            _("holds spaces or commas between parts as long as secrets: it is one secret, whole, no "
+              "longer a list; links sealed with its last part no longer open"),
             "warning",
         ))  # fmt: skip
         report.hints.append(
-            f"keep the newest part in {SECRET_ENV} and each older one in SYNDICATOR_OLD_SECRET_<name>"
+            _("keep the newest part in {current} and each older one in SYNDICATOR_OLD_SECRET_<name>").format(
+                current=SECRET_ENV
+            )
         )
 
 
@@ -162,12 +166,12 @@ def _check_private_files(report: CheckReport, config: Config) -> None:
     every address) when users other than the owner may read them."""
     files = []
     if config.email.dkim is not None:
-        files.append(("the DKIM private key", config.resolve(config.email.dkim.key)))
+        files.append((_("the DKIM private key"), config.resolve(config.email.dkim.key)))
     url = config.database_url
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         database = Path(url.removeprefix("sqlite:///"))
         files += [
-            ("the database", database.with_name(database.name + suffix)) for suffix in ("", "-wal", "-shm")
+            (_("the database"), database.with_name(database.name + suffix)) for suffix in ("", "-wal", "-shm")
         ]
     for what, path in files:
         try:
@@ -177,7 +181,9 @@ def _check_private_files(report: CheckReport, config: Config) -> None:
         if mode & 0o066:
             report.problems.append(Problem(
                 str(path), None,
-                f"{what} is open to other users (mode {mode:04o}); make it private: chmod 600 {path}",
+                _("{what} is open to other users (mode {mode}); make it private: chmod 600 {path}").format(
+                    what=what, mode=f"{mode:04o}", path=path
+                ),
                 "warning",
             ))  # fmt: skip
 
@@ -188,10 +194,10 @@ def _keys(config: Config) -> set[str]:
 
 
 _NEVER = {
-    "refresh": "items would never be read, feeds never rebuilt, immediate digests never sent",
-    "daily": "the daily digests would never be sent",
-    "weekly": "the weekly digests would never be sent",
-    "monthly": "the monthly digests would never be sent",
+    "refresh": N_("items would never be read, feeds never rebuilt, immediate digests never sent"),
+    "daily": N_("the daily digests would never be sent"),
+    "weekly": N_("the weekly digests would never be sent"),
+    "monthly": N_("the monthly digests would never be sent"),
 }
 
 
@@ -201,8 +207,9 @@ def schedule_problems(config: Config, now: datetime) -> list[Problem]:
         Problem(
             config.source,
             config.line_of(["schedule", job]) if "schedule" in _keys(config) else None,
-            f"schedule.{job}: {getattr(config.schedule, job)!r} never comes (none of its months has "
-            f"such a day): {_NEVER[job]}",
+            _("schedule.{job}: {time!r} never comes (none of its months has such a day): {then}").format(
+                job=job, time=getattr(config.schedule, job), then=shown(_NEVER[job])
+            ),
             "warning",
         )
         for job in JOBS
@@ -226,9 +233,9 @@ def missing_config_problems(config: Config) -> list[Problem]:
         return []
     return [Problem(
         config.source, None,
-        "no such file: every setting is the default one (items/, feeds/ and syndicator.db in "
-        "this folder, no subscribers); run syndicator in the folder of your config.yaml, or "
-        "pass --config PATH",
+        _("no such file: every setting is the default one (items/, feeds/ and syndicator.db in "
+          "this folder, no subscribers); run syndicator in the folder of your config.yaml, or "
+          "pass --config PATH"),
         "warning",
     )]  # fmt: skip
 
@@ -247,9 +254,9 @@ def audience_problems(config: Config) -> list[Problem]:
     line = config.line_of(["subscribers"]) if "subscribers" in _keys(config) else None
     return [Problem(
         config.source, line,
-        "no subscribers, so no digest will be sent: list some under subscribers: "
-        "('syndicator subscribers add EMAIL' does it), or let people sign up at "
-        f"{config.web.base_url.rstrip('/')}/subscribe ('syndicator serve')",
+        _("no subscribers, so no digest will be sent: list some under subscribers: "
+          "('syndicator subscribers add EMAIL' does it), or let people sign up at "
+          "{url}/subscribe ('syndicator serve')").format(url=config.web.base_url.rstrip("/")),
         "warning",
     )]  # fmt: skip
 
@@ -271,8 +278,8 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
     try:
         suppressed = _suppressed(config)
     except StoreError as exc:
-        return [Problem(config.source, None, f"cannot read the unsubscribed addresses: {exc.message}",
-                        "warning")]  # fmt: skip
+        message = _("cannot read the unsubscribed addresses: {why}").format(why=shown(exc.message))
+        return [Problem(config.source, None, message, "warning")]
     problems = []
     for index, subscriber in enumerate(config.subscribers):
         reason, since = suppressed.get(subscriber.email.strip().lower(), ("", None))
@@ -280,8 +287,10 @@ def unsubscribed_problems(config: Config) -> list[Problem]:
             since = since.astimezone(config.site.zone)
             problems.append(Problem(
                 config.source, config.line_of(["subscribers", index]),
-                f"{subscriber.email} unsubscribed on {since:%Y-%m-%d} and receives nothing, listed here "
-                "or not; remove it (only they can subscribe again, from their preferences link)",
+                _("{email} unsubscribed on {since:%Y-%m-%d} and receives nothing, listed here "
+                  "or not; remove it (only they can subscribe again, from their preferences link)").format(
+                    email=subscriber.email, since=since
+                ),
                 "warning",
             ))  # fmt: skip
     return problems
@@ -299,15 +308,16 @@ def email_problems(config: Config) -> list[Problem]:
         if _loopback(base_url):
             problems.append(Problem(
                 config.source, line,
-                f"web.base_url is {base_url!r}, a loopback address: the unsubscribe and preferences links "
-                "of every email sent by smtp would lead nowhere; set web.base_url to the public https "
-                "address of 'syndicator serve' (e.g. https://lettre.example.org)",
+                _("web.base_url is {url!r}, a loopback address: the unsubscribe and preferences links "
+                  "of every email sent by smtp would lead nowhere; set web.base_url to the public https "
+                  "address of 'syndicator serve' (e.g. https://lettre.example.org)").format(url=base_url),
             ))  # fmt: skip
         elif urlsplit(base_url).scheme.lower() != "https":
             problems.append(Problem(
                 config.source, line,
-                f"web.base_url {base_url!r} is not https: the links of emails travel in clear and "
-                "one-click unsubscription (List-Unsubscribe-Post) is not offered; use an https:// address",
+                _("web.base_url {url!r} is not https: the links of emails travel in clear and "
+                  "one-click unsubscription (List-Unsubscribe-Post) is not offered; use an https:// address"
+                  ).format(url=base_url),
                 "warning",
             ))  # fmt: skip
     for index, subscriber in enumerate(config.subscribers):
@@ -315,8 +325,10 @@ def email_problems(config: Config) -> list[Problem]:
         if not shows_as_written(name):
             problems.append(Problem(
                 config.source, config.line_of(["subscribers", index, "name"]),
-                f"{subscriber.email}: the name {name!r} has a line break, a control character or '=?'; "
-                f"emails show it as {header_text(name)!r}: write it on one line",
+                _("{email}: the name {name!r} has a line break, a control character or '=?'; "
+                  "emails show it as {shown!r}: write it on one line").format(
+                    email=subscriber.email, name=name, shown=header_text(name)
+                ),
                 "warning",
             ))  # fmt: skip
     return problems
@@ -341,11 +353,13 @@ def _territoire_label(hierarchy: Hierarchy, label: str, path: str) -> list[Probl
     resolution = hierarchy.resolve(label)
     if resolution.ambiguous:
         places = ", ".join(f"{p.name} ({p.code})" for p in resolution.candidates)
-        return [Problem(path, None, f"territoire '{label}' is ambiguous ({places}); add an alias "
-                        f"under territoires: in config.yaml", "warning")]  # fmt: skip
+        message = _("territoire '{label}' is ambiguous ({places}); add an alias under territoires: in "
+                    "config.yaml").format(label=label, places=places)  # fmt: skip
+        return [Problem(path, None, message, "warning")]
     if resolution.place is None:
-        return [Problem(path, None, f"territoire '{label}' is in no hierarchy: it matches only itself; "
-                        f"place it under territoires: in config.yaml", "warning")]  # fmt: skip
+        message = _("territoire '{label}' is in no hierarchy: it matches only itself; place it under "
+                    "territoires: in config.yaml").format(label=label)  # fmt: skip
+        return [Problem(path, None, message, "warning")]
     return []
 
 
@@ -409,29 +423,32 @@ def _unknown(vocabulary: str, label: str, known: dict[str, str], hierarchy: Hier
     if vocabulary == "territoires":
         resolution = hierarchy.resolve(label)
         if resolution.ambiguous:
-            options = " or ".join(f"'{p.name} ({p.code[:2]})'" for p in resolution.candidates)
-            return f"{kind} '{label}' is ambiguous: write {options}"
+            options = _(" or ").join(f"'{p.name} ({p.code[:2]})'" for p in resolution.candidates)
+            return _("{kind} '{label}' is ambiguous: write {options}").format(
+                kind=kind, label=label, options=options
+            )
         if resolution.place is not None:
             return None
     if term_key(label) in known:
         return None
     if vocabulary == "territoires" and (elsewhere := hierarchy.outside(label)):
-        return (
-            f"territoire '{label}' is {' or '.join(elsewhere)}, outside Hauts-de-France; items name "
+        return _(
+            "territoire '{label}' is {places}, outside Hauts-de-France; items name "
             "places of Hauts-de-France only: follow one of those, or remove it"
-        )
+        ).format(label=label, places=_(" or ").join(elsewhere))
     guesses = close_matches(label, list(known.values()))
     if vocabulary == "territoires":
         guesses += [g for g in hierarchy.suggest(label) if g not in guesses]
-    hint = f"; did you mean {' or '.join(repr(g) for g in guesses[:3])}?" if guesses else ""
-    return f"unknown {kind} '{label}'{hint}"
+    options = _(" or ").join(repr(g) for g in guesses[:3])
+    hint = _("; did you mean {options}?").format(options=options) if guesses else ""
+    return _("unknown {kind} '{label}'{hint}").format(kind=kind, label=label, hint=hint)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     report = check(args.config)
     print_problems(report.problems)
     for hint in report.hints:
-        print(_("hint: {hint}").format(hint=hint), file=sys.stderr)
+        print(_("hint: {hint}").format(hint=shown(hint)), file=sys.stderr)
     if report.config is not None:
         state = _("OK") if report.ok else _("{count} problem(s)").format(count=len(report.problems))
         print(

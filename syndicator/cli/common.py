@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from syndicator.config.model import Config
 from syndicator.db.store import DIALECTS, Store
 from syndicator.errors import ConfigError, Problem
+from syndicator.i18n import _, shown
 
 if TYPE_CHECKING:
     from syndicator.ingest.reading import IngestReport
@@ -28,7 +29,7 @@ def local_time(moment: datetime, zone: ZoneInfo) -> str:
 
 def print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.translated(), file=sys.stderr)
 
 
 def database_ready(config: Config) -> None:
@@ -47,7 +48,7 @@ def open_store(config: Config) -> Store:
 def print_ingest_report(report: IngestReport) -> int:
     print_problems(report.warnings)
     print_problems(report.errors)
-    print(report.summary())
+    print(shown(report.summary()))
     return 1 if report.errors else 0
 
 
@@ -66,22 +67,32 @@ def database_error(config: Config) -> ConfigError | None:
         return None  # opening the store says what is wrong with the URL
     name = url.database
     if url.get_backend_name() not in DIALECTS:
-        message = f"{url.get_backend_name()} is not a database syndicator can use: SQLite or PostgreSQL"
-        hint = "use sqlite:///syndicator.db, or postgresql+psycopg://user@host/name"
+        message = _("{backend} is not a database syndicator can use: SQLite or PostgreSQL").format(
+            backend=url.get_backend_name()
+        )
+        hint = _("use sqlite:///syndicator.db, or postgresql+psycopg://user@host/name")
         return _database_problem(config, message, hint)
     if url.get_backend_name() != "sqlite" or not name or name == ":memory:" or "uri" in url.query:
         return None
     path = Path(name)  # a relative name is taken from the current folder, as SQLite does
     folder = path.parent
     if path.is_dir():
-        message = f"{path} is a folder, not a database file"
-        hint = f"name a file in it: database: sqlite:///{path / 'syndicator.db'}"
+        message = _("{path} is a folder, not a database file").format(path=path)
+        hint = _("name a file in it: database: sqlite:///{file}").format(file=path / "syndicator.db")
     elif not folder.is_dir():
-        message = f"the folder {folder} does not exist, so {path.name} cannot be made there"
-        hint = f"create the folder (mkdir -p {folder}) or correct database: in {config.source}"
+        message = _("the folder {folder} does not exist, so {name} cannot be made there").format(
+            folder=folder, name=path.name
+        )
+        hint = _("create the folder (mkdir -p {folder}) or correct database: in {file}").format(
+            folder=folder, file=config.source
+        )
     elif not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
-        message = f"cannot create {path.name} in {folder}: permission denied"
-        hint = f"run syndicator as a user who may write in {folder}, or choose another folder"
+        message = _("cannot create {name} in {folder}: permission denied").format(
+            name=path.name, folder=folder
+        )
+        hint = _("run syndicator as a user who may write in {folder}, or choose another folder").format(
+            folder=folder
+        )
     else:
         return None
     return _database_problem(config, message, hint)

@@ -9,7 +9,7 @@ from syndicator.cli.common import open_store, print_ingest_report, print_problem
 from syndicator.cli.progress import progress_bar
 from syndicator.config.model import load_config
 from syndicator.feeds.build import update_feeds
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 from syndicator.ingest.reading import ingest, parse_many
 from syndicator.parsing.items import ParsedItem
 
@@ -45,5 +45,5 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with open_store(config) as store:
         report = update_feeds(store, config)
-    print(report.summary())
+    print(shown(report.summary()))
     return 0

@@ -19,7 +19,7 @@ from syndicator.digests.render import mark_sample
 from syndicator.digests.run import DigestRun
 from syndicator.digests.send import open_send_run, send_digests
 from syndicator.errors import SyndicatorError
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 from syndicator.taxonomy.terms import slugify
 
 
@@ -84,12 +84,12 @@ def cmd_digest_send(args: argparse.Namespace) -> int:
             run_id=args.run,
         )  # fmt: skip
     for failure in report.errors:
-        print(failure, file=sys.stderr)
+        print(shown(failure), file=sys.stderr)
     if report.errors:
         print(_("hint: 'syndicator status' lists them; temporary failures are tried again by the next run"),
               file=sys.stderr)  # fmt: skip
     label = f"{args.worker_label}: " if args.worker_label else ""
-    print(label + (_("dry run: ") if args.dry_run else "") + report.summary(), flush=True)
+    print(label + (_("dry run: ") if args.dry_run else "") + shown(report.summary()), flush=True)
     return 1 if report.failed else 0
 
 
@@ -136,6 +136,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 since=since, state=state_of(entry.reason), why=why(entry)
             )
         )
-    print("\n".join(lines))
+    print("\n".join(shown(line) for line in lines))
     print(_("=> goes in the next digest") if ok else _("=> does not go to this subscriber"))
     return 0

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from syndicator import __version__
 from syndicator.config.frequencies import FREQUENCIES
 from syndicator.errors import SyndicatorError
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -248,9 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         for problem in exc.problems():
-            print(problem, file=sys.stderr)
+            print(problem.translated(), file=sys.stderr)
         if exc.hint:
-            print(_("hint: {hint}").format(hint=exc.hint), file=sys.stderr)
+            print(_("hint: {hint}").format(hint=shown(exc.hint)), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

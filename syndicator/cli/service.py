@@ -16,7 +16,7 @@ from syndicator.cli.common import (
 from syndicator.cli.progress import progress_bar
 from syndicator.config.model import config_path, load_config
 from syndicator.db.tokens import environment_secrets
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 from syndicator.privacy.retention import purge
 from syndicator.service.cycle import run_cycle
 from syndicator.service.daemon import Daemon
@@ -53,7 +53,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     ):
         report = purge(config, store, utc_now())
     for line in report.lines():
-        print(line)
+        print(shown(line))
     return 0
 
 
@@ -71,15 +71,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     ):
         report = run_cycle(config, store, progress=progress)
     code = print_ingest_report(report.ingest)
-    print(_("feeds: {summary}").format(summary=report.feeds.summary()))
+    print(_("feeds: {summary}").format(summary=shown(report.feeds.summary())))
     if report.bounces is not None:
-        print(_("bounces: {summary}").format(summary=report.bounces.summary()))
+        print(_("bounces: {summary}").format(summary=shown(report.bounces.summary())))
         for warning in report.bounces.warnings:
-            print(warning, file=sys.stderr)
+            print(shown(warning), file=sys.stderr)
     if report.bounce_error is not None:
-        print(report.bounce_error, file=sys.stderr)  # reported; the digests went on all the same
+        print(shown(report.bounce_error), file=sys.stderr)  # reported; the digests went on all the same
     for frequency, sent in report.digests.items():
-        print(_("digests ({frequency}): {summary}").format(frequency=frequency, summary=sent.summary()))
+        print(
+            _("digests ({frequency}): {summary}").format(frequency=frequency, summary=shown(sent.summary()))
+        )
     if not report.digests:
         print(_("digests: none due"))
     failed = any(r.failed for r in report.digests.values()) or report.bounce_error is not None

@@ -18,7 +18,7 @@ from syndicator.db.bounces import BOUNCED, COMPLAINT, BounceRecords, describe, w
 from syndicator.db.ledger import Ledger
 from syndicator.db.subscribers import Roster
 from syndicator.errors import ConfigError, Problem, SyndicatorError
-from syndicator.i18n import _
+from syndicator.i18n import _, shown
 from syndicator.privacy.erasure import forget, loaded
 from syndicator.privacy.export import export
 from syndicator.taxonomy.territoires import Hierarchy
@@ -192,5 +192,5 @@ def cmd_subscribers_forget(args: argparse.Namespace) -> int:
     config = loaded(path) if path.exists() else load_config(args.config)
     with open_store(config) as store:
         erased = forget(path, store, args.email)
-    print(_("{email} erased: {summary}").format(email=args.email.strip(), summary=erased.summary()))
+    print(_("{email} erased: {summary}").format(email=args.email.strip(), summary=shown(erased.summary())))
     return 0

@@ -20,6 +20,7 @@ from datetime import UTC
 from apscheduler.triggers.cron import CronTrigger
 
 from syndicator.folding import fold
+from syndicator.i18n import N_, text_of
 
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron's numbers: sun = 0 (and 7)
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -29,7 +30,7 @@ _FRENCH_MONTHS = (
     "juillet", "aout", "septembre", "octobre", "novembre", "decembre",
 )  # fmt: skip
 _PART = re.compile(r"^(?:(?P<star>\*)|(?P<first>\w+)(?:-(?P<last>\w+))?)(?:/(?P<step>\w+))?$")
-EXAMPLE = "'30 7 * * mon' (Mondays at 07:30)"
+EXAMPLE = N_("'30 7 * * mon' (Mondays at 07:30)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +44,11 @@ class _Field:
 
 
 _FIELDS = (
-    _Field("minute", "minute", 0, 59),
-    _Field("hour", "hour", 0, 23),
-    _Field("day", "day of the month", 1, 31),
-    _Field("month", "month", 1, 12, MONTHS, 1),
-    _Field("day_of_week", "weekday", 0, 7, DAYS, 0),
+    _Field("minute", N_("minute"), 0, 59),
+    _Field("hour", N_("hour"), 0, 23),
+    _Field("day", N_("day of the month"), 1, 31),
+    _Field("month", N_("month"), 1, 12, MONTHS, 1),
+    _Field("day_of_week", N_("weekday"), 0, 7, DAYS, 0),
 )
 
 
@@ -69,7 +70,10 @@ def _value(field: _Field, word: str, *, end: bool = False) -> int:
     if word.isascii() and word.isdigit():
         number = int(word)
         if not field.low <= number <= field.high:
-            raise ValueError(f"{field.label} {number} is out of range {field.low}-{field.high}")
+            raise ValueError(
+                N_("{label} {number} is out of range {low}-{high}", label=field.label, number=number,
+                   low=field.low, high=field.high)
+            )  # fmt: skip
         return number
     lower = word.lower()
     if lower in field.names:
@@ -79,27 +83,42 @@ def _value(field: _Field, word: str, *, end: bool = False) -> int:
     if english is not None:
         number = field.names.index(english) + field.first_named
         raise ValueError(
-            f"'{word}' is French; cron takes English {field.label} names: write '{english}' (or {number})"
-        )
+            N_("'{word}' is French; cron takes English {label} names: write '{english}' (or {number})",
+               word=word, label=field.label, english=english, number=number)
+        )  # fmt: skip
     if field.names:
         listed = f"{field.names[0]}…{field.names[-1]}"
-        raise ValueError(f"'{word}' is not a {field.label}; write {listed} or {field.low}-{field.high}")
-    raise ValueError(f"{field.label} '{word}' is not a number ({field.low}-{field.high})")
+        raise ValueError(
+            N_("'{word}' is not a {label}; write {listed} or {low}-{high}", word=word, label=field.label,
+               listed=listed, low=field.low, high=field.high)
+        )  # fmt: skip
+    raise ValueError(
+        N_("{label} '{word}' is not a number ({low}-{high})", label=field.label, word=word, low=field.low,
+           high=field.high)
+    )  # fmt: skip
 
 
 def _values(field: _Field, part: str) -> set[int]:
     """The numbers one comma-separated part of a field names."""
     if not part:
-        raise ValueError(f"the {field.label} field has an empty value between commas")
+        raise ValueError(N_("the {label} field has an empty value between commas", label=field.label))
     if field.arg == "day" and part.lower() == "last":
         return set()  # APScheduler's 'last day of the month': kept as it is
     match = _PART.match(part)
     if not match:
-        raise ValueError(f"{field.label} '{part}' is not a value, a range a-b or a step */n")
+        raise ValueError(
+            N_("{label} '{part}' is not a value, a range a-b or a step */n", label=field.label, part=part)
+        )
     step = 1
     if match["step"] is not None:
         if not match["step"].isdigit() or int(match["step"]) == 0:
-            raise ValueError(f"{field.label} '{part}': the step after '/' must be a number of 1 or more")
+            raise ValueError(
+                N_(
+                    "{label} '{part}': the step after '/' must be a number of 1 or more",
+                    label=field.label,
+                    part=part,
+                )
+            )
         step = int(match["step"])
     if match["star"]:
         first, last = field.low, field.high
@@ -110,7 +129,13 @@ def _values(field: _Field, part: str) -> set[int]:
         else:
             last = field.high if match["step"] is not None else first
     if first > last:
-        raise ValueError(f"{field.label} range '{part}' goes backwards; write the smaller value first")
+        raise ValueError(
+            N_(
+                "{label} range '{part}' goes backwards; write the smaller value first",
+                label=field.label,
+                part=part,
+            )
+        )
     return set(range(first, last + 1, step))
 
 
@@ -120,9 +145,12 @@ def cron_fields(expression: str) -> dict[str, str]:
     parts = expression.split()
     if len(parts) != 5:
         raise ValueError(
-            f"{expression!r} has {len(parts)} fields; a cron time has five, "
-            f"minute hour day month weekday, like {EXAMPLE}"
-        )
+            N_(
+                "{expression!r} has {count} fields; a cron time has five, minute hour day month weekday, "
+                "like {example}",
+                expression=expression, count=len(parts), example=EXAMPLE,
+            )
+        )  # fmt: skip
     arguments: dict[str, str] = {}
     for field, text in zip(_FIELDS, parts, strict=True):
         days: set[int] = set()
@@ -130,7 +158,9 @@ def cron_fields(expression: str) -> dict[str, str]:
             for part in text.split(","):
                 days |= _values(field, part)
         except ValueError as exc:
-            raise ValueError(f"{expression!r}: {exc}") from None
+            raise ValueError(
+                N_("{expression!r}: {problem}", expression=expression, problem=text_of(exc))
+            ) from None
         # cron's Sunday is 0 or 7; APScheduler's names are unambiguous, its numbers are not.
         named = field.names is DAYS and text != "*"
         arguments[field.arg] = ",".join(DAYS[d] for d in sorted({d % 7 for d in days})) if named else text

@@ -44,6 +44,7 @@ from syndicator.addresses import mailbox
 from syndicator.config.model import parse_config
 from syndicator.errors import ConfigError, Problem
 from syndicator.files import staged
+from syndicator.i18n import N_, joined
 from syndicator.parsing.items import VOCABULARIES
 
 __all__ = ["add_subscriber", "remove_subscriber"]
@@ -84,10 +85,14 @@ def add_subscriber(
         for item in value.value:
             existing = _email_of(item)
             if existing is not None and _same(existing, email):
-                also = "" if existing == email else f" (as {existing})"
-                raise ConfigError(
-                    [Problem(source.name, _line(text, item), f"subscriber {email} is already listed{also}")]
+                message = (
+                    N_("subscriber {email} is already listed", email=email)
+                    if existing == email
+                    else N_(
+                        "subscriber {email} is already listed (as {existing})", email=email, existing=existing
+                    )
                 )
+                raise ConfigError([Problem(source.name, _line(text, item), message)])
         last = value.value[-1]
         dash = _dash_index(text, last, source.name)
         dash_col = dash - _line_start(text, dash)
@@ -135,8 +140,8 @@ def remove_subscriber(path: Path, email: str) -> None:
     if not matches:
         line = None if key is None else _line(source.text, key)
         raise ConfigError(
-            [Problem(source.name, line, f"subscriber {email} is not listed")],
-            hint="`syndicator subscribers list` shows who is",
+            [Problem(source.name, line, N_("subscriber {email} is not listed", email=email))],
+            hint=N_("`syndicator subscribers list` shows who is"),
         )
     text = source.text
     for index in reversed(matches):  # from the bottom up, so the positions above stay valid
@@ -172,11 +177,11 @@ class _Source:
             text = raw.decode("utf-8")
         except FileNotFoundError:
             raise ConfigError(
-                [Problem(str(path), None, "no such file")],
-                hint="pass --config PATH or copy config.yaml from the project",
+                [Problem(str(path), None, N_("no such file"))],
+                hint=N_("pass --config PATH or copy config.yaml from the project"),
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([Problem(str(path), None, f"cannot read: {exc}")]) from None
+            raise ConfigError([Problem(str(path), None, N_("cannot read: {why}", why=exc))]) from None
         bom = text.startswith(_BOM)
         text = text.removeprefix(_BOM)
         first_break = text.find("\n")
@@ -207,7 +212,7 @@ class _Source:
                 parse_config(self.text, self.path, environment=False)
             except ConfigError as error:
                 return error
-        return ConfigError([Problem(self.name, None, f"not valid YAML: {exc}")])
+        return ConfigError([Problem(self.name, None, N_("not valid YAML: {problem}", problem=exc))])
 
 
 def _yaml() -> YAML:
@@ -216,24 +221,32 @@ def _yaml() -> YAML:
 
 def _commit(source: _Source, text: str, old: Any, subscribers: list[Any]) -> None:
     """Check the new text against what was asked, validate it, then put it in place atomically."""
-    unchanged = f"{source.name} was not changed"
+    unchanged = N_("{path} was not changed", path=source.name)
     try:
         new = _yaml().load(text)
     except YAMLError:
         new = None
     if not isinstance(new, dict) or _rest(new) != _rest(old) or _subscriber_list(new) != subscribers:
         raise ConfigError(
-            [Problem(source.name, None, "cannot edit the subscribers of this file safely; edit it by hand")],
+            [
+                Problem(
+                    source.name, None, N_("cannot edit the subscribers of this file safely; edit it by hand")
+                )
+            ],
             hint=unchanged,
         )
     try:
         parse_config(text, source.path, environment=False)
     except ConfigError as exc:
-        raise ConfigError(exc.problems(), hint="; ".join(filter(None, [exc.hint, unchanged]))) from None
+        raise ConfigError(
+            exc.problems(), hint=joined(N_("; "), [part for part in (exc.hint, unchanged) if part])
+        ) from None
     try:
         _replace(source, ((_BOM if source.bom else "") + text).encode("utf-8"))
     except OSError as exc:
-        raise ConfigError([Problem(source.name, None, f"cannot write: {exc}")], hint=unchanged) from None
+        raise ConfigError(
+            [Problem(source.name, None, N_("cannot write: {why}", why=exc))], hint=unchanged
+        ) from None
 
 
 def _replace(source: _Source, data: bytes) -> None:
@@ -242,8 +255,8 @@ def _replace(source: _Source, data: bytes) -> None:
     with staged(target.parent, data, prefix=f".{target.name}.", mode=mode) as temporary:
         if target.read_bytes() != source.raw:  # someone saved it meanwhile: theirs wins
             raise ConfigError(
-                [Problem(source.name, None, "the file changed while it was being edited")],
-                hint="nothing was written; run the command again",
+                [Problem(source.name, None, N_("the file changed while it was being edited"))],
+                hint=N_("nothing was written; run the command again"),
             )
         os.replace(temporary, target)
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
@@ -322,7 +335,7 @@ def _subscribers(root: Node | None, source: _Source) -> tuple[Node | None, Node 
                 Problem(
                     source.name,
                     _line(source.text, root),
-                    "the file must be a mapping of keys (site:, items:, ...)",
+                    N_("the file must be a mapping of keys (site:, items:, ...)"),
                 )
             ]
         )
@@ -337,10 +350,10 @@ def _subscribers(root: Node | None, source: _Source) -> tuple[Node | None, Node 
                         Problem(
                             source.name,
                             _line(source.text, key),
-                            f"{_KEY} must be a list of `- email: ...` entries",
+                            N_("{key} must be a list of `- email: ...` entries", key=_KEY),
                         )
                     ],
-                    hint="write one entry per subscriber, each starting with `- email:` on its own line",
+                    hint=N_("write one entry per subscriber, each starting with `- email:` on its own line"),
                 )
             return key, value
     return None, None
@@ -391,7 +404,9 @@ def _dash_index(text: str, item: Node, name: str) -> int:
             raise ConfigError(
                 [
                     Problem(
-                        name, _line(text, item), "cannot find where this subscriber starts; edit it by hand"
+                        name,
+                        _line(text, item),
+                        N_("cannot find where this subscriber starts; edit it by hand"),
                     )
                 ]
             )

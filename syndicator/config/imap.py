@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from syndicator.i18n import N_
+
 Tls = Literal["ssl", "starttls", "none"]
 TIMEOUT = 30.0  # seconds for connecting, the TLS handshake and each command: a hung server is left
 PORTS: dict[str, int] = {"ssl": 993, "starttls": 143, "none": 143}
@@ -53,11 +55,15 @@ class ImapSettings(BaseModel):
     @classmethod
     def _host_name(cls, value: str) -> str:
         if "://" in value or "/" in value:
-            raise ValueError(f"write the host name only, like imap.example.org, not {value!r}")
+            raise ValueError(
+                N_("write the host name only, like imap.example.org, not {value!r}", value=value)
+            )
         if any(c.isspace() for c in value):
-            raise ValueError(f"a host name holds no spaces: {value!r}")
+            raise ValueError(N_("a host name holds no spaces: {value!r}", value=value))
         if value.count(":") == 1:
-            raise ValueError(f"put the port in `port:`, and the host name alone here, not {value!r}")
+            raise ValueError(
+                N_("put the port in `port:`, and the host name alone here, not {value!r}", value=value)
+            )
         return value
 
     @field_validator("tls")
@@ -66,8 +72,11 @@ class ImapSettings(BaseModel):
         host = info.data.get("host")
         if value == "none" and isinstance(host, str) and not _is_loopback(host):
             raise ValueError(
-                f"tls: none would send the password in plain text to {host}; it is allowed only for "
-                "a server on this machine (localhost): use tls: ssl (port 993) or starttls (port 143)"
+                N_(
+                    "tls: none would send the password in plain text to {host}; it is allowed only for "
+                    "a server on this machine (localhost): use tls: ssl (port 993) or starttls (port 143)",
+                    host=host,
+                )
             )
         return value
 
@@ -77,7 +86,9 @@ class ImapSettings(BaseModel):
         # The value is not repeated: an admin who wrote the password itself here must not see it logged.
         if not value.isascii() or not value.replace("_", "a").isalnum() or value[0].isdigit():
             raise ValueError(
-                "must name an environment variable (letters, digits and _), like IMAP_PASSWORD; "
-                "the secret itself goes in that variable, not in the file"
+                N_(
+                    "must name an environment variable (letters, digits and _), like IMAP_PASSWORD; "
+                    "the secret itself goes in that variable, not in the file"
+                )
             )
         return value

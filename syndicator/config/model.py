@@ -27,6 +27,7 @@ from syndicator.config.crontab import EXAMPLE, cron_fields
 from syndicator.config.frequencies import Frequency
 from syndicator.config.imap import ImapSettings
 from syndicator.errors import ConfigError, Problem
+from syndicator.i18n import N_, joined, text_of
 from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import MAX_SIZE
 from syndicator.typography import apostrophes, with_article
@@ -35,9 +36,10 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # a bounce: a real DSN is a few kB; a 20 M
 
 CONFIG_ENV = "SYNDICATOR_CONFIG"
 DEFAULT_CONFIG = Path("config.yaml")
-SCHEDULE_HINT = (
-    f"a schedule: time is a cron line, minute hour day month weekday, like {EXAMPLE}; "
-    "days and months in English (mon…sun, jan…dec) or as numbers (0 or 7 is Sunday)"
+SCHEDULE_HINT = N_(
+    "a schedule: time is a cron line, minute hour day month weekday, like {example}; "
+    "days and months in English (mon…sun, jan…dec) or as numbers (0 or 7 is Sunday)",
+    example=EXAMPLE,
 )
 
 
@@ -79,14 +81,16 @@ class SiteConfig(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use a name like 'Europe/Paris'") from None
+            raise ValueError(
+                N_("unknown time zone {value!r}; use a name like 'Europe/Paris'", value=value)
+            ) from None
         return value
 
     @field_validator("base_url", "feeds_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+            raise ValueError(N_("{value!r} is not an absolute http(s) URL", value=value))
         return value
 
 
@@ -152,11 +156,17 @@ class BouncesConfig(_Section):
         try:
             checked = check_address(text)
         except AddressError as error:
-            raise ValueError(f"{value!r} is not a bare email address: {error}") from None
+            raise ValueError(
+                N_("{value!r} is not a bare email address: {error}", value=value, error=text_of(error))
+            ) from None
         if not text.isascii():
-            raise ValueError(f"{value!r}: the bounce address must be ASCII (it is the envelope sender)")
+            raise ValueError(
+                N_("{value!r}: the bounce address must be ASCII (it is the envelope sender)", value=value)
+            )
         if "+" in text.partition("@")[0]:
-            raise ValueError(f"{value!r}: no '+' in the bounce address; syndicator adds '+TOKEN' itself")
+            raise ValueError(
+                N_("{value!r}: no '+' in the bounce address; syndicator adds '+TOKEN' itself", value=value)
+            )
         return checked.wire
 
 
@@ -213,7 +223,7 @@ class WebConfig(_Section):
                 ipaddress.ip_network(str(entry), strict=False)
             except ValueError:
                 raise ValueError(
-                    f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+                    N_("{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)", entry=entry)
                 ) from None
         return value
 
@@ -236,7 +246,13 @@ def _contact(value: str) -> str:
     try:
         check_address(value.removeprefix("mailto:"))
     except AddressError as error:
-        raise ValueError(f"{value!r} is neither an email address nor an http(s) URL: {error}") from None
+        raise ValueError(
+            N_(
+                "{value!r} is neither an email address nor an http(s) URL: {error}",
+                value=value,
+                error=text_of(error),
+            )
+        ) from None
     return value.removeprefix("mailto:")
 
 
@@ -261,7 +277,7 @@ class PrivacyConfig(_Section):
     @classmethod
     def _policy_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+            raise ValueError(N_("{value!r} is not an absolute http(s) URL", value=value))
         return value
 
     def missing(self) -> list[str]:
@@ -283,14 +299,18 @@ class SubscriberConfig(_Section):
         try:
             check_address(value)  # the sign-up form's check too: both take the same addresses
         except AddressError as error:
-            raise ValueError(f"{value!r} is not an email address: {error}") from None
+            raise ValueError(
+                N_("{value!r} is not an email address: {error}", value=value, error=text_of(error))
+            ) from None
         return value
 
     @field_validator("thematiques", "territoires", "types", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         if isinstance(value, str):  # `thematiques: Éducation`: pydantic would say "a valid list"
-            raise ValueError(f"{value!r} is not a list; write the names in brackets: [{value}]")
+            raise ValueError(
+                N_("{value!r} is not a list; write the names in brackets: [{value}]", value=value)
+            )
         return [] if value is None else value
 
 
@@ -336,8 +356,11 @@ class Config(_Section):
             Problem(
                 self.source,
                 self.line_of(["subscribers", index, "email"]),
-                f"subscriber {entry.email} has a part before '@' that is not ASCII: only a mail "
-                "server offering SMTPUTF8 can deliver to it, elsewhere its digests fail",
+                N_(
+                    "subscriber {email} has a part before '@' that is not ASCII: only a mail "
+                    "server offering SMTPUTF8 can deliver to it, elsewhere its digests fail",
+                    email=entry.email,
+                ),
                 "warning",
             )
             for index, entry in enumerate(self.subscribers)
@@ -430,10 +453,19 @@ def _where(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
         subscribers = data.get("subscribers")
         entry = subscribers[loc[1]] if isinstance(subscribers, list) and loc[1] < len(subscribers) else None
         email = entry.get("email") if isinstance(entry, Mapping) else None
-        who = f"subscriber #{loc[1] + 1}" + (f" ({email})" if isinstance(email, str) else "")
-        rest = [f"entry {part + 1}" if isinstance(part, int) else str(part) for part in loc[2:]]
-        return ", ".join([who, " ".join(rest)] if rest else [who])
-    return ".".join(str(part + 1) if isinstance(part, int) else str(part) for part in loc) or "(top level)"
+        number = loc[1] + 1
+        who = (
+            N_("subscriber #{number} ({email})", number=number, email=email)
+            if isinstance(email, str)
+            else N_("subscriber #{number}", number=number)
+        )
+        rest = [
+            N_("entry {number}", number=part + 1) if isinstance(part, int) else str(part) for part in loc[2:]
+        ]
+        return joined(", ", [who, joined(" ", rest)] if rest else [who])
+    return ".".join(str(part + 1) if isinstance(part, int) else str(part) for part in loc) or N_(
+        "(top level)"
+    )
 
 
 def _message(error: Mapping[str, Any], model: type[BaseModel], data: Mapping[str, Any]) -> str:
@@ -445,26 +477,76 @@ def _message(error: Mapping[str, Any], model: type[BaseModel], data: Mapping[str
         known = [k for k in known if k not in ("base_dir", "source")]
         key = str(loc[-1])
         guess = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean '{guess[0]}'?" if guess else f"; known keys: {', '.join(known)}"
+        hint = (
+            N_("; did you mean '{guess}'?", guess=guess[0])
+            if guess
+            else N_("; known keys: {keys}", keys=", ".join(known))
+        )
         if len(loc) > 1:
-            return f"{_where(loc[:-1], data)}: unknown key '{key}'{hint}"
-        return f"unknown key '{key}'{hint}"
+            return N_("{where}: unknown key '{key}'{hint}", where=_where(loc[:-1], data), key=key, hint=hint)
+        return N_("unknown key '{key}'{hint}", key=key, hint=hint)
     if error["type"] == "missing":
         if len(loc) > 1:
-            return f"{_where(loc[:-1], data)}: '{loc[-1]}' is required"
-        return f"'{where}' is required"
+            return N_("{where}: '{key}' is required", where=_where(loc[:-1], data), key=loc[-1])
+        return N_("'{where}' is required", where=where)
     value = error.get("input")
     if error["type"] == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         # `59350` unquoted reads as a number; a name or code must be written as text.
-        return f"{where}: {value} is a number here; write it in quotes ('{value}') to mean the name or code"
+        return N_(
+            "{where}: {value} is a number here; write it in quotes ('{value}') to mean the name or code",
+            where=where, value=value,
+        )  # fmt: skip
     if error["type"] == "string_type" and isinstance(value, bool):
-        return f"{where}: {str(value).lower()} reads as yes/no here; write it in quotes to mean a name"
+        return N_(
+            "{where}: {value} reads as yes/no here; write it in quotes to mean a name",
+            where=where, value=str(value).lower(),
+        )  # fmt: skip
     if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{where}: expected `key: value` lines here, not {value!r}"
-    text = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] in ("literal_error", "int_parsing", "float_parsing", "bool_parsing"):
-        text += f", not {value!r}"
-    return f"{where}: {text}"
+        return N_("{where}: expected `key: value` lines here, not {value!r}", where=where, value=value)
+    return N_("{where}: {problem}", where=where, problem=_pydantic_text(error, value))
+
+
+def _either(expected: str) -> str:
+    """Pydantic's list of choices (`'a', 'b' or 'c'`), its `or` in the admin's language."""
+    choices = re.findall(r"'[^']*'", expected)
+    if len(choices) < 2:
+        return expected
+    return N_("{choices} or {last}", choices=", ".join(choices[:-1]), last=choices[-1])
+
+
+def _pydantic_text(error: Mapping[str, Any], value: Any) -> str:
+    """Pydantic's message for one error, without its `Value error, ` prefix: a `Text` for our
+    validators' and for the kinds an admin meets (a value not among the choices, not a number,
+    out of bounds), English as pydantic words it."""
+    context = error.get("ctx") or {}
+    raised = context.get("error")
+    if isinstance(raised, ValueError):  # one of our validators: its own words
+        return text_of(raised)
+    kind, message = error["type"], str(error["msg"])
+    text: str = message
+    if kind == "literal_error":
+        text = N_("Input should be {expected}", expected=_either(str(context.get("expected"))))
+    elif kind == "int_parsing":
+        text = N_("Input should be a valid integer, unable to parse string as an integer")
+    elif kind == "float_parsing":
+        text = N_("Input should be a valid number, unable to parse string as a number")
+    elif kind == "bool_parsing":
+        text = N_("Input should be a valid boolean, unable to interpret input")
+    elif kind == "greater_than_equal":
+        text = N_("Input should be greater than or equal to {limit}", limit=context.get("ge"))
+    elif kind == "greater_than":
+        text = N_("Input should be greater than {limit}", limit=context.get("gt"))
+    elif kind == "less_than_equal":
+        text = N_("Input should be less than or equal to {limit}", limit=context.get("le"))
+    elif kind == "string_type":
+        text = N_("Input should be a valid string")
+    elif kind == "list_type":
+        text = N_("Input should be a valid list")
+    if text != message:  # another version of pydantic, other words: its own, in English
+        text = message
+    if kind in ("literal_error", "int_parsing", "float_parsing", "bool_parsing"):
+        return N_("{problem}, not {value!r}", problem=text, value=value)
+    return text
 
 
 Located = tuple[Sequence[int | str], str]  # where in the document, and what is wrong there
@@ -493,7 +575,11 @@ def _missing_secrets(config: Config) -> list[Located]:
     return [
         (
             ["email", "smtp", name],
-            f"email.smtp.{name} names ${variable}, which is not set; export it before running",
+            N_(
+                "email.smtp.{name} names ${variable}, which is not set; export it before running",
+                name=name,
+                variable=variable,
+            ),
         )
         for name in ("username_env", "password_env")
         if (variable := getattr(config.email.smtp, name)) and variable not in os.environ
@@ -503,21 +589,32 @@ def _missing_secrets(config: Config) -> list[Located]:
 def _yaml_error(name: str, exc: MarkedYAMLError) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
     problem = str(exc.problem or exc.context)
-    hint = "check the indentation and the quotes around values holding ':' or '#'"
+    hint = N_("check the indentation and the quotes around values holding ':' or '#'")
     if "alias" in str(exc.problem):  # YAML reads a leading '*' as an alias: `refresh: */10 * * * *`
-        hint = "a value starting with '*', like a cron time, needs quotes: refresh: \"*/10 * * * *\""
+        hint = N_("a value starting with '*', like a cron time, needs quotes: refresh: \"*/10 * * * *\"")
     elif "'\\t'" in problem:
-        problem, hint = "tabs are not allowed, use spaces", "indent with spaces only (YAML forbids tabs)"
+        problem, hint = (
+            N_("tabs are not allowed, use spaces"),
+            N_("indent with spaces only (YAML forbids tabs)"),
+        )
     elif exc.context_mark and str(exc.context).startswith("while parsing a flow "):
         # The parser notices an unclosed bracket lines later; the admin needs the bracket's line.
         bracket = "[" if "sequence" in str(exc.context) else "{"
         closing = "]" if bracket == "[" else "}"
-        at = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
-        problem = f"the '{bracket}' opened here is not closed ({problem}{at})"
-        hint = f"close it with '{closing}' after its last value, and separate the values with ','"
+        at = N_(" at line {line}", line=exc.problem_mark.line + 1) if exc.problem_mark else ""
+        problem = N_(
+            "the '{bracket}' opened here is not closed ({problem}{at})",
+            bracket=bracket,
+            problem=problem,
+            at=at,
+        )
+        hint = N_(
+            "close it with '{closing}' after its last value, and separate the values with ','",
+            closing=closing,
+        )
         mark = exc.context_mark
     line = mark.line + 1 if mark else None
-    return ConfigError([Problem(name, line, f"not valid YAML: {problem}")], hint=hint)
+    return ConfigError([Problem(name, line, N_("not valid YAML: {problem}", problem=problem))], hint=hint)
 
 
 def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
@@ -541,7 +638,7 @@ def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError([Problem(name, 1, "the file must be a mapping of keys (site:, items:, ...)")])
+        raise ConfigError([Problem(name, 1, N_("the file must be a mapping of keys (site:, items:, ...)"))])
     fields = {k: v for k, v in data.items() if k not in ("base_dir", "source")}
     duplicates = _duplicate_subscribers(data)
     located: list[Located] = []
@@ -559,7 +656,15 @@ def parse_config(text: str, path: Path, *, environment: bool = True) -> Config:
     for index, first, email in duplicates:
         line, first_line = _line_of(root, ["subscribers", index]), _line_of(root, ["subscribers", first])
         problems.append(
-            Problem(name, line, f"subscriber {email} is listed twice (first at line {first_line})")
+            Problem(
+                name,
+                line,
+                N_(
+                    "subscriber {email} is listed twice (first at line {first})",
+                    email=email,
+                    first=first_line,
+                ),
+            )
         )
     schedule = any(loc and loc[0] == "schedule" for loc, _ in located)
     raise ConfigError(sorted(problems, key=lambda p: p.line or 0), hint=SCHEDULE_HINT if schedule else None)
@@ -575,10 +680,10 @@ def load_config(explicit: str | os.PathLike[str] | None = None, *, environment: 
     except FileNotFoundError:
         if explicit or os.environ.get(CONFIG_ENV):
             raise ConfigError(
-                [Problem(str(path), None, "no such file")],
-                hint="pass --config PATH or copy config.yaml from the project",
+                [Problem(str(path), None, N_("no such file"))],
+                hint=N_("pass --config PATH or copy config.yaml from the project"),
             ) from None
         return Config(base_dir=Path("."), source=str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(path), None, f"cannot read: {exc}")]) from None
+        raise ConfigError([Problem(str(path), None, N_("cannot read: {why}", why=exc))]) from None
     return parse_config(text, path, environment=environment)

@@ -7,6 +7,7 @@ from syndicator.config.subscribers import Subscriber
 from syndicator.digests.run import DigestRun
 from syndicator.digests.select import Candidate, lookback_start, publication_day
 from syndicator.errors import SyndicatorError
+from syndicator.i18n import N_
 from syndicator.taxonomy.matching import verdicts
 
 
@@ -22,45 +23,58 @@ def explain(run: DigestRun, subscriber: Subscriber, url: str) -> tuple[bool, lis
         if header is None:
             alike = [s.url for s in headers if _url_key(s.url) == _url_key(url)]
             raise SyndicatorError(
-                f"no item with the URL {url} in the store",
-                hint=f"did you mean {alike[0]}?" if alike else (
+                N_("no item with the URL {url} in the store", url=url),
+                hint=N_("did you mean {url}?", url=alike[0]) if alike else N_(
                     "run 'syndicator ingest' first; 'syndicator parse FILE' shows an item's URL"
                 ),
             )  # fmt: skip
         candidate = Candidate(header.id, run.store.items_by_id([header.id])[header.id], header.first_seen)
-    item, lines, ok = candidate.item, [], True
+    item, ok = candidate.item, True
+    lines: list[str] = []
     zone = run.config.site.zone  # every day and time below is the site's
     for verdict in verdicts(run.interests(subscriber), item, run.hierarchy):
-        lines.append(("passes: " if verdict.passed else "stops:  ") + verdict.reason)
+        reason = verdict.reason
+        lines.append(
+            N_("passes: {reason}", reason=reason) if verdict.passed else N_("stops:  {reason}", reason=reason)
+        )
         ok = ok and verdict.passed
     suppressed = run.ledger.suppressed().get(subscriber.key)
     if suppressed:
         ok = False
         reason, since = suppressed
         since = since.astimezone(zone)
-        lines.append(f"stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})")
+        lines.append(N_(
+            "stops:  the address is on the suppression list ({reason}, since {since:%Y-%m-%d})",
+            reason=reason, since=since,
+        ))  # fmt: skip
     sent = run.ledger.sent_on(subscriber.key, candidate.id)
     if sent is not None:
         ok = False
-        issued = sent.issued.astimezone(zone)
-        lines.append(f"stops:  already in digest {sent.message_id} of {issued:%Y-%m-%d %H:%M} ({sent.state})")
+        lines.append(N_(
+            "stops:  already in digest {id} of {issued:%Y-%m-%d %H:%M} ({state})",
+            id=sent.message_id, issued=sent.issued.astimezone(zone), state=sent.state,
+        ))  # fmt: skip
     else:
         last = run.lasts.get(subscriber.key)
         if last is not None and candidate.first_seen <= last.issued:
             ok = False
-            lines.append(
-                f"stops:  first seen {candidate.first_seen.astimezone(zone):%Y-%m-%d %H:%M}, before the last "
-                f"digest ({last.issued.astimezone(zone):%Y-%m-%d %H:%M})"
-            )
+            lines.append(N_(
+                "stops:  first seen {seen:%Y-%m-%d %H:%M}, before the last digest ({last:%Y-%m-%d %H:%M})",
+                seen=candidate.first_seen.astimezone(zone), last=last.issued.astimezone(zone),
+            ))  # fmt: skip
         lookback = run.config.email.lookback_days.days(subscriber.frequency)
         day = publication_day(candidate, zone)
         oldest = lookback_start(run.now, lookback, zone)
         if day < oldest:
             ok = False
-            window = f"the {subscriber.frequency} look-back of {lookback} days"
-            lines.append(f"stops:  published {day:%Y-%m-%d}, outside {window}")
+            lines.append(N_(
+                "stops:  published {day:%Y-%m-%d}, outside the {frequency} look-back of {days} days",
+                day=day, frequency=subscriber.frequency, days=lookback,
+            ))  # fmt: skip
         else:
-            lines.append(f"passes: published {day:%Y-%m-%d}, within the {lookback}-day look-back")
+            lines.append(N_(
+                "passes: published {day:%Y-%m-%d}, within the {days}-day look-back", day=day, days=lookback
+            ))  # fmt: skip
     return ok, lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from syndicator.config.subscribers import Subscriber
+from syndicator.i18n import N_
 
 
 @dataclass(slots=True)
@@ -20,11 +21,17 @@ class SendReport:
     errors: list[str] = field(default_factory=list)  # "address: reason", one per failed subscriber
 
     def summary(self) -> str:
-        failed = f"failed {self.failed}"
+        failed = N_("failed {failed}", failed=self.failed)
         if self.failed:
-            failed += f" ({self.temporary} temporary, {self.failed - self.temporary} permanent)"
-        stopped = f", stopped before sending {self.stopped}" if self.stopped else ""
-        return f"sent {self.sent}, empty {self.empty}, {failed}, suppressed {self.suppressed}{stopped}"
+            failed = N_(
+                "failed {failed} ({temporary} temporary, {permanent} permanent)",
+                failed=self.failed, temporary=self.temporary, permanent=self.failed - self.temporary,
+            )  # fmt: skip
+        stopped = N_(", stopped before sending {stopped}", stopped=self.stopped) if self.stopped else ""
+        return N_(
+            "sent {sent}, empty {empty}, {failed}, suppressed {suppressed}{stopped}",
+            sent=self.sent, empty=self.empty, failed=failed, suppressed=self.suppressed, stopped=stopped,
+        )  # fmt: skip
 
 
 def tally(report: SendReport, subscriber: Subscriber, results: list[str], reason: str | None, *,

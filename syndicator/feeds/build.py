@@ -29,6 +29,7 @@ from syndicator.config.model import Config
 from syndicator.db.store import ItemHeader, Store, StoredTerm
 from syndicator.feeds.xml import Channel, Entry, build_atom, build_rss
 from syndicator.files import public_folder, staged
+from syndicator.i18n import N_
 from syndicator.parsing.french_dates import localize
 from syndicator.parsing.items import VOCABULARIES, Vocabulary
 from syndicator.parsing.markup import is_web_url
@@ -76,7 +77,10 @@ class FeedsReport:
     written_files: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return f"{self.written} written, {self.unchanged} unchanged, {self.removed} removed"
+        return N_(
+            "{written} written, {unchanged} unchanged, {removed} removed",
+            written=self.written, unchanged=self.unchanged, removed=self.removed,
+        )  # fmt: skip
 
 
 def static_page(config: Config) -> dict[str, Any]:

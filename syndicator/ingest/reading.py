@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from syndicator.db.store import FileVersion, Store, StoredItem, content_hash
 from syndicator.errors import ItemError, Problem
+from syndicator.i18n import N_
 from syndicator.parsing.french_dates import DEFAULT_ZONE
 from syndicator.parsing.items import MAX_SIZE, NewsItem, ParsedItem, parse_file
 
@@ -48,9 +49,10 @@ class IngestReport:
     warnings: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
-            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, {len(self.errors)} errors"
-        )
+        return N_(
+            "{new} new, {updated} updated, {unchanged} unchanged, {errors} errors",
+            new=self.new, updated=self.updated, unchanged=self.unchanged, errors=len(self.errors),
+        )  # fmt: skip
 
 
 def _walk(directory: str) -> Iterator[ItemFile]:
@@ -78,10 +80,12 @@ def scan(paths: Iterable[Path | str], report: IngestReport) -> list[ItemFile]:
                     ItemFile(path, os.path.abspath(path), FileVersion(info.st_size, info.st_mtime_ns))
                 )
         except FileNotFoundError:
-            report.errors.append(Problem(path, None, "no such file or folder: put the item files there, or "
-                                         "point items.path in config.yaml at them"))  # fmt: skip
+            missing = N_(
+                "no such file or folder: put the item files there, or point items.path in config.yaml at them"
+            )
+            report.errors.append(Problem(path, None, missing))
         except OSError as exc:
-            report.errors.append(Problem(path, None, f"cannot read: {exc.strerror or exc}"))
+            report.errors.append(Problem(path, None, N_("cannot read: {why}", why=exc.strerror or exc)))
     return found
 
 
@@ -192,8 +196,13 @@ def _save_chunk(
                 Problem(
                     file.path,
                     result.source_line,
-                    f"same source URL as {previous.file}; {winner} is kept (later 'modifié le'), "
-                    f"{loser} is ignored",
+                    N_(
+                        "same source URL as {file}; {winner} is kept (later 'modifié le'), "
+                        "{loser} is ignored",
+                        file=previous.file,
+                        winner=winner,
+                        loser=loser,
+                    ),
                     "warning",
                 )
             )
@@ -221,7 +230,10 @@ def _save_chunk(
                 Problem(
                     file.path,
                     result.source_line,
-                    f"the database refused this item ({refused[file.key]}); the other files are stored",
+                    N_(
+                        "the database refused this item ({why}); the other files are stored",
+                        why=refused[file.key],
+                    ),
                 )
             )
         else:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
+from syndicator.i18n import N_
+
 # The zone `site.timezone` defaults to: the one place that names it. Callers with a config
 # pass the site's zone; this default serves library use without one.
 DEFAULT_ZONE = ZoneInfo("Europe/Paris")
@@ -64,7 +66,7 @@ def _clock(match: re.Match[str]) -> time | None:
         return None
     hour, minute = int(match.group("hour")), int(match.group("minute") or 0)
     if hour > 23 or minute > 59:
-        raise DateSyntaxError(f"no such time of day: {hour:02d}:{minute:02d}")
+        raise DateSyntaxError(N_("no such time of day: {hour:02d}:{minute:02d}", hour=hour, minute=minute))
     return time(hour, minute)
 
 
@@ -74,19 +76,21 @@ def _parts(text: str) -> _Parts:
     if match := _WORD_DATE.match(text):
         month_name = match["month"].lower()
         if month_name not in MONTHS:
-            raise DateSyntaxError(f"unknown month {match['month']!r}")
+            raise DateSyntaxError(N_("unknown month {month!r}", month=match["month"]))
         year = int(match["year"]) if match["year"] else None
         return _Parts(int(match["day"]), MONTHS[month_name], year, _clock(match))
-    raise DateSyntaxError(f"not a French date: {text!r}")
+    raise DateSyntaxError(N_("not a French date: {text!r}", text=text))
 
 
 def _to_date(parts: _Parts) -> date:
     if parts.month is None or parts.year is None:
-        raise DateSyntaxError("the date has no year")
+        raise DateSyntaxError(N_("the date has no year"))
     try:
         return date(parts.year, parts.month, parts.day)
     except ValueError as exc:
-        raise DateSyntaxError(f"no such day: {parts.day}/{parts.month}/{parts.year}") from exc
+        raise DateSyntaxError(
+            N_("no such day: {day}/{month}/{year}", day=parts.day, month=parts.month, year=parts.year)
+        ) from exc
 
 
 def localize(day: date, clock: time | None, zone: ZoneInfo = DEFAULT_ZONE) -> datetime:
@@ -127,7 +131,7 @@ def parse_event(text: str, zone: ZoneInfo = DEFAULT_ZONE) -> tuple[datetime, dat
     start_at = localize(start_day, start.clock, zone)
     end_at = localize(end_day, end.clock, zone)
     if end_at < start_at:
-        raise DateSyntaxError("the event ends before it starts")
+        raise DateSyntaxError(N_("the event ends before it starts"))
     return start_at, end_at
 
 

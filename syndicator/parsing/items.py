@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from syndicator.errors import ItemError, Problem
+from syndicator.i18n import N_, text_of
 from syndicator.parsing.french_dates import (
     DEFAULT_ZONE,
     DateSyntaxError,
@@ -206,16 +207,16 @@ def xml_safe(text: str) -> str:
 def decode(data: bytes, path: str) -> str:
     """The text of an item file: UTF-8 with or without BOM, any line endings, XML-safe."""
     if not data.strip():
-        raise ItemError("empty file, not an item", path=path, line=1)
+        raise ItemError(N_("empty file, not an item"), path=path, line=1)
     if b"\x00" in data:
         line = data.count(b"\n", 0, data.index(b"\x00")) + 1
-        raise ItemError("binary file, not an item (it holds NUL bytes)", path=path, line=line)
+        raise ItemError(N_("binary file, not an item (it holds NUL bytes)"), path=path, line=line)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ItemError(
-            f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+            N_("not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8", byte=data[exc.start]),
             path=path,
             line=line,
         ) from None
@@ -264,7 +265,7 @@ class _Footer:
             elif name == "download":
                 self.downloads.append((number, stripped))
             elif name in self.values:
-                self.warn(number, f"second '{stripped.split(':')[0].strip()}' line ignored")
+                self.warn(number, N_("second '{field}' line ignored", field=stripped.split(":")[0].strip()))
             else:
                 self.values[name] = (number, match)
             return True
@@ -292,7 +293,12 @@ def _terms(vocabulary: Vocabulary, footer: _Footer, links: dict[int, str], base:
             url = absolute(url, base) if url and not is_script_url(url) else None
             if url and not is_web_url(url):
                 footer.warn(
-                    number, f"the page of {name!r} is not a web link ({_shown(url)}); term kept without it"
+                    number,
+                    N_(
+                        "the page of {name!r} is not a web link ({url}); term kept without it",
+                        name=name,
+                        url=_shown(url),
+                    ),
                 )
                 url = None
             found.append(Term(vocabulary, name, url))
@@ -308,8 +314,10 @@ def _terms(vocabulary: Vocabulary, footer: _Footer, links: dict[int, str], base:
 def _source(footer: _Footer, zone: ZoneInfo) -> tuple[str, datetime | None]:
     if "source" not in footer.values:
         raise ItemError(
-            "no source URL, so this is not an item; expected a line like "
-            "'URL de la source (modifié le 30/11/2021 - 11:29): <https://…>'",
+            N_(
+                "no source URL, so this is not an item; expected a line like "
+                "'URL de la source (modifié le 30/11/2021 - 11:29): <https://…>'"
+            ),
             path=footer.path,
             line=1,
         )
@@ -318,7 +326,7 @@ def _source(footer: _Footer, zone: ZoneInfo) -> tuple[str, datetime | None]:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ItemError(
-            f"the source URL {url!r} is not an http(s) URL; it identifies the item, fix it",
+            N_("the source URL {url!r} is not an http(s) URL; it identifies the item, fix it", url=url),
             path=footer.path,
             line=number,
         )
@@ -327,7 +335,9 @@ def _source(footer: _Footer, zone: ZoneInfo) -> tuple[str, datetime | None]:
         try:
             modified = parse_modified(stamp, zone)
         except DateSyntaxError as exc:
-            footer.warn(number, f"modification date ignored: {exc} (expected dd/mm/yyyy - hh:mm)")
+            footer.warn(
+                number, N_("modification date ignored: {why} (expected dd/mm/yyyy - hh:mm)", why=text_of(exc))
+            )
     return url, modified
 
 
@@ -338,7 +348,7 @@ _MAX_BYTES = 2**63 - 1
 def _size(footer: _Footer, number: int, match: re.Match[str]) -> int | None:
     size = size_in_bytes(match["number"], match["unit"])
     if size > _MAX_BYTES:
-        footer.warn(number, "'Poids' larger than any file; size ignored")
+        footer.warn(number, N_("'Poids' larger than any file; size ignored"))
         return None
     return size
 
@@ -359,17 +369,21 @@ def _attachments(footer: _Footer, links: dict[int, str], base: str) -> tuple[Att
         while not in_order and sizes and sizes[0][0] < number:
             size = _size(footer, *sizes.pop(0))
         if not url:
-            footer.warn(number, "download link without a URL in 'Liens'; attachment ignored")
+            footer.warn(number, N_("download link without a URL in 'Liens'; attachment ignored"))
             continue
         url = absolute(url, base)
         if not is_web_url(url):
             footer.warn(
-                number, f"download link {_shown(url)} is not a web link (http or https); attachment ignored"
+                number,
+                N_(
+                    "download link {url} is not a web link (http or https); attachment ignored",
+                    url=_shown(url),
+                ),
             )
             continue
         found.append(Attachment(url, size, mime_type(url)))
     for number, _ in sizes:
-        footer.warn(number, "'Poids' without a following '[Téléchargement]' link; ignored")
+        footer.warn(number, N_("'Poids' without a following '[Téléchargement]' link; ignored"))
     return tuple(found)
 
 
@@ -388,7 +402,7 @@ def parse_text(text: str, path: str, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedIte
     `ItemError` if it is not an item."""
     lines = _normalize(text)
     if not "".join(lines).strip():
-        raise ItemError("empty file, not an item", path=path, line=1)
+        raise ItemError(N_("empty file, not an item"), path=path, line=1)
     links_start, links = _links_section(lines)
     footer = _Footer(path)
     explicit_title = None
@@ -416,23 +430,26 @@ def parse_text(text: str, path: str, zone: ZoneInfo = DEFAULT_ZONE) -> ParsedIte
             number, match = footer.values[name]
             vocab[name] = _terms(name, footer, links, url)
             if not vocab[name]:
-                footer.warn(number, f"no term on the '{name}' line")
+                footer.warn(number, N_("no term on the '{name}' line", name=name))
     if types := vocab.get("types"):
         item_type = types[0]
         if len(types) > 1:
-            footer.warn(footer.values["types"][0], f"several types; the first, {types[0].name!r}, is kept")
+            footer.warn(
+                footer.values["types"][0],
+                N_("several types; the first, {name!r}, is kept", name=types[0].name),
+            )
     if "dates" in footer.values:
         number, match = footer.values["dates"]
         try:
             event_start, event_end = parse_event(match["value"], zone)
         except DateSyntaxError as exc:
-            footer.warn(number, f"event date ignored: {exc}")
+            footer.warn(number, N_("event date ignored: {why}", why=text_of(exc)))
     if "published" in footer.values:
         number, match = footer.values["published"]
         try:
             published = parse_date(match["value"])
         except DateSyntaxError as exc:
-            footer.warn(number, f"publication date ignored: {exc}")
+            footer.warn(number, N_("publication date ignored: {why}", why=text_of(exc)))
     attachments = _attachments(footer, links, url)
 
     slug = _slug(url)
@@ -474,12 +491,15 @@ def parse_file(path: Path | str, max_size: int = MAX_SIZE, zone: ZoneInfo = DEFA
         with open(path, "rb") as file:  # not Path.read_bytes: a Path costs more than the read
             data = file.read(max_size + 1)
     except OSError as exc:
-        raise ItemError(f"cannot read: {exc.strerror or exc}", path=name, line=None) from None
+        raise ItemError(N_("cannot read: {why}", why=exc.strerror or exc), path=name, line=None) from None
     if len(data) > max_size:
         line = data.count(b"\n", 0, max_size) + 1
         raise ItemError(
-            f"larger than items.max_size ({max_size:,} bytes), so not read; an item is a few "
-            "kilobytes: check that this is the right file, else raise items.max_size in config.yaml",
+            N_(
+                "larger than items.max_size ({size:,} bytes), so not read; an item is a few "
+                "kilobytes: check that this is the right file, else raise items.max_size in config.yaml",
+                size=max_size,
+            ),
             path=name,
             line=line,
         )

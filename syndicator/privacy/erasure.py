@@ -31,6 +31,7 @@ from syndicator.db.schema import (
 )
 from syndicator.db.store import Store
 from syndicator.errors import ConfigError, SyndicatorError
+from syndicator.i18n import N_, joined
 
 ERASED = "address erased at its owner's request"
 
@@ -43,9 +44,11 @@ class Erased:
     counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        parts = ["config entry removed"] if self.config_entry else []
-        parts += [f"{name}: {count}" for name, count in self.counts.items() if count]
-        return "; ".join(parts) or "nothing"
+        parts = [N_("config entry removed")] if self.config_entry else []
+        parts += [
+            N_("{name}: {count}", name=name, count=count) for name, count in self.counts.items() if count
+        ]
+        return joined(N_("; "), parts) or N_("nothing")
 
 
 def _forms(connection: Connection, table: Table, address: str, hashes: set[str]) -> list[str]:
@@ -95,11 +98,11 @@ def forget(config_file: Path, store: Store, address: str) -> Erased:
     with store.writing() as connection:
         counts = erased.counts
         forms = _forms(connection, subscriber_choices, address, set())
-        counts["web choices"] = connection.execute(
+        counts[N_("web choices")] = connection.execute(
             delete(subscriber_choices).where(subscriber_choices.c.subscriber.in_(forms))
         ).rowcount
         forms = _forms(connection, signup_requests, address, set())
-        counts["sign-up requests"] = connection.execute(
+        counts[N_("sign-up requests")] = connection.execute(
             delete(signup_requests).where(signup_requests.c.subscriber.in_(forms))
         ).rowcount
         forms = _forms(connection, digests, address, set())
@@ -111,7 +114,7 @@ def forget(config_file: Path, store: Store, address: str) -> Erased:
         # The Message-ID holds an unkeyed hash of the address: a guess could be tested against
         # it. Once erased, a digest is never sent again, so it needs no Message-ID of its own.
         erased_id = literal("<digest.") + cast(digests.c.id, String) + literal(".erased@syndicator.invalid>")
-        counts["digests"] = connection.execute(
+        counts[N_("digests")] = connection.execute(
             update(digests)
             .where(digests.c.subscriber.in_(forms))
             .values(subscriber=hashed, message=None, message_id=erased_id)
@@ -122,15 +125,15 @@ def forget(config_file: Path, store: Store, address: str) -> Erased:
             .where(digests.c.subscriber == hashed, digests.c.error.is_not(None), digests.c.error != ERASED)
             .values(error="(erased)")
         )
-        counts["digest items"] = _rehash_items(connection, address, hashed)
+        counts[N_("digest items")] = _rehash_items(connection, address, hashed)
         forms = _forms(connection, send_claims, address, set())
-        counts["send claims"] = connection.execute(
+        counts[N_("send claims")] = connection.execute(
             update(send_claims).where(send_claims.c.subscriber.in_(forms)).values(subscriber=hashed)
         ).rowcount
         # What the bounce mailbox said quotes the address (diagnostics): it goes. The
         # suppression below, hashed, is what keeps a bounced or complaining address unmailed.
         forms = _forms(connection, bounce_events, address, set())
-        counts["bounce reports"] = connection.execute(
+        counts[N_("bounce reports")] = connection.execute(
             delete(bounce_events).where(bounce_events.c.subscriber.in_(forms))
         ).rowcount
         forms = _forms(connection, suppressions, address, every)
@@ -146,7 +149,7 @@ def forget(config_file: Path, store: Store, address: str) -> Erased:
                     subscriber=hashed, reason=kept.reason, detail=None, since=kept.since
                 )
             )
-            counts["suppressions"] = 1
+            counts[N_("suppressions")] = 1
     return erased
 
 

@@ -46,6 +46,7 @@ from syndicator.db.schema import (
 )
 from syndicator.db.signups import purge as purge_requests
 from syndicator.db.store import Store
+from syndicator.i18n import N_
 
 FINISHED = ("sent", "failed", UNBUILT)
 DAY = timedelta(days=1)
@@ -67,12 +68,16 @@ class PurgeReport:
     def lines(self) -> list[str]:
         """What was removed, one line each, for `purge` to print."""
         return [
-            f"{self.signup_requests} sign-up and export requests deleted",
-            f"{self.consents} web choices and consent proofs deleted (subscription ended)",
-            f"{self.suppressions_hashed} suppressed addresses kept only as a keyed hash",
-            f"{self.digests} digests ({self.digest_items} items) aggregated into monthly counts and deleted",
-            f"{self.send_runs} finished send runs deleted, with their claims",
-            f"{self.bounce_events} bounce and complaint reports deleted",
+            N_("{count} sign-up and export requests deleted", count=self.signup_requests),
+            N_("{count} web choices and consent proofs deleted (subscription ended)", count=self.consents),
+            N_("{count} suppressed addresses kept only as a keyed hash", count=self.suppressions_hashed),
+            N_(
+                "{count} digests ({items} items) aggregated into monthly counts and deleted",
+                count=self.digests,
+                items=self.digest_items,
+            ),
+            N_("{count} finished send runs deleted, with their claims", count=self.send_runs),
+            N_("{count} bounce and complaint reports deleted", count=self.bounce_events),
         ]
 
     def summary(self) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from syndicator.i18n import N_
 from syndicator.taxonomy.terms import term_key
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class Verdict:
 
     vocabulary: str
     passed: bool
-    reason: str
+    reason: str  # a `Text`: English in logs, the admin's language where `explain` prints it
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,41 +60,70 @@ class Interests:
 
 def _by_key(vocabulary: str, wanted: dict[str, str], names: Sequence[str]) -> Verdict:
     if not wanted:
-        return Verdict(vocabulary, True, f"no {vocabulary} chosen: all of them")
+        return Verdict(vocabulary, True, N_("no {vocabulary} chosen: all of them", vocabulary=vocabulary))
     for name in names:
         if term_key(name) in wanted:
-            return Verdict(vocabulary, True, f"{vocabulary}: the item's '{name}' is followed")
-    listed = ", ".join(f"'{n}'" for n in names) or "none"
+            return Verdict(
+                vocabulary,
+                True,
+                N_("{vocabulary}: the item's '{name}' is followed", vocabulary=vocabulary, name=name),
+            )
+    listed = ", ".join(f"'{n}'" for n in names) or N_("none")
     chosen = ", ".join(f"'{n}'" for n in wanted.values())
-    return Verdict(vocabulary, False, f"{vocabulary}: the item has {listed}, the subscriber follows {chosen}")
+    return Verdict(
+        vocabulary,
+        False,
+        N_(
+            "{vocabulary}: the item has {listed}, the subscriber follows {chosen}",
+            vocabulary=vocabulary, listed=listed, chosen=chosen,
+        ),
+    )  # fmt: skip
 
 
 def territoire_verdict(interests: Interests, names: Sequence[str], hierarchy: Hierarchy) -> Verdict:
     """Whether an item's territoires meet the subscriber's: same place, below it, or above it."""
     if not interests.territoires:
-        return Verdict("territoires", True, "no territoires chosen: all of them")
+        return Verdict("territoires", True, N_("no territoires chosen: all of them"))
     for name in names:
         place = hierarchy.resolve(name).place
         for label, code, related in interests.territoires:
             if place is None or code is None:
                 if term_key(name) == term_key(label):
-                    return Verdict("territoires", True, f"territoires: the item's '{name}' is followed")
+                    return Verdict(
+                        "territoires", True, N_("territoires: the item's '{name}' is followed", name=name)
+                    )
                 continue
             if place.code == code:
                 return Verdict(
-                    "territoires", True, f"territoires: the item's '{name}' is followed ('{label}')"
-                )
-            if place.code in related:
-                relation = "below" if code in hierarchy.ancestors(place.code) else "above"
-                return Verdict(
                     "territoires",
                     True,
-                    f"territoires: the item's '{name}' is {relation} '{label}', which is followed",
+                    N_("territoires: the item's '{name}' is followed ('{label}')", name=name, label=label),
                 )
-    listed = ", ".join(f"'{n}'" for n in names) or "none"
+            if place.code in related:
+                relation = (
+                    N_(
+                        "territoires: the item's '{name}' is below '{label}', which is followed",
+                        name=name,
+                        label=label,
+                    )
+                    if code in hierarchy.ancestors(place.code)
+                    else N_(
+                        "territoires: the item's '{name}' is above '{label}', which is followed",
+                        name=name,
+                        label=label,
+                    )
+                )
+                return Verdict("territoires", True, relation)
+    listed = ", ".join(f"'{n}'" for n in names) or N_("none")
     chosen = ", ".join(f"'{label}'" for label, _, _ in interests.territoires)
     return Verdict(
-        "territoires", False, f"territoires: the item has {listed}, none at, below or above {chosen}"
+        "territoires",
+        False,
+        N_(
+            "territoires: the item has {listed}, none at, below or above {chosen}",
+            listed=listed,
+            chosen=chosen,
+        ),
     )
 
 
