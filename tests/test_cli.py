@@ -290,3 +290,26 @@ def test_a_reader_that_stops_early_gets_no_traceback(project: Path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 141, err
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("subscribers", "forget", ""),
+        ("subscribers", "export", "  "),
+        ("subscribers", "add", ""),
+        ("subscribers", "remove", " "),
+        ("explain", "", "https://example.org/"),
+        ("digest", "preview", ""),
+    ],
+)
+def test_a_blank_address_is_a_usage_error_that_says_so(
+    run: Run, project: Path, args: tuple[str, ...]
+) -> None:
+    """An empty EMAIL (a shell variable left unset) is refused before anything is read or
+    changed, with a message that says no address was given, not that it is unknown."""
+    before = (project / "config.yaml").read_bytes()
+    result = run(*args, "--config", str(project / "config.yaml"))
+    assert result.code == 2
+    assert "no address given" in result.err
+    assert (project / "config.yaml").read_bytes() == before

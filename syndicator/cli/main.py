@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub = add("explain", "digest:cmd_explain", _("why an item goes, or does not go, to a subscriber"))
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
     sub.add_argument("url", metavar="URL")
 
     digest = commands.add_parser(
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "preview", parents=[common], help=_("write a subscriber's next digest to files")
     )
     sub.set_defaults(handler="digest:cmd_digest_preview")
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
     sub.add_argument("--out", metavar="DIR", default=".", help=_("folder for the .html, .txt and .eml files"))
     sub = digest_commands.add_parser("send", parents=[common], help=_("build and deliver digests now"))
     sub.set_defaults(handler="digest:cmd_digest_send")
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "add", parents=[common], help=_("add a subscriber, keeping comments")
     )
     sub.set_defaults(handler="subscribers:cmd_subscribers_add")
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
     sub.add_argument("--name", type=_one_line_name)
     sub.add_argument("--frequency", choices=FREQUENCIES, default="weekly")
     sub.add_argument(
@@ -134,18 +134,18 @@ def _parser() -> argparse.ArgumentParser:
         "remove", parents=[common], help=_("remove a subscriber, keeping comments")
     )
     sub.set_defaults(handler="subscribers:cmd_subscribers_remove")
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
     sub = subscriber_commands.add_parser(
         "reactivate", parents=[common], help=_("lift a bounce suppression (never a complaint)")
     )
     sub.set_defaults(handler="subscribers:cmd_subscribers_reactivate")
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
 
     sub = subscriber_commands.add_parser(
         "export", parents=[common], help=_("everything held about an address, as JSON (RGPD access)")
     )
     sub.set_defaults(handler="subscribers:cmd_subscribers_export")
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
     sub.add_argument(
         "-o", "--output", metavar="FILE", help=_("write it to FILE (mode 0600) instead of printing")
     )
@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         "forget", parents=[common], help=_("erase an address from config.yaml and the store (RGPD erasure)")
     )
     sub.set_defaults(handler="subscribers:cmd_subscribers_forget")
-    sub.add_argument("email", metavar="EMAIL")
+    sub.add_argument("email", metavar="EMAIL", type=_address_given)
 
     sub = add(
         "purge",
@@ -208,6 +208,13 @@ def _localized(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             for sub in set(action.choices.values()):
                 _localized(sub)
     return parser
+
+
+def _address_given(value: str) -> str:
+    """An EMAIL argument, refused when blank (`""`, spaces): every command needs an address."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(_("no address given: write the subscriber's email address"))
+    return value
 
 
 def _positive(value: str) -> int:
