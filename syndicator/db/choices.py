@@ -53,7 +53,12 @@ def _stored(row: Any) -> StoredChoice:
         consent = Consent(
             row.consent_at, row.consent_ip or "", row.consent_wording or "", row.consent_notice or ""
         )
-    subscriber = Subscriber(
+    return StoredChoice(subscriber_of(row), row.updated, consent)
+
+
+def subscriber_of(row: Any) -> Subscriber:
+    """The subscriber a row of choices or of sign-up requests describes (lists kept as JSON)."""
+    return Subscriber(
         email=row.email,
         name=row.name,
         frequency=as_frequency(row.frequency),
@@ -61,7 +66,6 @@ def _stored(row: Any) -> StoredChoice:
         territoires=tuple(json.loads(row.territoires)),
         types=tuple(json.loads(row.types)),
     )
-    return StoredChoice(subscriber, row.updated, consent)
 
 
 def load_choices(store: Store) -> dict[str, StoredChoice]:

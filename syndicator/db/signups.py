@@ -27,9 +27,8 @@ from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 
 from syndicator import addresses
 from syndicator.addresses import mailbox
-from syndicator.config.frequencies import as_frequency
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.choices import Consent, load_choice, save_choice
+from syndicator.db.choices import Consent, load_choice, save_choice, subscriber_of
 from syndicator.db.ledger import Ledger
 from syndicator.db.schema import signup_requests
 from syndicator.db.store import Store
@@ -169,14 +168,7 @@ def _same_ip(ip: str) -> ColumnElement[bool]:
 
 
 def _request(row: Any) -> SignupRequest:
-    subscriber = Subscriber(
-        email=row.email,
-        name=row.name,
-        frequency=as_frequency(row.frequency),
-        thematiques=tuple(json.loads(row.thematiques)),
-        territoires=tuple(json.loads(row.territoires)),
-        types=tuple(json.loads(row.types)),
-    )
+    subscriber = subscriber_of(row)
     return SignupRequest(
         row.id,
         subscriber,
