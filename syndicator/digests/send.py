@@ -390,8 +390,10 @@ async def _send(
             reasons.setdefault(entry.subscriber.key, details[name])
     back: list[str] = []
     for subscriber in batch.subscribers:
-        if subscriber.key in built.lost:
-            continue  # another worker holds it now, and reports it
+        if subscriber.key in built.lost or "busy" in results.get(subscriber.key, ()):
+            # Its claim ran out before its digest was taken: another worker holds it now, or
+            # will claim it (this one included), and send what is left pending; not done here.
+            continue
         if subscriber.key in built.unbuilt:
             results.setdefault(subscriber.key, []).append("unbuilt")
         got = results.get(subscriber.key, [])
