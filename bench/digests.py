@@ -464,7 +464,7 @@ def check_sample(
 
 
 class CountingTransport:
-    """A transport (syndicator/mailer.py's protocol) that claims every message in the ledger as
+    """A transport (syndicator/mail/transports.py's protocol) that claims every message in the ledger as
     a real one would, counts it and its bytes, and reports it sent."""
 
     def __init__(self) -> None:

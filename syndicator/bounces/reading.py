@@ -1,4 +1,4 @@
-"""Reading the bounce mailbox: each message read (bounce_parse.py), tied to a subscriber, and
+"""Reading the bounce mailbox: each message read (bounces/parse.py), tied to a subscriber, and
 the rules applied; then moved to `processed`, or to `unrecognised` for a person. Never deleted.
 
 Who a report is about, in this order:

@@ -136,7 +136,7 @@ class DkimConfig(_Section):
 
 
 class BouncesConfig(_Section):
-    """`email.bounces`: where delivery reports and complaints come back (see syndicator/bounces.py)."""
+    """`email.bounces`: where delivery reports and complaints come back (syndicator/bounces/reading.py)."""
 
     # The VERP base: digests leave with the envelope sender `local+TOKEN@domain`. Unset: the
     # envelope sender stays email.from's address, and only recipients (not tokens) identify.

@@ -1,7 +1,7 @@
 """The `Subscriber` value: who receives digests, how often, about what.
 
 Subscribers come from config.yaml; a subscriber's own choice, made on the web
-(syndicator/choices.py), wins over config.yaml for their address, and confirmed web sign-ups
+(syndicator/db/choices.py), wins over config.yaml for their address, and confirmed web sign-ups
 come after config.yaml's (`with_choices`)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One row per address: frequency and interests, and for a web sign-up the proof of
 row wins over config.yaml for its address; a row for an address config.yaml does not list is
 a subscriber only once its sign-up was confirmed (it has a consent). So an admin who removes
 someone from config.yaml removes them, whatever they once chose. What may be chosen, and the
-forms that choose it, are in syndicator/web_choices.py.
+forms that choose it, are in syndicator/web/choices.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from syndicator.config.subscribers import Subscriber
 from syndicator.db.schema import subscriber_choices
 from syndicator.db.store import Store, upsert
 
-# The suppression-list reason of an address whose owner unsubscribed (syndicator/ledger.py):
+# The suppression-list reason of an address whose owner unsubscribed (syndicator/db/ledger.py):
 # unlike a bounce, only its owner may lift it, from their preferences page.
 UNSUBSCRIBED = "unsubscribed"
 

@@ -3,7 +3,7 @@
 States: `pending` (recorded, not yet handed to a transport) → `sending` (taken by a worker) →
 `sent` | `failed`. The unique (subscriber, item) pair keeps an item from going to anyone twice.
 Every write of a send carries the claim token of the worker that holds the subscriber
-(syndicator/runs.py) and is refused once that worker's lease ran out: a digest left `sending` by a
+(syndicator/db/runs.py) and is refused once that worker's lease ran out: a digest left `sending` by a
 worker that died is taken by the worker that claims its subscriber next, and delivered with the
 same Message-ID and bytes. The message bytes are kept until the digest is sent.
 
@@ -349,7 +349,7 @@ class Ledger:
 
     def suppressed(self) -> Suppressions[tuple[str, datetime]]:
         """Every suppressed address with its reason and since when; erased ones (kept as a keyed
-        hash, syndicator/pseudonyms.py) are found by their address too."""
+        hash, syndicator/db/pseudonyms.py) are found by their address too."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(suppressions.c.subscriber, suppressions.c.reason, suppressions.c.since)

@@ -1,7 +1,7 @@
 """Keyed hashes of addresses: what the store keeps of an address it must no longer hold readable.
 
-`subscribers forget` (syndicator/erasure.py) and the retention of suppressions
-(syndicator/retention.py) replace an address by `hmac:<hex>`, an HMAC-SHA256 of its mailbox
+`subscribers forget` (syndicator/privacy/erasure.py) and the retention of suppressions
+(syndicator/privacy/retention.py) replace an address by `hmac:<hex>`, an HMAC-SHA256 of its mailbox
 (syndicator/addresses.py) under a key derived (HKDF, its own purpose) from the app's secret.
 Nobody can read the address back, nor test a guess without the secret; but the address, given
 again, is recognised: a suppressed address that was erased is still never mailed.

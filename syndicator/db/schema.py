@@ -1,7 +1,7 @@
 """The database schema: every table, and the migrations that bring a database to it.
 
 `schema_version` holds the number of migrations applied. Opening a store applies the missing
-ones in order, in one transaction (syndicator/store.py): DDL included, on SQLite as on
+ones in order, in one transaction (syndicator/db/store.py): DDL included, on SQLite as on
 PostgreSQL, so a migration that fails half-way leaves the database at its old version.
 Datetimes are stored as naive UTC and come back aware, in UTC: the site's zone
 (`site.timezone`) is applied where a local day or time is shown or counted, not here.
@@ -214,7 +214,7 @@ signup_requests = Table(
 )
 
 
-# A send shared by any number of workers (syndicator/runs.py): a row per run, numbered per
+# A send shared by any number of workers (syndicator/db/runs.py): a row per run, numbered per
 # frequency ("all" for every one), so that workers started together join the same one; a row per
 # subscriber due in it, claimed by one worker at a time under a lease. Lease times are seconds
 # since the epoch on the database server's clock, never a worker's.
@@ -292,7 +292,7 @@ def _v4_send_runs(connection: Connection) -> None:
     connection.execute(send_pace.insert().values(key="smtp", next_at=0.0))  # workers only update it
 
 
-# What the bounce mailbox said about each address (syndicator/bounces.py): a row per hard or
+# What the bounce mailbox said about each address (syndicator/bounces/reading.py): a row per hard or
 # soft failure and per complaint, and one when an admin lifted a bounce (`reactivated`), from
 # which soft failures count again. `digest_id` is the digest it is about, when known.
 bounce_events = Table(
@@ -317,7 +317,7 @@ def _v5_bounces(connection: Connection) -> None:
 
 
 # What the ledger keeps of digests older than `privacy.retention.ledger_months`: counts per
-# month, frequency and state, with no address (syndicator/retention.py).
+# month, frequency and state, with no address (syndicator/privacy/retention.py).
 ledger_counts = Table(
     "ledger_counts",
     metadata,
@@ -328,7 +328,7 @@ ledger_counts = Table(
     Column("items", Integer, nullable=False),
 )
 
-# A subscriber's requests for the email holding their data (syndicator/web_export.py): counted
+# A subscriber's requests for the email holding their data (syndicator/web/export.py): counted
 # for the rate limits, deleted after a day.
 export_requests = Table(
     "export_requests",

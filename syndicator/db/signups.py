@@ -3,7 +3,7 @@
 A request holds what the form chose, the visitor's IP and the version of the consent text they
 were shown. It is confirmed by following the link of the email it sent, within `EXPIRY`; a
 newer request for the same address supersedes the pending ones (only the latest link works).
-Confirming stores the subscriber in `subscriber_choices` (syndicator/choices.py) with the
+Confirming stores the subscriber in `subscriber_choices` (syndicator/db/choices.py) with the
 proof of consent, and lifts any suppression of the address: following a link just mailed to
 it is a fresh, explicit consent from the owner of a working mailbox.
 
@@ -282,7 +282,7 @@ class TokenData:
 
 
 class ConfirmTokens:
-    """The tokens of confirmation links, sealed with the app's secrets (syndicator/tokens.py):
+    """The tokens of confirmation links, sealed with the app's secrets (syndicator/db/tokens.py):
     the newest seals, any of them opens. Expiry is the request's own, kept in the store."""
 
     def __init__(self, keys: list[str]) -> None:

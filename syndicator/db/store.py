@@ -1,8 +1,8 @@
 """The database: items with their terms and attachments, the versions of the files read, feed state.
 
 SQLAlchemy Core over a SQLite file by default (WAL, busy timeout), or PostgreSQL. The tables and
-their migrations are in syndicator/schema.py; the delivery ledger's operations are in
-syndicator/ledger.py.
+their migrations are in syndicator/db/schema.py; the delivery ledger's operations are in
+syndicator/db/ledger.py.
 
 Transactions are real on SQLite too: pysqlite's own transaction handling (which begins only at
 the first INSERT, UPDATE or DELETE, so the reads before it are not isolated, and runs DDL

@@ -3,7 +3,7 @@
 The config entry goes (its comments with it, as `subscribers remove` does); the web choices,
 the proof of consent and the sign-up requests are deleted; in the ledger (digests, their items,
 send claims) and on the suppression list the address is replaced by its keyed hash
-(syndicator/pseudonyms.py), so that the counts stay right and a suppressed address is still
+(syndicator/db/pseudonyms.py), so that the counts stay right and a suppressed address is still
 never mailed, while nothing readable is left. Digests not yet delivered lose their bytes and
 are marked failed: they are never sent. A config file that does not load is refused before
 anything changes: the address may be in it.

@@ -4,7 +4,7 @@ The export is a list of sections, each read by one function of `SECTIONS` from t
 the store; a new kind of record adds its function there. Addresses are
 matched by mailbox (syndicator/addresses.py): `Bob@Mairie-Évry.fr` finds what was stored as
 `bob@xn--mairie-vry-h7a.fr`, and so are the records of an erased address, kept under its keyed
-hash (syndicator/pseudonyms.py). Pure reading: nothing is changed.
+hash (syndicator/db/pseudonyms.py). Pure reading: nothing is changed.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Pure: a `Notice` is built from the config alone. Templates get it as `privacy`: the short form
 goes under the sign-up form, in the confirmation email and in every digest's footer, the whole
-of it on `/confidentialite` (syndicator/web_privacy.py). The retention periods it states are
-the ones `syndicator purge` applies (syndicator/retention.py), read from the same config.
+of it on `/confidentialite` (syndicator/web/privacy.py). The retention periods it states are
+the ones `syndicator purge` applies (syndicator/privacy/retention.py), read from the same config.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """The retention periods of `privacy.retention` (RGPD article 5(1)(e)), applied.
 
 Run by every refresh of the daemon (and `run --once`) and by `syndicator purge`, always under
-the runner's lock (syndicator/runlock.py). What goes:
+the runner's lock (syndicator/service/runlock.py). What goes:
 
 - sign-up requests, confirmed or not, `signup_requests_days` after they were made (the
-  requests that serve no more go earlier, syndicator/signup_requests.py); requests for one's
-  data by email (syndicator/web_export.py) after a day;
+  requests that serve no more go earlier, syndicator/db/signups.py); requests for one's
+  data by email (syndicator/web/export.py) after a day;
 - the web choices and proof of consent of an address suppressed (unsubscribed, bounced) for
   `consent_years`: the subscription ended that long ago;
 - suppressions older than `suppressions_years` are kept only as the keyed hash of their address
-  (syndicator/pseudonyms.py): still never mailed, no longer readable;
+  (syndicator/db/pseudonyms.py): still never mailed, no longer readable;
 - digests issued more than `ledger_months` ago become counts per month, frequency and state
   (`ledger_counts`), their rows and items deleted; never before the longest look-back of a
   digest (the ledger is what keeps an item from going twice), and never a digest not yet

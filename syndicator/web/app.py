@@ -2,12 +2,12 @@
 
 Routes and wiring only; what each page does is in its own module:
 
-    /feeds/...                  the generated feeds (syndicator/feed_server.py)
-    /unsubscribe/<token>        syndicator/web_unsubscribe.py
-    /preferences/<token>        syndicator/web_preferences.py
-    /subscribe...               the sign-up (syndicator/signup.py)
+    /feeds/...                  the generated feeds (syndicator/feeds/server.py)
+    /unsubscribe/<token>        syndicator/web/unsubscribe.py
+    /preferences/<token>        syndicator/web/preferences.py
+    /subscribe...               the sign-up (syndicator/web/signup.py)
 
-Pages, their templates and CSRF are in syndicator/web_pages.py. Errors of every kind come out
+Pages, their templates and CSRF are in syndicator/web/pages.py. Errors of every kind come out
 as French pages (`templates/web/error.html`) that show no detail.
 """
 
@@ -79,7 +79,7 @@ def create_app(
 ) -> Starlette:
     """The web app: opens the store (`store_url`, default config.yaml's `database`) now, so a
     bad database fails at start, and closes it when the server stops. A request body must
-    arrive within `body_timeout` seconds (syndicator/web_limits.py)."""
+    arrive within `body_timeout` seconds (syndicator/web/limits.py)."""
     store = Store.open(store_url or config.database_url)
 
     @asynccontextmanager
@@ -110,11 +110,11 @@ def create_app(
 
 def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> None:
     """Run the app under uvicorn until SIGTERM or SIGINT, with its limits
-    (syndicator/web_limits.py). X-Forwarded-For and X-Forwarded-Proto are trusted only from
+    (syndicator/web/limits.py). X-Forwarded-For and X-Forwarded-Proto are trusted only from
     `web.trusted_proxies`.
 
     No access log unless asked (`serve -v`): links in emails of the first releases carry
-    readable addresses (syndicator/tokens.py)."""
+    readable addresses (syndicator/db/tokens.py)."""
     settings = server_config(
         create_app(config), host=host, port=port, trusted_proxies=config.web.trusted_proxies,
         access_log=access_log,

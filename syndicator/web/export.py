@@ -1,8 +1,8 @@
 """`/export/<token>`: a subscriber asks, from their preferences page, for a copy of their data.
 
-The link is sealed for its own purpose (syndicator/tokens.py), like the unsubscribe and
+The link is sealed for its own purpose (syndicator/db/tokens.py), like the unsubscribe and
 preferences links. GET shows a button and changes nothing (mail scanners follow links); POST
-(with its CSRF token) mails the export of `subscribers export` (syndicator/personal_data.py),
+(with its CSRF token) mails the export of `subscribers export` (syndicator/privacy/export.py),
 as a JSON attachment, to the token's address and nowhere else, then says so. Requests are
 rate-limited as sign-ups are (per mailbox, per IP, and for the whole site, from the
 `export_requests` table, so that several web workers agree): each one mails an address.

@@ -79,7 +79,7 @@ class WebState:
     store: Store
     env: Environment  # templates: admins' first, then the shipped ones
     hierarchy: Hierarchy  # the territoires, with config.yaml's additions
-    keys: list[str]  # signing secrets, oldest first (syndicator/tokens.py)
+    keys: list[str]  # signing secrets, oldest first (syndicator/db/tokens.py)
     csrf: URLSafeSerializer
 
     @classmethod

@@ -3,8 +3,8 @@
 GET /subscribe shows the form: address, name (optional), frequency and interests, the consent
 text with its box. POST (with its CSRF token) either searches the territoires (`action=search`
 with a query: the form comes back as ticked, nothing stored) or checks the form, records a
-request (syndicator/signup_requests.py: expiry, rate limits) and mails its confirmation link
-through the configured transport (syndicator/signup_email.py). The page then says to look in
+request (syndicator/db/signups.py: expiry, rate limits) and mails its confirmation link
+through the configured transport (syndicator/web/signup_email.py). The page then says to look in
 the mailbox, the same whether the address was subscribed already or not, so that the form
 tells no one who subscribes.
 
@@ -235,7 +235,7 @@ async def confirm_signup(request: Request) -> Response:
 
 
 def signup_routes() -> list[BaseRoute]:
-    """The sign-up's routes, for syndicator/web.py."""
+    """The sign-up's routes, for syndicator/web/app.py."""
     return [
         Route("/subscribe", subscribe, methods=["GET", "HEAD", "POST"]),
         Route("/subscribe/confirm/{token}", confirm_signup, methods=["GET", "HEAD", "POST"]),

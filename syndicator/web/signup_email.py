@@ -5,7 +5,7 @@ Message-ID of its own per request. The templates, which admins may override, are
 `signup_email_subject.txt`, `signup_email.txt` (rendered without HTML escaping) and
 `signup_email.html`. It is a transactional message, not a list message: no List-Unsubscribe,
 no `Precedence: bulk`. Sending goes through the transport `email.transport` names (outbox
-folder or SMTP, syndicator/delivery.py), DKIM-signed when `email.dkim` is set.
+folder or SMTP, `mail.smtp.transport_for`), DKIM-signed when `email.dkim` is set.
 """
 
 from __future__ import annotations
