@@ -122,8 +122,8 @@ def test_explain_gives_its_reasons_in_french(run: Run, project: Path, french: No
     result = run("explain", "marie.dupont@example.org", URL)
     assert result.code == 0
     assert result.out.splitlines() == [
-        f"bloque{NBSP}: thematiques{NBSP}: l’actualité a 'Politique de la ville - DSU', "
-        "l’abonné suit 'Éducation'",
+        f"bloque{NBSP}: thematiques{NBSP}: l’actualité a «{NBSP}Politique de la ville - DSU{NBSP}», "
+        f"l’abonné suit «{NBSP}Éducation{NBSP}»",
         f"passe{NBSP}: territoires{NBSP}: «{NBSP}Région Hauts de France{NBSP}» de l’actualité est "
         "au-dessus de "
         f"«{NBSP}Nord{NBSP}», qui est suivi",

@@ -9,16 +9,21 @@ news (above).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from syndicator.i18n import N_
+from syndicator.i18n import N_, joined
 from syndicator.taxonomy.terms import term_key
 
 if TYPE_CHECKING:
     from syndicator.parsing.items import NewsItem
     from syndicator.taxonomy.territoires import Hierarchy
+
+
+def _quoted(names: Iterable[str]) -> str:
+    """Names listed, each in quotes: 'Santé', 'Emploi' in English, « Santé », « Emploi » in French."""
+    return joined(", ", [N_("'{name}'", name=name) for name in names])
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +73,8 @@ def _by_key(vocabulary: str, wanted: dict[str, str], names: Sequence[str]) -> Ve
                 True,
                 N_("{vocabulary}: the item's '{name}' is followed", vocabulary=vocabulary, name=name),
             )
-    listed = ", ".join(f"'{n}'" for n in names) or N_("none")
-    chosen = ", ".join(f"'{n}'" for n in wanted.values())
+    listed = _quoted(names) or N_("none")
+    chosen = _quoted(wanted.values())
     return Verdict(
         vocabulary,
         False,
@@ -114,8 +119,8 @@ def territoire_verdict(interests: Interests, names: Sequence[str], hierarchy: Hi
                     )
                 )
                 return Verdict("territoires", True, relation)
-    listed = ", ".join(f"'{n}'" for n in names) or N_("none")
-    chosen = ", ".join(f"'{label}'" for label, _, _ in interests.territoires)
+    listed = _quoted(names) or N_("none")
+    chosen = _quoted(label for label, _, _ in interests.territoires)
     return Verdict(
         "territoires",
         False,
