@@ -4,7 +4,8 @@
 Targets (the layout issue): `syndicator --help` ≤ 1.5× `r2e --help`, and `syndicator status` on the
 samples ≤ 0.6 s on the project's 2-core machine. It prints a table and exits 0 whatever the speed.
 
-Run from the project's root, after the quick start (so that `syndicator.db` holds the samples):
+Run from the project's root; it copies config.yaml and items/ into a temporary folder and
+ingests them first (not timed):
 
     python3 -m venv /tmp/r2e && /tmp/r2e/bin/pip install rss2email==3.14
     .venv/bin/python bench/startup.py --r2e /tmp/r2e/bin/r2e

@@ -1,4 +1,4 @@
-"""`syndicator run`, `serve`, `status` and `purge`: the service and its state."""
+"""`syndicator run`, `serve` and `purge`: the service, the web app, and the retention periods applied now."""
 
 from __future__ import annotations
 
