@@ -238,7 +238,7 @@ def test_an_item_title_cannot_add_a_header(tmp_path: Path) -> None:
     assert digest is not None
     evil = dataclasses.replace(digest.items[0], title="Titre\r\nBcc: x@example.com\r\n\r\nX")
     digest = dataclasses.replace(digest, items=(evil, *digest.items[1:]))
-    _, data = digests.message(digest, digests.render(digest), 1)
+    _, data = digests.message(digest, digests.render(digest))
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert "Bcc" not in message
     assert message["Subject"] == "Titre Bcc: x@example.com X"
@@ -252,7 +252,8 @@ def recorded(project: Project, email: str) -> tuple[DigestRun, Digest, LedgerRow
     assert subscriber is not None
     digest = digests.next_digest(subscriber)
     assert digest is not None
-    return digests, digest, digests.record(digest)
+    (row,) = digests.record([digests.built(digest)]).rows
+    return digests, digest, row
 
 
 def test_a_digest_left_sending_by_a_dead_worker_is_delivered_again_with_its_message_id(

@@ -50,7 +50,7 @@ def digest_messages(root: Path) -> dict[str, bytes]:
         for subscriber in digests.subscribers():
             digest = digests.next_digest(subscriber)
             if digest is not None:
-                _, data = digests.message(digest, digests.render(digest), 1)
+                _, data = digests.message(digest, digests.render(digest))
                 messages[subscriber.email] = data
     return messages
 

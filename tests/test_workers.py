@@ -23,7 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from syndicator.config.model import load_config
 from syndicator.db.ledger import Ledger
-from syndicator.db.runs import Fenced, Runs
+from syndicator.db.runs import Runs
 from syndicator.db.schema import MIGRATIONS, schema_version
 from syndicator.db.store import Store
 from syndicator.digests.run import DigestRun
@@ -158,25 +158,59 @@ def test_a_worker_whose_lease_ran_out_is_fenced(tmp_path: Path) -> None:
         assert subscriber is not None
         digest = digests.next_digest(subscriber)
         assert digest is not None
-        row = digests.record(digest, claim=late.token)
+        (row,) = digests.record([digests.built(digest)], claim=late.token).rows
         assert digests.ledger.take(row, late.token)
         time.sleep(1.3)  # the lease runs out on the database's clock
         other = runs.claim(run, 10)
         assert other is not None and other.subscribers == ("s000@example.org",)
         assert digests.ledger.take(row, other.token)  # the digest left sending is the new worker's
         assert not digests.ledger.sent(row, datetime.now(UTC), late.token)  # fenced
-        with pytest.raises(Fenced):
-            digests.record(digest, claim=late.token)
+        assert digests.record([digests.built(digest)], claim=late.token).fenced == {"s000@example.org"}
         assert runs.done(late, {"s000@example.org": "sent"}) == 0
         assert Ledger(store).counts() == {"sending": 1}
         assert digests.ledger.sent(row, datetime.now(UTC), other.token)
 
 
+def test_a_batch_is_recorded_together_but_one_refused_digest_does_not_stop_the_others(
+    tmp_path: Path,
+) -> None:
+    """A worker records its batch of digests in one transaction. When the database refuses one
+    (a concurrent run recorded some of its items for that subscriber first) the others are still
+    recorded, each on its own; and the subscribers its claim no longer holds (given back, here)
+    are fenced: nothing is written for them."""
+    handler = Handler()
+    with smtp_server(handler) as port:
+        config = load_config(project(tmp_path, port, subscribers=12))
+    with Store.open(config.database_url) as store:
+        digests = DigestRun(store, config, now=datetime.now(UTC))
+        runs = Runs(store, lease=LEASE)
+        run, _ = runs.join(None, [s.key for s in digests.subscribers()], digests.now)
+        claim = runs.claim(run, 4)  # the first four
+        assert claim is not None and claim.subscribers == tuple(f"s{n:03d}@example.org" for n in range(4))
+        built = {}
+        for subscriber in digests.subscribers()[:4]:
+            digest = digests.next_digest(subscriber)
+            assert digest is not None
+            built[subscriber.key] = digests.built(digest)
+        # Another run got there first for s001: its digest holds the same items.
+        other = DigestRun(store, config, now=digests.now)
+        assert other.record([built["s001@example.org"]]).rows
+        runs.give_back(claim, ["s003@example.org"])  # no longer this worker's
+        recorded = digests.record(list(built.values()), claim=claim.token)
+        assert sorted(row.subscriber for row in recorded.rows) == ["s000@example.org", "s002@example.org"]
+        assert recorded.already == {"s001@example.org"}
+        assert recorded.fenced == {"s003@example.org"}
+        assert Ledger(store).counts() == {"pending": 3}  # s001's from the other run, none for s003
+        for row in recorded.rows:
+            assert row.message == built[row.subscriber].message  # the bytes as built
+            assert digests.ledger.take(row, claim.token)
+
+
 def test_a_digest_held_by_a_dead_run_s_claim_goes_with_the_next_run(tmp_path: Path) -> None:
     """A worker killed right after taking a digest: its heartbeat stopped, so its run is closed
-    by the next `digest send`, but its claim was renewed by that take and outlives its
-    heartbeat. The next send must not find the digest held by that dead claim: it sends it, and
-    the run ends with nothing left pending."""
+    by the next `digest send`, but its claim was renewed when it recorded the digest, and
+    outlives its heartbeat. The next send must not find the digest held by that dead claim: it
+    sends it, and the run ends with nothing left pending."""
     handler = Handler()
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, subscribers=3)
@@ -191,8 +225,8 @@ def test_a_digest_held_by_a_dead_run_s_claim_goes_with_the_next_run(tmp_path: Pa
             assert subscriber is not None
             digest = digests.next_digest(subscriber)
             assert digest is not None
-            row = digests.record(digest, claim=dead.token)
-            assert digests.ledger.take(row, dead.token)  # renews the claim: LEASE from now
+            (row,) = digests.record([digests.built(digest)], claim=dead.token).rows  # renews the claim
+            assert digests.ledger.take(row, dead.token)
             runs.leave(worker)  # the heartbeat is gone with the process; the claim is not
         survivor = digest_send(config_file)
         out, err = survivor.communicate(timeout=120)

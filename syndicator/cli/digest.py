@@ -59,7 +59,7 @@ def cmd_digest_preview(args: argparse.Namespace) -> int:
                 email=subscriber.email
             ))  # fmt: skip
             rendered = mark_sample(rendered)
-        data = digests.message(digest, rendered, 0)[1]
+        data = digests.message(digest, rendered)[1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"digest-{slugify(subscriber.email)}"

@@ -17,8 +17,8 @@ Each outcome is confirmed in its own transaction: one failed write never undoes 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from syndicator.addresses import mailbox
 from syndicator.db.pseudonyms import Pseudonyms, is_pseudonym
-from syndicator.db.runs import Fenced, claim_valid, db_clock
+from syndicator.db.runs import db_clock, held_by, holds
 from syndicator.db.schema import AwareDateTime, digest_items, digests, items, send_claims, suppressions
 from syndicator.db.store import Store
 
@@ -56,11 +56,6 @@ _V = TypeVar("_V")  # what a suppression list holds of each address
 
 # Statements made once, so that SQLAlchemy finds their compiled form without building them anew.
 _NEW_DIGEST = insert(digests)
-_SET_MESSAGE = (
-    update(digests)
-    .where(digests.c.id == bindparam("b_id"))
-    .values(message_id=bindparam("b_mid"), message=bindparam("b_data"))
-)
 # Taking a digest and confirming it sent, for every digest: SQLAlchemy takes longer to build an
 # UPDATE than the database to run it (bench/workers.py, the scale-out target).
 _OTHERS_HOLD = exists().where(
@@ -74,6 +69,7 @@ _TAKE = (
     .where(
         digests.c.id == bindparam("t_id"),
         digests.c.state.in_(("pending", "sending")),
+        holds(bindparam("t_claim"), digests.c.subscriber),
         or_(digests.c.claimed_by.is_(None), ~_OTHERS_HOLD),
     )
     .values(
@@ -101,8 +97,28 @@ def _row(row: object) -> LedgerRow:
     return LedgerRow(*(getattr(row, name) for name in LedgerRow.__dataclass_fields__))
 
 
-class AlreadyRecorded(Exception):
-    """Another run recorded a digest holding some of these items for this subscriber first."""
+@dataclass(frozen=True, slots=True)
+class NewDigest:
+    """A digest built and not yet recorded: its subscriber, window, items, Message-ID and bytes."""
+
+    subscriber: str
+    frequency: str
+    since: datetime | None
+    issued: datetime
+    item_ids: Sequence[int]
+    message_id: str
+    message: bytes
+
+
+@dataclass(slots=True)
+class Recorded:
+    """What `Ledger.record` wrote: the rows recorded, and the subscribers of those it did not
+    (`fenced`: the claim ran out, another worker has them; `already`: a concurrent run recorded
+    some of the digest's items for the subscriber first)."""
+
+    rows: list[LedgerRow] = field(default_factory=list)
+    fenced: set[str] = field(default_factory=set)
+    already: set[str] = field(default_factory=set)
 
 
 class Ledger:
@@ -243,49 +259,37 @@ class Ledger:
 
     # --- writing --------------------------------------------------------------------------
 
-    def record(
-        self,
-        *,
-        subscriber: str,
-        frequency: str,
-        since: datetime | None,
-        issued: datetime,
-        item_ids: Iterable[int],
-        message: Callable[[int], tuple[str, bytes]],
-        claim: str | None = None,
-    ) -> LedgerRow:
-        """Record a digest and its items as `pending`, in one transaction. `message(row id)`
-        gives its Message-ID and bytes, so both derive from the row and never change.
+    def record(self, new: Sequence[NewDigest], *, claim: str | None = None) -> Recorded:
+        """Record these digests and their items as `pending`, in one transaction, under `claim`
+        (the token under which this worker holds their subscribers) when given.
 
-        Raises `AlreadyRecorded` when a concurrent run got there first (the unique pair of
-        subscriber and item says so), `Fenced` when `claim` (the token under which this worker
-        holds the subscriber) ran out; nothing is then written."""
+        A digest whose subscriber's claim ran out is not written (`Recorded.fenced`). When the
+        database refuses a digest because a concurrent run recorded some of its items for its
+        subscriber first (their unique pair), the others are recorded each on its own, and that
+        one is in `Recorded.already`: one transaction for the batch, not one per digest, is the
+        0 ms target of bench/rss2email.py."""
+        recorded = Recorded()
         try:
             with self.engine.begin() as connection:
-                if claim is not None and not claim_valid(connection, claim, subscriber, self.lease):
-                    raise Fenced(subscriber)
-                values = {
-                    "subscriber": subscriber,
-                    "frequency": frequency,
-                    "since": since,
-                    "issued": issued,
-                    "message_id": f"<unset-{subscriber}-{issued.timestamp()}>",
-                    "state": "pending",
-                    "attempts": 0,
-                }
-                inserted = connection.execute(_NEW_DIGEST, values).inserted_primary_key
-                digest_id = int(inserted[0]) if inserted else 0
-                _insert_items(connection, digest_id, subscriber, item_ids)
-                message_id, data = message(int(digest_id))
-                connection.execute(_SET_MESSAGE, {"b_id": digest_id, "b_mid": message_id, "b_data": data})
+                held = self._held(connection, claim, {n.subscriber for n in new})
+                recorded.fenced = {n.subscriber for n in new if n.subscriber not in held}
+                recorded.rows = [_insert(connection, n) for n in new if n.subscriber in held]
         except IntegrityError:
-            raise AlreadyRecorded(subscriber) from None
-        # The row as the database now holds it (and would give it back, dates and all).
-        return LedgerRow(
-            id=digest_id, subscriber=subscriber, frequency=frequency, since=since and _as_stored(since),
-            issued=_as_stored(issued), message_id=message_id, state="pending", message=data,
-            attempts=0, error=None, sent_at=None,
-        )  # fmt: skip
+            if len(new) == 1:
+                recorded.already = {new[0].subscriber}
+                return recorded
+            recorded = Recorded()
+            for one in new:  # to find which: the others recorded all the same
+                alone = self.record([one], claim=claim)
+                recorded.rows += alone.rows
+                recorded.fenced |= alone.fenced
+                recorded.already |= alone.already
+        return recorded
+
+    def _held(self, connection: Connection, claim: str | None, subscribers: set[str]) -> set[str]:
+        """Those of these subscribers that `claim` still holds, its lease renewed; all of them
+        when there is no claim (a send outside the shared runs)."""
+        return subscribers if claim is None else held_by(connection, claim, self.lease)
 
     def unbuilt(self, *, subscriber: str, frequency: str, issued: datetime, error: str) -> None:
         """Record that this subscriber's digest could not be built, and why."""
@@ -301,11 +305,10 @@ class Ledger:
 
     def take(self, row: LedgerRow, claim: str) -> bool:
         """Take a digest for delivery under `claim`, the token that holds its subscriber; False
-        when it is done, the claim ran out, or a live claim of another worker has it."""
+        when it is done, the claim ran out, or a live claim of another worker has it. One
+        statement, the fence in it."""
+        values = {"t_id": row.id, "t_claim": claim, "t_at": datetime.now(UTC)}
         with self.engine.begin() as connection:
-            if not claim_valid(connection, claim, row.subscriber, self.lease):
-                return False
-            values = {"t_id": row.id, "t_claim": claim, "t_at": datetime.now(UTC)}
             return bool(connection.execute(_TAKE, values).rowcount)
 
     def release(self, row: LedgerRow, claim: str) -> None:
@@ -396,6 +399,25 @@ class Suppressions(Mapping[str, _V]):
         return len(self._filed)
 
 
+def _insert(connection: Connection, new: NewDigest) -> LedgerRow:
+    """A new digest's row and its items; the row as the database now holds it (and would give
+    it back, dates and all)."""
+    values = {
+        "subscriber": new.subscriber, "frequency": new.frequency, "since": new.since,
+        "issued": new.issued, "message_id": new.message_id, "message": new.message, "state": "pending",
+        "attempts": 0,
+    }  # fmt: skip
+    inserted = connection.execute(_NEW_DIGEST, values).inserted_primary_key
+    digest_id = int(inserted[0]) if inserted else 0
+    _insert_items(connection, digest_id, new.subscriber, new.item_ids)
+    return LedgerRow(
+        id=digest_id, subscriber=new.subscriber, frequency=new.frequency,
+        since=new.since and _as_stored(new.since), issued=_as_stored(new.issued),
+        message_id=new.message_id, state="pending", message=new.message, attempts=0, error=None,
+        sent_at=None,
+    )  # fmt: skip
+
+
 def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_ids: Iterable[int]) -> None:
     """A row per item of a digest, in statements of up to `_ROWS` rows each, sent straight to
     the database driver. A digest may hold hundreds of items: SQLAlchemy's work for each row (or
@@ -403,7 +425,7 @@ def _insert_items(connection: Connection, digest_id: int, subscriber: str, item_
     worker's time per digest (the scale-out target of bench/workers.py). Not the driver's
     executemany either: pysqlite runs it (and lets other threads run, then waits to get back)
     once per row, and psycopg pipelines it, so that a pair already recorded by a concurrent run
-    (AlreadyRecorded) also logs "error ignored terminating <psycopg.Pipeline>"."""
+    (`Recorded.already`) also logs "error ignored terminating <psycopg.Pipeline>"."""
     values: list[Any] = []
     for item_id in item_ids:
         values += (digest_id, subscriber, item_id)

@@ -35,6 +35,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     false,
     func,
     insert,
@@ -44,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import Exists
 from sqlalchemy.sql.functions import FunctionElement
 
 from syndicator.db.schema import send_claims, send_pace, send_runs, send_workers
@@ -71,10 +73,6 @@ def _clock_default(element: db_clock, compiler: Any, **kw: Any) -> str:
 @compiles(db_clock, "postgresql")
 def _clock_postgresql(element: db_clock, compiler: Any, **kw: Any) -> str:
     return "EXTRACT(EPOCH FROM now())"
-
-
-class Fenced(Exception):
-    """This worker's lease on a subscriber ran out: another worker may hold it now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,24 +478,34 @@ class Heartbeat:
 
 
 # Built once, not per call: SQLAlchemy takes longer to build an UPDATE than SQLite to run it,
-# and this one runs twice for every digest (bench/workers.py, the scale-out target).
-_RENEW_CLAIM = (
+# and this one runs for every batch of digests recorded (bench/workers.py, the scale-out target).
+_RENEW_HELD = (
     update(send_claims)
     .where(
         send_claims.c.token == bindparam("c_token"),
-        send_claims.c.subscriber == bindparam("c_subscriber"),
         send_claims.c.state == "claimed",
         send_claims.c.expires >= db_clock(),
     )
     .values(expires=db_clock() + bindparam("c_lease", type_=Float()))
+    .returning(send_claims.c.subscriber)
 )
 
 
-def claim_valid(connection: Connection, token: str, subscriber: str, lease: float) -> bool:
-    """Renew this claim of `subscriber` within the caller's transaction; False when it ran out
-    (the caller is fenced and writes nothing)."""
-    values = {"c_token": token, "c_subscriber": subscriber, "c_lease": lease}
-    return bool(connection.execute(_RENEW_CLAIM, values).rowcount)
+def held_by(connection: Connection, token: str, lease: float) -> set[str]:
+    """The subscribers this claim still holds, its lease renewed within the caller's
+    transaction; those it no longer holds are fenced (the caller writes nothing for them)."""
+    return set(connection.execute(_RENEW_HELD, {"c_token": token, "c_lease": lease}).scalars())
+
+
+def holds(token: Any, subscriber: Any) -> Exists:
+    """The condition that claim `token` still holds `subscriber`, its lease not run out, for a
+    statement that writes only then (the fence of a single statement)."""
+    return exists().where(
+        send_claims.c.token == token,
+        send_claims.c.subscriber == subscriber,
+        send_claims.c.state == "claimed",
+        send_claims.c.expires >= db_clock(),
+    )
 
 
 def _write_first(connection: Connection) -> None:

@@ -5,6 +5,7 @@ bytes). Choosing is `syndicator.digests.select`, sending `syndicator.digests.sen
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 
@@ -13,7 +14,7 @@ from jinja2 import Environment
 from syndicator.config.frequencies import Frequency
 from syndicator.config.model import Config
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.ledger import Ledger, LedgerRow
+from syndicator.db.ledger import Ledger, NewDigest, Recorded
 from syndicator.db.store import Store
 from syndicator.db.subscribers import Roster
 from syndicator.db.tokens import AddressTokens, secret_keys
@@ -131,12 +132,13 @@ class DigestRun:
         return render_digest(self.env, digest, self.links(digest.subscriber), self.config.site, self.privacy)
 
     def message(
-        self, digest: Digest, rendered: RenderedEmail, digest_id: int, *, unsubscribe: str | None = None
+        self, digest: Digest, rendered: RenderedEmail, *, unsubscribe: str | None = None
     ) -> tuple[str, bytes]:
-        """The Message-ID and bytes of a digest recorded under `digest_id` (`unsubscribe`: its
-        link, when the caller has it already)."""
+        """A new Message-ID for the digest, and its bytes (`unsubscribe`: its link, when the
+        caller has it already). Both are recorded with it, so that every delivery of this
+        digest is the very same message."""
         subscriber = digest.subscriber
-        mid = message_id(digest_id, subscriber.key, self.config.email.from_)
+        mid = message_id(self.config.email.from_)
         envelope = Envelope(
             sender=self.config.email.from_,
             recipient=subscriber.email,
@@ -151,25 +153,24 @@ class DigestRun:
         # very same message.
         return mid, sign(data, self.dkim) if self.dkim else data
 
-    def record(self, digest: Digest, *, claim: str | None = None) -> LedgerRow:
-        """Write the digest and its items to the ledger as `pending` (refused with `Fenced` when
-        `claim`, the token holding its subscriber, ran out)."""
+    def built(self, digest: Digest) -> NewDigest:
+        """The digest rendered into the message it will be, ready to record."""
         links = self.links(digest.subscriber)  # signed once for both the body and the headers
         rendered = render_digest(self.env, digest, links, self.config.site, self.privacy)
-        item_ids = [self.ids[item.url] for item in digest.items]
-        row = self.ledger.record(
-            subscriber=digest.subscriber.key,
-            frequency=digest.subscriber.frequency,
-            since=digest.since,
-            issued=digest.issued,
-            item_ids=item_ids,
-            message=lambda digest_id: self.message(
-                digest, rendered, digest_id, unsubscribe=links.unsubscribe
-            ),
-            claim=claim,
-        )
-        # A later digest of this run would build on this one: nothing first seen before its
-        # issue, which rules out its items without keeping their ids (10,000 digests of 600
-        # items would be 6 million of them). Its bytes are not kept either.
-        self.lasts[row.subscriber] = dataclasses.replace(row, message=None)
-        return row
+        mid, data = self.message(digest, rendered, unsubscribe=links.unsubscribe)
+        return NewDigest(
+            subscriber=digest.subscriber.key, frequency=digest.subscriber.frequency, since=digest.since,
+            issued=digest.issued, item_ids=[self.ids[item.url] for item in digest.items],
+            message_id=mid, message=data,
+        )  # fmt: skip
+
+    def record(self, built: Sequence[NewDigest], *, claim: str | None = None) -> Recorded:
+        """Write these digests and their items to the ledger as `pending`, in one transaction
+        (those whose subscriber `claim`, the token holding them, no longer holds are not)."""
+        recorded = self.ledger.record(built, claim=claim)
+        for row in recorded.rows:
+            # A later digest of this run would build on this one: nothing first seen before its
+            # issue, which rules out its items without keeping their ids (10,000 digests of 600
+            # items would be 6 million of them). Its bytes are not kept either.
+            self.lasts[row.subscriber] = dataclasses.replace(row, message=None)
+        return recorded

@@ -6,8 +6,9 @@ Any number of workers, here or on other machines, share one send run through the
 batch while the current one is on the wire, and keeps its SMTP connections from batch to batch.
 For each subscriber of a batch: digests a previous run recorded but did not confirm go first,
 with their original Message-ID and bytes; then the next digest is chosen (`DigestRun`,
-`syndicator.digests.select`), rendered, recorded in the ledger as `pending` with its items,
-taken under the claim, and handed to the transport. Suppressed addresses receive nothing.
+`syndicator.digests.select`) and rendered. The batch's new digests are recorded in the ledger
+as `pending` with their items, in one transaction; then each is taken under the claim and handed
+to the transport, and its outcome confirmed on its own. Suppressed addresses receive nothing.
 
 Whatever goes wrong while one subscriber's digest is built (an address the message cannot
 carry, a template error...) is that subscriber's failure alone: recorded in the ledger with its
@@ -32,8 +33,8 @@ from sqlalchemy.exc import DBAPIError
 from syndicator.addresses import on_the_wire
 from syndicator.config.frequencies import Frequency
 from syndicator.config.subscribers import Subscriber
-from syndicator.db.ledger import AlreadyRecorded, LedgerRow
-from syndicator.db.runs import Claim, Fenced, Heartbeat, Runs, SharedPace, retrying
+from syndicator.db.ledger import LedgerRow, NewDigest
+from syndicator.db.runs import Claim, Heartbeat, Runs, SharedPace, retrying
 from syndicator.digests.run import DigestRun
 from syndicator.digests.tally import SendReport, tally
 from syndicator.errors import SyndicatorError
@@ -74,11 +75,12 @@ def build_batch(
     halted: Callable[[], bool] = lambda: False,
 ) -> Built:
     """The digests of these subscribers (with those earlier runs left unconfirmed), recorded
-    unless `dry_run`, under `claim` (the token holding them); until `halted()` says stop."""
+    together unless `dry_run`, under `claim` (the token holding them); until `halted()` says stop."""
     built = Built()
     keys = [s.key for s in batch]
     unfinished = {} if dry_run else digest_run.ledger.unfinished_of(keys)
     latest = {} if dry_run else digest_run.ledger.lasts_of(keys)  # newer than this run's start?
+    new: list[NewDigest] = []
     for subscriber in batch:
         if halted():
             break
@@ -94,39 +96,32 @@ def build_batch(
                 digest_run.lasts[subscriber.key] = dataclasses.replace(last, message=None)
             digest_run.sent[subscriber.key] = digest_run.ledger.sent_items(subscriber.key)
         try:
-            _build_one(digest_run, subscriber, built, dry_run=dry_run, claim=claim)
-        except Fenced:
-            built.lost.add(subscriber.key)
+            digest = digest_run.next_digest(subscriber)
+            if digest is not None:
+                built.subscribers.add(subscriber.key)
+                if not dry_run:
+                    new.append(digest_run.built(digest))
         except DBAPIError:
             raise  # the database's failure, not this subscriber's: the batch is built again
         except Exception as error:  # this subscriber's failure: recorded, the others still built
             detail = error.message if isinstance(error, SyndicatorError) else str(error)
             reason = f"digest not built: {type(error).__name__}: {detail}"
             log.info("%s: %s", subscriber.email, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+            built.subscribers.discard(subscriber.key)
             built.unbuilt[subscriber.key] = reason
             if not dry_run:
                 digest_run.ledger.unbuilt(
                     subscriber=subscriber.key, frequency=subscriber.frequency, issued=digest_run.now,
                     error=reason,
                 )  # fmt: skip
+    if new:
+        recorded = digest_run.record(new, claim=claim)
+        built.lost = recorded.fenced  # the claim ran out: another worker has them
+        built.subscribers -= recorded.fenced
+        # recorded.already: a concurrent send (of another frequency's run) has this digest.
+        by_key = {s.key: s for s in batch}
+        built.pending += [_Pending(row, by_key[row.subscriber]) for row in recorded.rows]
     return built
-
-
-def _build_one(
-    digest_run: DigestRun, subscriber: Subscriber, built: Built, *, dry_run: bool, claim: str | None
-) -> None:
-    """The subscriber's next digest, if any, recorded unless `dry_run`, noted in `built`."""
-    digest = digest_run.next_digest(subscriber)
-    if digest is None:
-        return
-    if dry_run:
-        built.subscribers.add(subscriber.key)
-        return
-    # AlreadyRecorded: a concurrent send (of another frequency's run) has this digest.
-    with contextlib.suppress(AlreadyRecorded):
-        row = digest_run.record(digest, claim=claim)
-        built.pending.append(_Pending(row, subscriber))
-    built.subscribers.add(subscriber.key)
 
 
 async def _deliver(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -156,10 +157,10 @@ def address(text: str) -> Address:
     return Address(display_name=header_text(name), username=user, domain=domain)
 
 
-def message_id(digest_id: int, subscriber: str, sender: str) -> str:
-    """A Message-ID that is the same every time this digest is delivered."""
-    hashed = hashlib.sha256(subscriber.encode()).hexdigest()[:12]
-    return f"<digest.{digest_id}.{hashed}@{address(sender).domain or 'syndicator.invalid'}>"
+def message_id(sender: str) -> str:
+    """A new digest's Message-ID, random: recorded with the digest before it is sent, so that
+    every delivery of it carries the same one."""
+    return f"<digest.{secrets.token_hex(10)}@{address(sender).domain or 'syndicator.invalid'}>"
 
 
 @dataclass(frozen=True, slots=True)
