@@ -68,7 +68,8 @@ _TAKE = (
     update(digests)
     .where(
         digests.c.id == bindparam("t_id"),
-        digests.c.state.in_(("pending", "sending")),
+        # Not `in_()`: its list is spliced into the SQL at every run of the statement.
+        or_(digests.c.state == "pending", digests.c.state == "sending"),
         holds(bindparam("t_claim"), digests.c.subscriber),
         or_(digests.c.claimed_by.is_(None), ~_OTHERS_HOLD),
     )
