@@ -61,3 +61,19 @@ def test_status_loads_no_mail_bounce_web_or_daemon_stack(tmp_path: Path) -> None
         "watchfiles",
     }
     assert loaded.isdisjoint(unwanted), loaded & unwanted
+
+
+@pytest.mark.sqlite_only
+def test_digest_send_loads_no_scheduler_markdown_dkim_or_terminal_library(tmp_path: Path) -> None:
+    """`syndicator digest send` in a pipe, with no schedule to check and no DKIM key: the
+    scheduler, the Markdown parser (item files are not read), dkimpy and rich stay unloaded
+    (bench/rss2email.py at 0 ms counts the start-up)."""
+    (tmp_path / "config.yaml").write_text(
+        "email: {transport: outbox}\nsubscribers:\n  - email: a@example.org\n    frequency: weekly\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "items").mkdir()
+    loaded = loaded_by(["digest", "send"], tmp_path)
+    assert {"sqlalchemy", "jinja2", "css_inline"} <= loaded
+    unwanted = {"apscheduler", "markdown_it", "dkim", "dns", "rich"}
+    assert loaded.isdisjoint(unwanted), loaded & unwanted
