@@ -137,7 +137,8 @@ async def _deliver(
     on the wire and confirmed on its own once the transport says how it went; the outcome and
     (for failures) the reason per message name. Once `stop` is set nothing more goes on the
     wire: those not sent stay pending. These writes run in the event loop's thread
-    (`retrying_here`): one statement each, quicker than a hop to a thread."""
+    (`retrying_here`), on one connection for the batch (`LedgerWrites`): one statement each,
+    quicker than a hop to a thread."""
     ledger = digest_run.ledger
     by_name = {f"{p.row.id:08d}": p for p in built.pending}
     outcomes: dict[str, str] = {}
@@ -150,10 +151,10 @@ async def _deliver(
             return False
         if entry.subscriber.key in suppressed:
             why = "address suppressed before delivery"
-            await retrying_here(partial(ledger.failed, entry.row, why, final=True), what="confirming")
+            await retrying_here(partial(writes.failed, entry.row, why, final=True), what="confirming")
             outcomes[message.name] = "suppressed"
             return False
-        if not await retrying_here(partial(ledger.take, entry.row, claim), what="taking a digest"):
+        if not await retrying_here(partial(writes.take, entry.row, claim), what="taking a digest"):
             outcomes[message.name] = "busy"  # another worker has it now
             return False
         return True
@@ -161,10 +162,10 @@ async def _deliver(
     async def done(message: Outgoing, result: Result) -> None:
         entry = by_name[message.name]
         if result.outcome == "sent":
-            confirm = partial(ledger.sent, entry.row, datetime.now(UTC), claim)
+            confirm = partial(writes.sent, entry.row, datetime.now(UTC), claim)
         else:
             final = result.outcome != "temporary"
-            confirm = partial(ledger.failed, entry.row, result.detail, final=final, claim=claim)
+            confirm = partial(writes.failed, entry.row, result.detail, final=final, claim=claim)
             details[message.name] = result.detail
             if result.outcome == "bad_mailbox":
                 bad = partial(
@@ -185,7 +186,8 @@ async def _deliver(
         )
         for name, p in by_name.items()
     ]
-    await transport.send(messages, claim=take, done=done)
+    with ledger.writes() as writes:
+        await transport.send(messages, claim=take, done=done)
     return outcomes, details
 
 
