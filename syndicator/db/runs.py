@@ -21,7 +21,6 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -422,27 +421,28 @@ class SharedPace:
     each message waits for its slot. The wait is computed by the database (slot − its now), so
     the workers' clocks play no part.
 
-    A worker takes its slots a few at a time (`block`: one per connection, at most a tenth of a
-    second's worth): the pace row is the one row every worker writes, and a transaction per
-    message on it made it the queue every message of every worker waited in (bench/workers.py,
-    the scale-out target). Slots taken and not used are lost: the rate is a ceiling."""
+    A worker takes a tenth of a second's worth of slots at a time (one at least): the pace row
+    is the one row every worker writes, and a transaction per message on it made it the queue
+    every message of every worker waited in (bench/workers.py, the scale-out target); at a rate
+    no relay reaches, a few slots at a time still cost a write for every few messages
+    (bench/rss2email.py, at 0 ms). Slots taken and not used are lost: the rate is a ceiling."""
 
-    def __init__(self, runs: Runs, rate: float, *, block: int = 1) -> None:
+    def __init__(self, runs: Runs, rate: float) -> None:
         self.runs, self.interval = runs, 1.0 / rate
-        self.block = max(1, min(block, int(rate / 10)))
-        self._slots: deque[float] = deque()  # the slots taken, as moments of time.monotonic()
+        self.block = max(1, int(rate / 10))
+        self._next = 0.0  # the next slot taken, as a moment of time.monotonic()
+        self._left = 0  # slots taken and not yet used, from _next on
         self._lock = asyncio.Lock()
 
     async def take(self, interrupt: asyncio.Event) -> bool:
         if interrupt.is_set():
             return False
         async with self._lock:
-            if not self._slots:
+            if not self._left:
                 take = partial(self.runs.next_slots, self.interval, self.block)
                 wait = await asyncio.to_thread(retrying, take, what="pacing")
-                first = time.monotonic() + wait
-                self._slots.extend(first + n * self.interval for n in range(self.block))
-            slot = self._slots.popleft()
+                self._next, self._left = time.monotonic() + wait, self.block
+            slot, self._next, self._left = self._next, self._next + self.interval, self._left - 1
         wait = slot - time.monotonic()
         if wait > 0:
             with contextlib.suppress(TimeoutError):

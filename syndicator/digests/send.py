@@ -366,9 +366,7 @@ async def _send(
                     await kept.enter_async_context(transport.connections())
                     kept._syndicator_open = True  # type: ignore[attr-defined]
                 if not isinstance(transport.pace, SharedPace) or transport.pace.runs is not runs:
-                    transport.pace = SharedPace(
-                        runs, transport.rate_per_second, block=transport.max_connections
-                    )
+                    transport.pace = SharedPace(runs, transport.rate_per_second)
             sent, details = await _deliver(
                 digest_run, built, transport, claim.token, stop=stop, suppressed=suppressed
             )
