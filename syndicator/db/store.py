@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,11 +131,25 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # SQLAlchemy's pysqlite recipe: the driver emits no BEGIN of its own, `_sqlite_begin` does.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    _write_ahead_log(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _write_ahead_log(cursor: Any, *, tries: int = 200) -> None:
+    """Put the file in WAL mode (kept by the file once set). Commands opening a new file at once
+    race to switch it, and SQLite refuses the losers at once ("database is locked", without
+    waiting for the busy timeout): they try again (for up to about 10 s) and find it done."""
+    for attempt in range(tries):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin(connection: Connection) -> None:
