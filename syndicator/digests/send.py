@@ -143,6 +143,7 @@ async def _deliver(
     (`retrying_here`), on one connection for the batch (`LedgerWrites`): one statement each,
     quicker than a hop to a thread."""
     ledger = digest_run.ledger
+    writes = ledger.writes()  # one connection for the batch's writes, closed once it is sent
     by_name = {f"{p.row.id:08d}": p for p in built.pending}
     outcomes: dict[str, str] = {}
     details: dict[str, str] = {}
@@ -189,7 +190,7 @@ async def _deliver(
         )
         for name, p in by_name.items()
     ]
-    with ledger.writes() as writes:
+    with writes:
         await transport.send(messages, claim=take, done=done)
     return outcomes, details
 
