@@ -26,3 +26,14 @@ def item_text(
         "[2] <https://www.irev.fr/javascript%3A%3B>\n\n"
         "[3] <https://www.irev.fr/taxonomy/term/4314>\n"
     )
+
+
+def numbered_items(folder: Path, count: int) -> None:
+    """`count` small item files in `folder` (made if missing), `0000.txt` on, each its own item
+    (`…/titre-numero-N`, titled `Titre numéro N.`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        (folder / f"{n:04d}.txt").write_text(
+            item_text(f"https://www.irev.fr/actualites-0/titre-numero-{n}", body=f"Titre numéro {n}."),
+            encoding="utf-8",
+        )

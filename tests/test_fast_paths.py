@@ -11,7 +11,7 @@ from syndicator.db.store import Store
 from syndicator.ingest.reading import ingest
 
 from .databases import database_for
-from .support import item_text
+from .support import numbered_items
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -29,12 +29,7 @@ def test_ingesting_many_files_starts_no_helper_process(tmp_path: Path) -> None:
     forkserver, resource tracker or parse worker is started, so none can outlive a killed
     `syndicator run` or ingest; every item is stored."""
     folder = tmp_path / "items"
-    folder.mkdir()
-    for n in range(1200):
-        (folder / f"{n:04d}.txt").write_text(
-            item_text(f"https://www.irev.fr/actualites-0/titre-numero-{n}", body=f"Titre numéro {n}."),
-            encoding="utf-8",
-        )
+    numbered_items(folder, 1200)
     before = _children()
     with Store.open(database_for(tmp_path, "many.db")) as store:
         report = ingest(store, [folder], now=T0)

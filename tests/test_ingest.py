@@ -17,7 +17,7 @@ from syndicator.db.store import Store
 from syndicator.ingest.reading import ingest
 
 from .databases import database_for
-from .support import ITEMS, SEED, item_text
+from .support import ITEMS, SEED, item_text, numbered_items
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -194,12 +194,7 @@ def test_files_over_several_chunks_are_all_stored(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(ingest_module, "CHUNK", 40)  # so that a few files make several chunks
     folder = tmp_path / "many"
-    folder.mkdir()
-    for n in range(130):
-        (folder / f"{n:04d}.txt").write_text(
-            item_text(f"https://www.irev.fr/actualites-0/titre-numero-{n}", body=f"Titre numéro {n}."),
-            encoding="utf-8",
-        )
+    numbered_items(folder, 130)
     (folder / "0100b.txt").write_text("pas un item", encoding="utf-8")
     store = Store.open(database_for(tmp_path, "many.db"))
     report = ingest(store, [folder], now=T0)

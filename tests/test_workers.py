@@ -8,6 +8,7 @@ a database of the test's own on the suite's server (tests/databases.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -15,15 +16,17 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from syndicator.config.model import load_config
 from syndicator.db.ledger import Ledger
-from syndicator.db.runs import Runs
+from syndicator.db.runs import Runs, retrying, retrying_here
 from syndicator.db.schema import MIGRATIONS, schema_version
 from syndicator.db.store import Store
 from syndicator.digests.run import DigestRun
@@ -159,16 +162,17 @@ def test_a_worker_whose_lease_ran_out_is_fenced(tmp_path: Path) -> None:
         digest = digests.next_digest(subscriber)
         assert digest is not None
         (row,) = digests.record([digests.built(digest)], claim=late.token).rows
-        assert digests.ledger.take(row, late.token)
-        time.sleep(1.3)  # the lease runs out on the database's clock
-        other = runs.claim(run, 10)
-        assert other is not None and other.subscribers == ("s000@example.org",)
-        assert digests.ledger.take(row, other.token)  # the digest left sending is the new worker's
-        assert not digests.ledger.sent(row, datetime.now(UTC), late.token)  # fenced
-        assert digests.record([digests.built(digest)], claim=late.token).fenced == {"s000@example.org"}
-        assert runs.done(late, {"s000@example.org": "sent"}) == 0
-        assert Ledger(store).counts() == {"sending": 1}
-        assert digests.ledger.sent(row, datetime.now(UTC), other.token)
+        with digests.ledger.writes() as writes:
+            assert writes.take(row, late.token)
+            time.sleep(1.3)  # the lease runs out on the database's clock
+            other = runs.claim(run, 10)
+            assert other is not None and other.subscribers == ("s000@example.org",)
+            assert writes.take(row, other.token)  # the digest left sending is the new worker's
+            assert not writes.sent(row, datetime.now(UTC), late.token)  # fenced
+            assert digests.record([digests.built(digest)], claim=late.token).fenced == {"s000@example.org"}
+            assert runs.done(late, {"s000@example.org": "sent"}) == 0
+            assert Ledger(store).counts() == {"sending": 1}
+            assert writes.sent(row, datetime.now(UTC), other.token)
 
 
 def test_a_batch_is_recorded_together_but_one_refused_digest_does_not_stop_the_others(
@@ -203,7 +207,8 @@ def test_a_batch_is_recorded_together_but_one_refused_digest_does_not_stop_the_o
         assert Ledger(store).counts() == {"pending": 3}  # s001's from the other run, none for s003
         for row in recorded.rows:
             assert row.message == built[row.subscriber].message  # the bytes as built
-            assert digests.ledger.take(row, claim.token)
+            with digests.ledger.writes() as writes:
+                assert writes.take(row, claim.token)
 
 
 def test_a_digest_held_by_a_dead_run_s_claim_goes_with_the_next_run(tmp_path: Path) -> None:
@@ -226,7 +231,8 @@ def test_a_digest_held_by_a_dead_run_s_claim_goes_with_the_next_run(tmp_path: Pa
             digest = digests.next_digest(subscriber)
             assert digest is not None
             (row,) = digests.record([digests.built(digest)], claim=dead.token).rows  # renews the claim
-            assert digests.ledger.take(row, dead.token)
+            with digests.ledger.writes() as writes:
+                assert writes.take(row, dead.token)
             runs.leave(worker)  # the heartbeat is gone with the process; the claim is not
         survivor = digest_send(config_file)
         out, err = survivor.communicate(timeout=120)
@@ -368,3 +374,32 @@ def test_a_database_restart_during_a_send_is_waited_for(tmp_path: Path) -> None:
     assert sum(count - 1 for count in ids.values()) <= 2 * connections, "duplicates only on the wire"
     with Store.open(load_config(config_file).database_url) as store:
         assert Ledger(store).counts() == {"sent": subscribers}
+
+
+@pytest.mark.parametrize("in_the_loop", [False, True], ids=["retrying", "retrying_here"])
+def test_a_database_out_of_reach_is_waited_for_and_any_other_error_raised_at_once(in_the_loop: bool) -> None:
+    """Both ways of trying again keep one policy: a lost connection is tried again after a
+    growing pause, and the action's result returned; an integrity error is raised at once."""
+    calls: list[str] = []
+
+    def flaky() -> str:
+        calls.append("try")
+        if len(calls) < 3:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+        return "done"
+
+    def refused() -> str:
+        calls.append("refused")
+        raise IntegrityError("INSERT", {}, ValueError("duplicate key"))
+
+    def attempt(action: Callable[[], str]) -> str:
+        if in_the_loop:
+            return asyncio.run(retrying_here(action, what="testing", first=0.01))
+        return retrying(action, what="testing", first=0.01)
+
+    assert attempt(flaky) == "done"
+    assert calls == ["try"] * 3
+    calls.clear()
+    with pytest.raises(IntegrityError):
+        attempt(refused)
+    assert calls == ["refused"]

@@ -331,21 +331,6 @@ class Ledger:
         """The per-message writes of a delivery, on one connection kept until it is closed."""
         return LedgerWrites(self.engine, self.turn)
 
-    def take(self, row: LedgerRow, claim: str) -> bool:
-        """`LedgerWrites.take`, on a connection of its own."""
-        with self.writes() as writes:
-            return writes.take(row, claim)
-
-    def sent(self, row: LedgerRow, now: datetime, claim: str | None = None) -> bool:
-        """`LedgerWrites.sent`, on a connection of its own."""
-        with self.writes() as writes:
-            return writes.sent(row, now, claim)
-
-    def failed(self, row: LedgerRow, error: str, *, final: bool, claim: str | None = None) -> bool:
-        """`LedgerWrites.failed`, on a connection of its own."""
-        with self.writes() as writes:
-            return writes.failed(row, error, final=final, claim=claim)
-
     # --- suppression list -------------------------------------------------------------------
 
     def suppress(self, subscriber: str, reason: str, now: datetime, detail: str | None = None) -> None:
@@ -398,12 +383,10 @@ class LedgerWrites:
         statement, the fence in it."""
         return self._write(_TAKE, {"t_id": row.id, "t_claim": claim, "t_at": datetime.now(UTC)})
 
-    def sent(self, row: LedgerRow, now: datetime, claim: str | None = None) -> bool:
+    def sent(self, row: LedgerRow, now: datetime, claim: str) -> bool:
         """The transport accepted the digest: done, and its bytes are no longer kept. Refused
         (False) when `claim` no longer holds the row."""
-        if claim is None:
-            return self._confirm(row, claim, state="sent", sent_at=now, message=None, error=None)
-        return self._write(_SENT, {"s_id": row.id, "s_claim": claim, "s_at": now})  # built once
+        return self._write(_SENT, {"s_id": row.id, "s_claim": claim, "s_at": now})
 
     def failed(self, row: LedgerRow, error: str, *, final: bool, claim: str | None = None) -> bool:
         """Delivery failed: for good (`failed`), or to be tried again by a later run (`pending`)."""

@@ -21,11 +21,11 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -95,39 +95,43 @@ class Claim:
 def retrying(action: Callable[[], _T], *, what: str, attempts: int = 8, first: float = 0.25) -> _T:
     """`action()`, tried again with a growing pause (0.25 s, 0.5 s … up to 8 s) while the database
     cannot be reached: a restart of PostgreSQL during a send is waited for, not fatal."""
-    pause = first
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (OperationalError, DBAPIError) as error:
-            _unless_unavailable(error, attempt == attempts - 1, what, pause)
-        time.sleep(pause)
-        pause = min(pause * 2, 8.0)
-    raise AssertionError("unreachable")
+    tries = _tries(action, what, attempts, first)
+    try:
+        while True:
+            time.sleep(next(tries))
+    except StopIteration as done:
+        return cast(_T, done.value)
 
 
 async def retrying_here(action: Callable[[], _T], *, what: str, attempts: int = 8, first: float = 0.25) -> _T:
     """`retrying` for the event loop: `action()` runs in the loop's own thread, and the pauses
     let the loop go on. For the writes each message makes (taking it, confirming it): handing
     each to a thread cost more than the write (bench/rss2email.py's 0 ms target)."""
+    tries = _tries(action, what, attempts, first)
+    try:
+        while True:
+            await asyncio.sleep(next(tries))
+    except StopIteration as done:
+        return cast(_T, done.value)
+
+
+def _tries(action: Callable[[], _T], what: str, attempts: int, first: float) -> Generator[float, None, _T]:
+    """The policy of `retrying` and `retrying_here`: runs `action()`, yields the pause to wait
+    after each failure that says the database cannot be reached, and returns what `action()`
+    returned; any other error, or the last, is raised."""
     pause = first
     for attempt in range(attempts):
         try:
             return action()
         except (OperationalError, DBAPIError) as error:
-            _unless_unavailable(error, attempt == attempts - 1, what, pause)
-        await asyncio.sleep(pause)
+            if isinstance(error, IntegrityError) or attempt == attempts - 1:
+                raise
+            if not error.connection_invalidated and not isinstance(error, OperationalError):
+                raise
+            log.warning("%s: database unavailable (%s); trying again in %.1f s", what, error.orig, pause)
+        yield pause
         pause = min(pause * 2, 8.0)
     raise AssertionError("unreachable")
-
-
-def _unless_unavailable(error: DBAPIError, last: bool, what: str, pause: float) -> None:
-    """Raise `error` unless it says the database cannot be reached (and there are tries left)."""
-    if isinstance(error, IntegrityError) or last:
-        raise error
-    if not error.connection_invalidated and not isinstance(error, OperationalError):
-        raise error
-    log.warning("%s: database unavailable (%s); trying again in %.1f s", what, error.orig, pause)
 
 
 class Runs:
