@@ -16,11 +16,8 @@ Each outcome is confirmed in its own transaction: one failed write never undoes 
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from functools import lru_cache
@@ -143,13 +140,6 @@ class Ledger:
 
     def __init__(self, store: Store, *, lease: float = 30.0) -> None:
         self.store, self.engine, self.lease = store, store.engine, lease
-        # SQLite has one writer at a time, and a writer that finds the file locked sleeps in its
-        # busy handler (1 ms, 2, 5...) well past the other's commit. A send's two writers in this
-        # process (recording a batch, and each message's take and outcome) take turns on a lock
-        # instead: bench/rss2email.py at 0 ms, 3.0 s against 2.8 s. PostgreSQL locks rows.
-        self.turn: AbstractContextManager[object] = (
-            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
 
     # --- reading --------------------------------------------------------------------------
 
@@ -294,7 +284,7 @@ class Ledger:
         0 ms target of bench/rss2email.py."""
         recorded = Recorded()
         try:
-            with self.turn, self.engine.begin() as connection:
+            with self.engine.begin() as connection:
                 held = self._held(connection, claim, {n.subscriber for n in new})
                 recorded.fenced = {n.subscriber for n in new if n.subscriber not in held}
                 recorded.rows = [_insert(connection, n) for n in new if n.subscriber in held]
@@ -329,7 +319,7 @@ class Ledger:
 
     def writes(self) -> LedgerWrites:
         """The per-message writes of a delivery, on one connection kept until it is closed."""
-        return LedgerWrites(self.engine, self.turn)
+        return LedgerWrites(self.engine)
 
     # --- suppression list -------------------------------------------------------------------
 
@@ -362,8 +352,8 @@ class LedgerWrites:
     0 ms target). A write that fails drops the connection; the next one takes a new connection,
     so that `retrying_here` can try it again once the database is back."""
 
-    def __init__(self, engine: Engine, turn: AbstractContextManager[object]) -> None:
-        self._engine, self._turn = engine, turn  # the ledger's: see Ledger.__init__
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._connection: Connection | None = None
 
     def __enter__(self) -> LedgerWrites:
@@ -405,9 +395,8 @@ class LedgerWrites:
         """Run one statement in a transaction of its own; whether it changed a row."""
         connection = self._connection = self._connection or self._engine.connect()
         try:
-            with self._turn:
-                changed = connection.execute(statement, values).rowcount
-                connection.commit()
+            changed = connection.execute(statement, values).rowcount
+            connection.commit()
         except BaseException:
             self.close()  # rolled back; a connection the error broke is thrown away
             raise

@@ -105,8 +105,8 @@ def retrying(action: Callable[[], _T], *, what: str, attempts: int = 8, first: f
 
 async def retrying_here(action: Callable[[], _T], *, what: str, attempts: int = 8, first: float = 0.25) -> _T:
     """`retrying` for the event loop: `action()` runs in the loop's own thread, and the pauses
-    let the loop go on. For the writes each message makes (taking it, confirming it): handing
-    each to a thread cost more than the write (bench/rss2email.py's 0 ms target)."""
+    let the loop go on. A send's statements run so (`syndicator.digests.send`): handing each to
+    a thread cost more than the statement (bench/rss2email.py's 0 ms target)."""
     tries = _tries(action, what, attempts, first)
     try:
         while True:

@@ -2,8 +2,12 @@
 hand them to the transport, confirm each outcome; the ledger first, then the wire.
 
 Any number of workers, here or on other machines, share one send run through the database
-(`syndicator.db.runs`): each claims `BATCH` subscribers at a time under a lease, builds the next
-batch while the current one is on the wire, and keeps its SMTP connections from batch to batch.
+(`syndicator.db.runs`): each claims `BATCH` subscribers at a time under a lease, builds them,
+sends them, and keeps its SMTP connections from batch to batch. Everything a worker does runs in
+its event loop's thread, the database's statements included (only the heartbeat has a thread of
+its own): it is busy on one core, and a second thread building the next batch made the loop
+wait for the interpreter lock at every reply, 0.15 s more of the 2.5 s bench/rss2email.py takes
+at 0 ms. More throughput is more workers (`--workers N`, or more machines).
 For each subscriber of a batch: digests a previous run recorded but did not confirm go first,
 with their original Message-ID and bytes; then the next digest is chosen (`DigestRun`,
 `syndicator.digests.select`) and rendered. The batch's new digests are recorded in the ledger
@@ -234,60 +238,35 @@ def send_digests(
     def stopped() -> bool:
         return stop is not None and stop.is_set()
 
-    async def claimed_and_built(heart: Heartbeat) -> _Batch | None:
-        claim = await asyncio.to_thread(retrying, partial(runs.claim, run, BATCH), what="claiming")
-        if claim is None:
-            return None
-        heart.hold(claim.token)
-        try:
-            return await _build(digest_run, runs, claim, known=known, stop=stop)
-        except BaseException:
-            heart.drop(claim.token)
-            raise
-
     finish = partial(runs.finish_if_done, run, digest_run.now)
 
     async def work(transport: Transport | None) -> None:
         kept = contextlib.AsyncExitStack()  # the SMTP connections, kept open from batch to batch
         done = 0
-        ahead: asyncio.Task[_Batch | None] | None = None
         try:
             with Heartbeat(runs, worker) as heart:
-                try:
-                    while not stopped():
-                        batch = await (ahead or claimed_and_built(heart))
-                        ahead = None
-                        if batch is None:
-                            if await asyncio.to_thread(retrying, finish, what="finishing the send run"):
-                                break
-                            await asyncio.sleep(min(1.0, lease / 4))  # others hold the rest, till their lease
-                            continue
-                        # The next batch is claimed and built while this one is on the wire, so
-                        # that one worker's connections do not wait for it: the SQLite target
-                        # of bench/smtp.py (no lower throughput than a single process had).
-                        ahead = asyncio.create_task(claimed_and_built(heart))
-                        try:
-                            transport = await _send(
-                                digest_run,
-                                runs,
-                                batch,
-                                transport=transport,
-                                kept=kept,
-                                report=report,
-                                stop=stop,
-                            )
-                        finally:
-                            heart.drop(batch.claim.token)
-                        done += len(batch.claim.subscribers)
-                        if progress:
-                            progress(min(done, total), total)
-                finally:
-                    if ahead is not None:  # stopped or failed: the batch built ahead is due again
-                        await _give_back(runs, heart, ahead)
+                while not stopped():
+                    claim = await retrying_here(partial(runs.claim, run, BATCH), what="claiming")
+                    if claim is None:
+                        if await retrying_here(finish, what="finishing the send run"):
+                            break
+                        await asyncio.sleep(min(1.0, lease / 4))  # others hold the rest, till their lease
+                        continue
+                    heart.hold(claim.token)
+                    try:
+                        batch = await _build(digest_run, runs, claim, known=known, stop=stop)
+                        transport = await _send(
+                            digest_run, runs, batch, transport=transport, kept=kept, report=report, stop=stop
+                        )
+                    finally:
+                        heart.drop(claim.token)
+                    done += len(claim.subscribers)
+                    if progress:
+                        progress(min(done, total), total)
         finally:
             await kept.aclose()
             with contextlib.suppress(Exception):  # its heartbeat stops anyway: it ends in one lease
-                await asyncio.to_thread(runs.leave, worker)
+                runs.leave(worker)
 
     asyncio.run(work(transport))
     if progress:
@@ -314,35 +293,20 @@ async def _build(
     subscribers = [known[key] for key in claim.subscribers if key in known]
     gone = [key for key in claim.subscribers if key not in known]  # config changed
     try:
-        suppressed = await asyncio.to_thread(
-            retrying, digest_run.ledger.suppressed, what="reading suppressions"
-        )
+        suppressed = await retrying_here(digest_run.ledger.suppressed, what="reading suppressions")
         # Built again whole if the database goes away meanwhile: what was recorded is then
         # found unfinished, and what was not is chosen again.
-        built = await asyncio.to_thread(
-            retrying, partial(
+        built = await retrying_here(
+            partial(
                 build_batch, digest_run, subscribers, suppressed=suppressed, claim=claim.token,
                 halted=lambda: stop is not None and stop.is_set(),
             ), what="building digests",
         )  # fmt: skip
     except BaseException:
         with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
-            await asyncio.to_thread(runs.give_back, claim, claim.subscribers)  # due again, for any worker
+            runs.give_back(claim, claim.subscribers)  # due again, for any worker
         raise
     return _Batch(claim, subscribers, gone, suppressed, built)
-
-
-async def _give_back(runs: Runs, heart: Heartbeat, ahead: asyncio.Task[_Batch | None]) -> None:
-    """A batch claimed and built ahead, not sent: its subscribers due again (what was recorded
-    for them is found unfinished and sent by whoever takes them)."""
-    try:
-        batch = await ahead
-    except BaseException:
-        return  # its own failure gave it back
-    if batch is not None:
-        heart.drop(batch.claim.token)
-        with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
-            await asyncio.to_thread(runs.give_back, batch.claim, batch.claim.subscribers)
 
 
 async def _send(
@@ -376,7 +340,7 @@ async def _send(
             )
     except BaseException:
         with contextlib.suppress(DBAPIError):  # else they are due again once the lease runs out
-            await asyncio.to_thread(runs.give_back, claim, claim.subscribers)  # due again, for any worker
+            runs.give_back(claim, claim.subscribers)  # due again, for any worker
         raise
     results: dict[str, list[str]] = {}
     reasons = dict(built.unbuilt)
@@ -401,9 +365,9 @@ async def _send(
             report, subscriber, got, reasons.get(subscriber.key),
             suppressed=subscriber.key in suppressed, would_send=False,
         )  # fmt: skip
-    await asyncio.to_thread(retrying, partial(runs.give_back, claim, back), what="giving back subscribers")
+    await retrying_here(partial(runs.give_back, claim, back), what="giving back subscribers")
     finished = {k: v for k, v in outcomes.items() if k not in back}
-    await asyncio.to_thread(retrying, partial(runs.done, claim, finished), what="confirming subscribers")
+    await retrying_here(partial(runs.done, claim, finished), what="confirming subscribers")
     return transport
 
 
