@@ -164,11 +164,11 @@ def test_batches_built_by_a_worker_process_are_each_delivered_once(
     assert len(handler.peers) <= 2  # max_connections, for the 3 batches
 
 
-def test_a_run_stopped_in_a_batch_gives_back_the_next_one_it_had_claimed(
+def test_a_run_stopped_in_a_batch_gives_its_subscribers_back_and_leaves_its_digests_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next batch is claimed while this one is sent: when a policy refusal stops the run, it
-    is given back: every digest recorded is left pending for the next run, none claimed."""
+    """A policy refusal stops the run in its first batch: every digest recorded is left pending
+    for the next run, and no subscriber stays claimed."""
     monkeypatch.setattr(delivery, "BATCH", 5)
     handler = SlowHandler(0.2, data_replies=["550 5.7.1 Relaying denied"] * 50)
     with smtp_server(handler) as port:
@@ -178,11 +178,11 @@ def test_a_run_stopped_in_a_batch_gives_back_the_next_one_it_had_claimed(
                 send_digests(DigestRun(store, config, now=_now()))
             assert set(Ledger(store).counts()) == {"pending"}
             (_, tally), *_ = Runs(store).open_runs()  # the run stays open for the next send
-            assert "claimed" not in tally, "every batch claimed, the one built ahead too, is given back"
+            assert "claimed" not in tally, "the batch stopped is given back"
     assert handler.accepted == []
 
 
-def test_an_error_in_the_worker_process_fails_each_digest_with_that_error(
+def test_a_template_no_digest_renders_with_fails_each_digest_with_its_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A template no digest can be rendered with: each subscriber's digest fails with its error,
