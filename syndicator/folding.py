@@ -4,8 +4,7 @@ split (`Œuvres de Santé` → `oeuvres de sante`).
 Term keys and feed slugs (`syndicator.taxonomy.terms`), territoire labels
 (`syndicator.taxonomy.territoires`) and the words of a title matched against its URL slug
 (`syndicator.parsing.titles`) are all this fold, then each keeps the characters it needs. It
-sits in the foundation, below parsing, because titles need it too; it imports nothing heavy, as
-the parse worker processes load it.
+sits in the foundation, below parsing, because titles need it too.
 """
 
 from __future__ import annotations

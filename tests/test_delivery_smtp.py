@@ -99,8 +99,7 @@ def test_killed_mid_run_the_next_run_delivers_the_rest_once(
 ) -> None:
     """SIGKILL during delivery: the restart sends every digest not confirmed, same Message-IDs;
     only a message that was on the wire at the kill may arrive twice. With 60 subscribers the
-    run has two batches (25, then 35): killed in the second, which the worker process built and
-    which was claimed while the first was sent."""
+    run has two batches (25, then 35): killed in the second."""
     handler = SlowHandler(0.3 if subscribers == SUBSCRIBERS else 0.1)
     with smtp_server(handler) as port:
         config_file = project(tmp_path, port, connections=2, subscribers=subscribers)
@@ -139,12 +138,12 @@ def test_two_runs_at_once_deliver_each_digest_once(tmp_path: Path) -> None:
     assert set(ids.values()) == {1}
 
 
-def test_batches_built_by_a_worker_process_are_each_delivered_once(
+def test_several_batches_are_each_delivered_once_over_the_first_one_s_connections(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Several batches: a worker process builds and records them while this one sends; every
-    subscriber gets one digest, the ledger has them all sent, and the connections opened for the
-    first batch serve the others."""
+    """Several batches, claimed, built and sent one after the other: every subscriber gets one
+    digest, the ledger has them all sent, and the connections opened for the first batch serve
+    the others."""
     monkeypatch.setattr(delivery, "BATCH", 5)  # 12 subscribers: 3 batches
     handler = Handler()
     seen: list[tuple[int, int]] = []
