@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from syndicator.config.model import load_config
@@ -116,6 +118,42 @@ def test_two_workers_started_together_share_the_run_and_report_only_their_own(tm
     assert Counter(r for r, _ in message_ids(handler)) == {
         f"s{n:03d}@example.org": 1 for n in range(subscribers)
     }
+
+
+def test_a_worker_joining_while_another_opens_the_run_joins_that_run(tmp_path: Path) -> None:
+    """The second worker asks for the open run while the first has opened one but not yet
+    committed it: it waits for the first, then joins its run. (On PostgreSQL it used to find no
+    run, then, the first's committed meanwhile, number a second run after it: both runs listed
+    every subscriber, and each worker found the other's digests already made, as `empty`.)"""
+    url = databases.database_for(tmp_path)
+    subscribers = [f"s{n:03d}@example.org" for n in range(3)]
+    opened, asked, committed = threading.Event(), threading.Event(), threading.Event()
+    joined: dict[str, int] = {}
+
+    def hold_the_commit(_c: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("INSERT INTO send_workers"):  # the last statement before commit
+            opened.set()
+            asked.wait(timeout=2)  # until the other worker has asked, or gave up waiting for it
+
+    def note_the_question(_c: object, _cursor: object, statement: str, *_: object) -> None:
+        if "send_runs.finished IS NULL" in statement:
+            asked.set()
+            committed.wait(timeout=2)  # what it does next, it does after the first's commit
+
+    def join(name: str, hook: Callable[..., None], when: str) -> None:
+        with Store.open(url) as store:
+            event.listen(store.engine, when, hook)
+            run, _ = Runs(store).join("weekly", subscribers, datetime.now(UTC))
+            joined[name] = run.id
+        if name == "first":
+            committed.set()
+
+    first = threading.Thread(target=join, args=("first", hold_the_commit, "before_cursor_execute"))
+    first.start()
+    assert opened.wait(timeout=30)
+    join("second", note_the_question, "after_cursor_execute")
+    first.join(timeout=30)
+    assert joined["first"] == joined["second"], "one run for both"
 
 
 def test_a_killed_worker_s_subscribers_are_taken_by_the_other_within_one_lease(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 LEASE = 30.0  # seconds a claim lasts without a heartbeat: a dead worker's share waits this long
 ALL = "all"  # the frequency of a run over every subscriber
+# The PostgreSQL advisory lock that opening or joining a run takes until commit ("SYNR"): any
+# fixed number but the runner's ("SYND") and `Store.writing()`'s ("SYNW").
+_JOINING_LOCK = 0x53594E52
 _T = TypeVar("_T")
 
 
@@ -529,8 +533,14 @@ def holds(token: Any, subscriber: Any) -> Exists:
 
 
 def _write_first(connection: Connection) -> None:
-    """Start the transaction with a write (that changes nothing): on SQLite it then holds the
-    write lock from its first read, so two workers never read the same state and both write
-    (`BEGIN IMMEDIATE`, whatever transaction handling the driver uses)."""
+    """Make the transactions that open or join a run take turns, so that two workers never read
+    the same state and both write. On SQLite, a write that changes nothing first: the
+    transaction then holds the write lock from its first read (`BEGIN IMMEDIATE`, whatever
+    transaction handling the driver uses). On PostgreSQL, an advisory lock held until commit:
+    without it, a worker could find no open run, then (each statement seeing what was committed
+    meanwhile) number its new run after the one another worker just opened, and both runs would
+    list every subscriber."""
     if connection.dialect.name == "sqlite":
         connection.execute(update(send_runs).where(false()).values(number=send_runs.c.number))
+    else:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _JOINING_LOCK})
