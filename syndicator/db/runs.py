@@ -35,12 +35,10 @@ from sqlalchemy import (
     case,
     delete,
     exists,
-    false,
     func,
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -55,9 +53,6 @@ log = logging.getLogger(__name__)
 
 LEASE = 30.0  # seconds a claim lasts without a heartbeat: a dead worker's share waits this long
 ALL = "all"  # the frequency of a run over every subscriber
-# The PostgreSQL advisory lock that opening or joining a run takes until commit ("SYNR"): any
-# fixed number but the runner's ("SYND") and `Store.writing()`'s ("SYNW").
-_JOINING_LOCK = 0x53594E52
 _T = TypeVar("_T")
 
 
@@ -142,7 +137,7 @@ class Runs:
     """The runs, claims and workers of a store."""
 
     def __init__(self, store: Store, *, lease: float = LEASE) -> None:
-        self.engine, self.lease = store.engine, lease
+        self.store, self.engine, self.lease = store, store.engine, lease
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -165,8 +160,10 @@ class Runs:
         worker = secrets.token_hex(16)
         for _ in range(5):  # a lost race to open a run is a run to join
             try:
-                with self.engine.begin() as connection:
-                    _write_first(connection)
+                # Joins take turns (`Store.writing`): else, on PostgreSQL, a worker could find no
+                # open run, then number its own after the one another worker just committed,
+                # and both runs would list every subscriber.
+                with self.store.writing() as connection:
                     if run_id is None:
                         run = self._open_run(connection, key, issued)
                     else:
@@ -530,17 +527,3 @@ def holds(token: Any, subscriber: Any) -> Exists:
         send_claims.c.state == "claimed",
         send_claims.c.expires >= db_clock(),
     )
-
-
-def _write_first(connection: Connection) -> None:
-    """Make the transactions that open or join a run take turns, so that two workers never read
-    the same state and both write. On SQLite, a write that changes nothing first: the
-    transaction then holds the write lock from its first read (`BEGIN IMMEDIATE`, whatever
-    transaction handling the driver uses). On PostgreSQL, an advisory lock held until commit:
-    without it, a worker could find no open run, then (each statement seeing what was committed
-    meanwhile) number its new run after the one another worker just opened, and both runs would
-    list every subscriber."""
-    if connection.dialect.name == "sqlite":
-        connection.execute(update(send_runs).where(false()).values(number=send_runs.c.number))
-    else:
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _JOINING_LOCK})
