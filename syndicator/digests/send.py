@@ -254,7 +254,7 @@ def send_digests(
                         continue
                     heart.hold(claim.token)
                     try:
-                        batch = await _build(digest_run, runs, claim, known=known, stop=stop)
+                        batch = await _build(digest_run, runs, claim, known=known, halted=stopped)
                         transport = await _send(
                             digest_run, runs, batch, transport=transport, kept=kept, report=report, stop=stop
                         )
@@ -287,9 +287,15 @@ class _Batch:
 
 
 async def _build(
-    digest_run: DigestRun, runs: Runs, claim: Claim, *, known: dict[str, Subscriber], stop: Event | None
+    digest_run: DigestRun,
+    runs: Runs,
+    claim: Claim,
+    *,
+    known: dict[str, Subscriber],
+    halted: Callable[[], bool],
 ) -> _Batch:
-    """The digests of a claimed batch, built and recorded; the claim given back if that fails."""
+    """The digests of a claimed batch, built and recorded until `halted()` says stop; the claim
+    given back if that fails."""
     subscribers = [known[key] for key in claim.subscribers if key in known]
     gone = [key for key in claim.subscribers if key not in known]  # config changed
     try:
@@ -299,7 +305,7 @@ async def _build(
         built = await retrying_here(
             partial(
                 build_batch, digest_run, subscribers, suppressed=suppressed, claim=claim.token,
-                halted=lambda: stop is not None and stop.is_set(),
+                halted=halted,
             ), what="building digests",
         )  # fmt: skip
     except BaseException:
